@@ -1,0 +1,65 @@
+# kubemigrate: every set-up step a fresh machine needs lives here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HARNESS := PYTHONPATH=tests $(PY) -m harness
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint fmt unit integration test tools sysdeps dev-up dev-down dev-status crds install run demo bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.stamp ## create .venv with the package (editable) and the dev tools
+
+sysdeps: ## install PostgreSQL and bubblewrap from Debian's packages if missing
+	@missing=""; \
+	  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15 postgresql-client-15"; \
+	  command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	  command -v pgbench >/dev/null || missing="$$missing postgresql-contrib"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing >/dev/null; \
+	  fi
+
+tools: ## build etcd, kube-apiserver, kube-controller-manager, kubectl and helm (cached outside the repo)
+	@tests/cluster/build.sh >/dev/null
+
+lint: venv ## ruff, mypy --strict and import-linter
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: venv ## format the code
+	$(VENV)/bin/ruff check --fix operator tests bench
+	$(VENV)/bin/ruff format operator tests bench
+
+unit: venv ## the fast, hermetic tests
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: venv sysdeps tools ## the tests against a real control plane and PostgreSQL
+	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+
+test: lint unit integration ## everything CI runs
+
+dev-up: venv sysdeps tools ## start the local control plane, PostgreSQL and node runner; writes .dev/env
+	$(HARNESS) up
+
+dev-down: venv ## stop what dev-up started
+	$(HARNESS) down
+
+dev-status: venv ## show what is running
+	$(HARNESS) status
+
+clean: dev-down ## remove .dev and the venv (the Go build cache stays)
+	rm -rf .dev $(VENV)

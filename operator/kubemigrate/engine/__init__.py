@@ -1,0 +1,1 @@
+"""The migration engine: PostgreSQL only, no Kubernetes code (enforced by import-linter)."""

@@ -1,0 +1,1 @@
+"""pydantic models of the custom resources; crds/ is generated from them."""

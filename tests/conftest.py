@@ -1,0 +1,55 @@
+"""Fixtures shared by every tier: PostgreSQL, from .dev/env or started for the run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import databases, postgres
+from harness.devenv import read_env
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kubeconfig", default=None, help="run integration tests against this cluster"
+    )
+    parser.addoption(
+        "--database-url",
+        default=None,
+        help="superuser libpq URL of a PostgreSQL server for the tests",
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A superuser URL of a running PostgreSQL server: given, from .dev/env, or started now."""
+    given = request.config.getoption("--database-url") or os.environ.get(
+        "KUBEMIGRATE_TEST_DATABASE_URL"
+    )
+    if given:
+        yield given
+        return
+    dev_url = read_env().get("DATABASE_URL")
+    if dev_url and databases.reachable(dev_url):
+        yield dev_url
+        return
+    with tempfile.TemporaryDirectory(prefix="kubemigrate-pg-") as tmp:
+        datadir = Path(tmp) / "pgdata"
+        server = postgres.start(datadir)
+        try:
+            yield server.url
+        finally:
+            postgres.stop(datadir)
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    url = databases.create(pg_admin_url)
+    try:
+        yield url
+    finally:
+        databases.drop(pg_admin_url, url)

@@ -1,0 +1,41 @@
+"""Per-test PostgreSQL databases on a shared server, created and dropped by name."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same libpq URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def create(admin_url: str, prefix: str = "t") -> str:
+    """Create a fresh, empty database and return its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_dbname(admin_url, name)
+
+
+def drop(admin_url: str, url: str) -> None:
+    """Drop the database url names, disconnecting whoever is still in it."""
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def reachable(url: str) -> bool:
+    """Whether a connection to url succeeds within two seconds."""
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
