@@ -61,5 +61,9 @@ dev-down: venv ## stop what dev-up started
 dev-status: venv ## show what is running
 	$(HARNESS) status
 
+crds: venv ## regenerate crds/ and docs/resources.md from the models
+	$(PY) -m kubemigrate.models.crds --write crds/
+	$(PY) -m kubemigrate.models.reference --write docs/resources.md
+
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)

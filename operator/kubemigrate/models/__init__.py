@@ -1,1 +1,11 @@
-"""pydantic models of the custom resources; crds/ is generated from them."""
+"""pydantic models of the custom resources; crds/ is generated from them (``make crds``).
+
+One model per kind, reused by the operator (to read and write objects), the CLI (to check
+manifests offline, with the same messages as the API server) and the CRD generator.
+"""
+
+from kubemigrate.models.backup import DatabaseBackup
+from kubemigrate.models.migration import Migration
+from kubemigrate.models.restore import DatabaseRestore
+
+__all__ = ["DatabaseBackup", "DatabaseRestore", "Migration"]

@@ -1,0 +1,164 @@
+"""The DatabaseBackup kind: one pg_dump of one database, run as a Job, optionally verified."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kubemigrate.models.base import (
+    AGE,
+    Duration,
+    ObjectMeta,
+    Resource,
+    Seconds,
+    SpecModel,
+    StatusModel,
+    cel,
+    column,
+    validations,
+)
+from kubemigrate.models.common import Condition, DatabaseRef, LastError, Verification
+from kubemigrate.models.storage import BackupStorage
+
+
+def immutable(what: str) -> dict[str, Any]:
+    """A transition rule refusing any change: a backup's source and target are fixed at creation."""
+    return validations(
+        cel("self == oldSelf", f"{what} cannot change; create a new DatabaseBackup instead")
+    )
+
+
+class BackupFormat(StrEnum):
+    CUSTOM = "custom"
+    PLAIN = "plain"
+    DIRECTORY = "directory"
+
+
+class BackupPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class BackupVerify(SpecModel):
+    """How hard to check the backup. pg_restore --list always runs on the finished file."""
+
+    restore: bool = Field(
+        False,
+        description=(
+            "Also restore the backup into a scratch database and compare row counts table by "
+            "table with the source. Default: false."
+        ),
+    )
+
+
+class Retention(SpecModel):
+    """When backups of this database are deleted."""
+
+    keep_last: int | None = Field(
+        None,
+        description=(
+            "Keep only the newest N succeeded DatabaseBackups of the same database in this "
+            "namespace; older ones are deleted when this one succeeds."
+        ),
+        ge=1,
+    )
+    ttl: Duration | None = Field(
+        None,
+        description="Delete this backup (resource and file) this long after it completed: 168h.",
+    )
+
+
+class DatabaseBackupSpec(SpecModel):
+    """What to back up and where to."""
+
+    database: DatabaseRef = Field(
+        description="The database to back up. Required; immutable.",
+        json_schema_extra=immutable("spec.database"),
+    )
+    storage: BackupStorage = Field(
+        description="Where to write the backup. Required; immutable.",
+        json_schema_extra=immutable("spec.storage"),
+    )
+    format: BackupFormat = Field(
+        BackupFormat.CUSTOM,
+        description=(
+            "pg_dump's output format: custom (compressed, selective restore), plain (SQL text) "
+            "or directory. Default: custom. Immutable."
+        ),
+        json_schema_extra=immutable("spec.format"),
+    )
+    verify: BackupVerify = Field(
+        default=BackupVerify(), description="How to check the backup after taking it."
+    )
+    retention: Retention | None = Field(None, description="When to delete backups.")
+    active_deadline_seconds: int = Field(
+        3600,
+        description="Seconds the backup Job may run before the backup fails. Default: 3600.",
+        ge=1,
+    )
+
+
+class DatabaseBackupStatus(StatusModel):
+    """The outcome of the backup Job."""
+
+    phase: BackupPhase | None = Field(None, description="Where the backup is.")
+    reason: str | None = Field(None, description="One CamelCase word saying why, when Failed.")
+    message: str | None = Field(None, description="A human-readable summary.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling and Stalled, with the kstatus meaning.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation this status describes."
+    )
+    started_at: datetime | None = Field(None, description="When the backup started.")
+    completed_at: datetime | None = Field(None, description="When the backup ended.")
+    duration_seconds: Seconds | None = Field(None, description="How long the backup took.")
+    size_bytes: int | None = Field(None, description="Size of the backup in bytes.")
+    location: str | None = Field(
+        None, description="Where the backup is, e.g. pvc://backups/prod/orders-20241220.dump."
+    )
+    sha256: str | None = Field(None, description="sha256 of the backup file, in hex.")
+    server_version: str | None = Field(
+        None, description="PostgreSQL server version of the database backed up."
+    )
+    verified: bool | None = Field(
+        None, description="Whether the backup passed verification (pg_restore --list, restore)."
+    )
+    verification: Verification | None = Field(
+        None, description="Row counts compared by a test restore, when verify.restore is set."
+    )
+    last_error: LastError | None = Field(None, description="Why the backup failed.")
+    job: str | None = Field(None, description="Name of the Job that ran the backup.")
+
+
+class DatabaseBackup(SpecModel):
+    """A pg_dump backup of a PostgreSQL database, taken by a Job."""
+
+    api_version: Literal["kubemigrate.dev/v1alpha1"] = "kubemigrate.dev/v1alpha1"
+    kind: Literal["DatabaseBackup"] = "DatabaseBackup"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: DatabaseBackupSpec = Field(description="What to back up and where to.")
+    status: DatabaseBackupStatus | None = Field(None, description="The outcome of the backup.")
+
+
+RESOURCE = Resource(
+    model=DatabaseBackup,
+    kind="DatabaseBackup",
+    plural="databasebackups",
+    short_names=("dbbackup",),
+    columns=(
+        column("Phase", "string", ".status.phase", "Where the backup is."),
+        column("Size", "integer", ".status.sizeBytes", "Size of the backup in bytes."),
+        column("Duration", "number", ".status.durationSeconds", "Seconds the backup took."),
+        column("Verified", "boolean", ".status.verified", "Whether verification passed."),
+        AGE,
+        column("Location", "string", ".status.location", "Where it is.", priority=1),
+    ),
+)
