@@ -1,0 +1,30 @@
+"""The sandbox's mount plan: missing mount points are created in tmpfs, never on the host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.sandbox import Mount, bwrap_argv, resolve, splice_points
+
+
+def test_symlinked_targets_are_resolved_but_private_ones_are_not() -> None:
+    assert resolve("/var/run/secrets/x") == str(Path("/var/run").resolve() / "secrets/x")
+    assert resolve("/dev/termination-log") == "/dev/termination-log"
+    assert resolve("tmp/../tmp/a") == "/tmp/a"
+
+
+def test_only_existing_ancestors_of_missing_targets_are_spliced() -> None:
+    points = splice_points(["/usr/share/km-missing/deeper", "/tmp/x/y", "/km-new-top/a", "/usr"])
+    assert points == {"/usr/share", "/usr"}
+
+
+def test_argv_binds_volumes_after_the_tree_and_runs_the_command(tmp_path: Path) -> None:
+    argv = bwrap_argv(["sh", "-c", "true"],
+                      mounts=[Mount(tmp_path, "/backups", read_only=True)],
+                      termination_log=tmp_path / "t", termination_path="/dev/termination-log",
+                      workdir=None, hostname="pod-1")
+    assert argv[-4:] == ["--", "sh", "-c", "true"]
+    ro = argv.index("--ro-bind", argv.index("--tmpfs"))
+    assert argv[ro:ro + 3] == ["--ro-bind", str(tmp_path), "/backups"]
+    assert ["--bind", str(tmp_path / "t"), "/dev/termination-log"] == argv[ro + 3:ro + 6]
+    assert "--dev-bind" not in argv
