@@ -1,0 +1,137 @@
+{{/*
+Helpers of the kubemigrate chart. Every name is prefixed with the chart name so that the
+templates of a parent chart never collide with these.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "kubemigrate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full name of the release's resources: fullnameOverride, else release-chart (once). */}}
+{{- define "kubemigrate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart-version, for the helm.sh/chart label. */}}
+{{- define "kubemigrate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The labels every resource of the release carries. */}}
+{{- define "kubemigrate.labels" -}}
+helm.sh/chart: {{ include "kubemigrate.chart" . }}
+{{ include "kubemigrate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kubemigrate
+{{- end }}
+
+{{/* The labels that select the operator's pod; never change them (Deployment selectors are immutable). */}}
+{{- define "kubemigrate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubemigrate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* The operator's ServiceAccount name. */}}
+{{- define "kubemigrate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kubemigrate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The namespace the operator watches in namespace scope. */}}
+{{- define "kubemigrate.watchNamespace" -}}
+{{- default .Release.Namespace .Values.watchNamespace }}
+{{- end }}
+
+{{/* Whether the operator is namespace-scoped ("true" or ""). */}}
+{{- define "kubemigrate.namespaced" -}}
+{{- if eq .Values.rbac.scope "namespace" }}true{{ end }}
+{{- end }}
+
+{{/* The operator's image: repository@digest, or repository:tag (default appVersion). */}}
+{{- define "kubemigrate.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The image of preflight, backup and restore Jobs: jobs.image, else the operator's own. */}}
+{{- define "kubemigrate.jobImage" -}}
+{{- $repo := default .Values.image.repository .Values.jobs.image.repository }}
+{{- if .Values.jobs.image.tag }}
+{{- printf "%s:%s" $repo .Values.jobs.image.tag }}
+{{- else if .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The application's rules, the same in a ClusterRole (cluster scope) and a Role (namespace scope).
+Secrets are not here: their `get` is granted separately so that it can be narrowed.
+*/}}
+{{- define "kubemigrate.applicationRules" -}}
+# application: the operator's own resources; kopf patches them for its finalizer and progress
+# annotations, the controller reads them.
+- apiGroups: ["kubemigrate.dev"]
+  resources: ["migrations", "databasebackups", "databaserestores"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# application: status is written through the status subresource.
+- apiGroups: ["kubemigrate.dev"]
+  resources: ["migrations/status", "databasebackups/status", "databaserestores/status"]
+  verbs: ["get", "patch", "update"]
+# application: Jobs are owned by these resources with blockOwnerDeletion, which needs update on
+# the owner's finalizers subresource (OwnerReferencesPermissionEnforcement).
+- apiGroups: ["kubemigrate.dev"]
+  resources: ["migrations/finalizers", "databasebackups/finalizers", "databaserestores/finalizers"]
+  verbs: ["update"]
+# application: preflight, backup and restore Jobs.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete", "deletecollection"]
+# application: Job pods' termination messages carry their JSON results.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# application: preflight plans and spec.sqlFrom sources.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# application: backup volumes.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create"]
+# framework (kopf): Events about the resources it handles (kopf posts core/v1 Events).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* The Secret rule: get only (database URLs), never list or watch. */}}
+{{- define "kubemigrate.secretRules" -}}
+# application: the database URL of a resource's spec.database.secretRef; `get` only, never
+# list or watch, so the operator can read a Secret it is pointed at but not enumerate them.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}

@@ -1,0 +1,1 @@
+"""Helm chart tests: lint, server-side dry runs and RBAC against the real API server."""
