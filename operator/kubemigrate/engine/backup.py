@@ -1,0 +1,177 @@
+"""Taking a backup: pg_dump in an exported snapshot, with exact row counts from that snapshot.
+
+The connection that exports the snapshot (REPEATABLE READ, read only) counts every table's rows
+while pg_dump, started with ``--snapshot``, dumps the same snapshot in its own process: the
+counts are exactly the rows in the dump, at the cost of one extra scan running alongside the
+dump. The sidecar keeps them, so a restore anywhere, later, can prove it loaded every row.
+
+pg_dump writes to a temporary file (``-f``, not a pipe: a seekable custom archive gets data
+offsets in its table of contents, which parallel and selective restores need); the file is then
+hashed once, from the page cache, and renamed into place with its sidecar.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from kubemigrate.engine import dumpfile, pgtools
+from kubemigrate.engine.backup_errors import BackupError, ToolFailed, ToolTooOld, UnsupportedOption
+from kubemigrate.engine.dumpfile import BackupMeta, Format
+from kubemigrate.engine.libpq import ToolConnection, tool_connection
+from kubemigrate.engine.redact import redact
+from kubemigrate.engine.rowcounts import count_tables
+from kubemigrate.engine.session import connection_failed, one_line
+
+APPLICATION_NAME = "kubemigrate-backup"
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """A finished backup: where, how big, its sha256, and what it holds."""
+
+    path: Path
+    format: Format
+    size_bytes: int
+    sha256: str
+    database: str
+    server_version: str
+    started_at: datetime
+    completed_at: datetime
+    duration_seconds: float
+    tables: dict[str, int] | None
+
+    @property
+    def rows(self) -> int | None:
+        return None if self.tables is None else sum(self.tables.values())
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to run: the checked options of one take_backup call."""
+
+    program: str
+    dump_major: int
+    connection: ToolConnection
+    output: Path
+    format: Format
+    jobs: int | None
+    count_rows: bool
+    overwrite: bool
+
+
+def take_backup(url: str, output: Path, *, format: Format = "custom",
+                pg_dump: str = "pg_dump", jobs: int | None = None, count_rows: bool = True,
+                overwrite: bool = False) -> BackupResult:
+    """Dump the database at url into output (a file, or a directory for ``directory``).
+
+    Raises ConnectionFailed, ToolMissing, ToolTooOld, ToolFailed or BackupError; on any failure
+    nothing is left at output (an existing backup there is only replaced on success).
+    """
+    started_at, t0 = datetime.now(UTC), time.monotonic()
+    checked = _check_output(Path(output), format, jobs, overwrite)
+    program = pgtools.locate(pg_dump)
+    plan = _Plan(program, pgtools.major_version(program), tool_connection(url), checked,
+                 format, jobs, count_rows, overwrite)
+    try:
+        conn = psycopg.connect(url, autocommit=True, application_name=APPLICATION_NAME,
+                               connect_timeout=10)
+    except psycopg.Error as exc:
+        raise connection_failed(url, exc) from None
+    try:
+        with conn:
+            meta = _backup(conn, plan, t0)
+    except psycopg.Error as exc:
+        message = redact(one_line(str(exc)), *plan.connection.secrets)
+        raise BackupError(f"backup failed: {message}") from None
+    return BackupResult(path=plan.output, format=format, size_bytes=meta.size_bytes,
+                        sha256=meta.sha256, database=meta.database,
+                        server_version=meta.server_version, started_at=started_at,
+                        completed_at=meta.created_at, duration_seconds=meta.duration_seconds,
+                        tables=meta.tables)
+
+
+def _backup(conn: psycopg.Connection[Any], plan: _Plan, t0: float) -> BackupMeta:
+    """Export a snapshot, dump and count in it, then publish the dump with its sidecar."""
+    server_version = _server_version(conn)
+    server_major = pgtools.server_major(conn.info.server_version)
+    if plan.dump_major < server_major:
+        raise ToolTooOld(f"{plan.program} is version {plan.dump_major}, older than the server "
+                         f"(PostgreSQL {server_version}): use pg_dump {server_major} or newer")
+    database = str(_scalar(conn, "SELECT current_database()"))
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    snapshot = str(_scalar(conn, "SELECT pg_export_snapshot()"))
+    temp = dumpfile.temporary_name(plan.output)
+    args = [plan.program, f"--format={dumpfile.PG_DUMP_FLAG[plan.format]}", f"--file={temp}",
+            f"--snapshot={snapshot}", "--no-password",
+            f"--dbname={plan.connection.dbname_arg}"]
+    if plan.jobs:
+        args.append(f"--jobs={plan.jobs}")
+    with dumpfile.removing_on_failure(temp):
+        tables = _dump_and_count(conn, args, plan)
+        conn.execute("ROLLBACK")
+        sha256, size = dumpfile.digest(temp)
+        meta = BackupMeta(format=plan.format, sha256=sha256, size_bytes=size,
+                          database=database, server_version=server_version,
+                          pg_dump_version=plan.dump_major, created_at=datetime.now(UTC),
+                          duration_seconds=round(time.monotonic() - t0, 3), tables=tables)
+        if plan.overwrite:
+            dumpfile.remove(plan.output)
+            dumpfile.remove(dumpfile.sidecar_path(plan.output))
+        dumpfile.publish(temp, plan.output, meta)
+    return meta
+
+
+def _dump_and_count(conn: psycopg.Connection[Any], args: list[str],
+                    plan: _Plan) -> dict[str, int] | None:
+    """Run pg_dump; meanwhile count rows on conn, whose open transaction holds the snapshot."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(args, env=plan.connection.environ(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            tables = count_tables(conn, background=True) if plan.count_rows else None
+            returncode = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if returncode != 0:
+            stderr.seek(0)
+            raise ToolFailed("pg_dump failed: " + pgtools.error_line(
+                stderr.read(), "pg_dump", secrets=plan.connection.secrets))
+    return tables
+
+
+def _check_output(output: Path, format: Format, jobs: int | None, overwrite: bool) -> Path:
+    if format not in dumpfile.FORMATS:
+        raise UnsupportedOption(f"unknown backup format {format!r}: use custom, plain or "
+                                "directory")
+    if jobs is not None and jobs > 1 and format != "directory":
+        raise UnsupportedOption("parallel dumps (jobs > 1) need the directory format")
+    output = output.absolute()
+    if (output.exists() or output.is_symlink()) and not overwrite:
+        raise BackupError(f"{output} already exists; choose another name or overwrite it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"cannot create directory {output.parent}: {exc.strerror}") from None
+    return output
+
+
+def _server_version(conn: psycopg.Connection[Any]) -> str:
+    """``15.18`` from ``15.18 (Debian 15.18-0+deb12u1)``."""
+    full = conn.info.parameter_status("server_version") or ""
+    return full.split(" ", 1)[0] or str(conn.info.server_version)
+
+
+def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]

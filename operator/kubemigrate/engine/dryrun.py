@@ -1,0 +1,105 @@
+"""A dry run: the pending migrations, in order, inside one transaction that is rolled back.
+
+Each migration runs in a savepoint with its own timeouts, so a lock_timeout can be retried
+without losing the earlier ones; later migrations see what earlier ones did, as they would for
+real. The report says what each would change (rows, tables created, altered, dropped: a full
+catalog comparison). Nothing is written, not even a history row: the database is exactly as
+before, and a dry run on a database without a history does not create one.
+
+No-transaction migrations cannot run inside the transaction; they are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from kubemigrate.engine.execution import (
+    Failure,
+    RunContext,
+    Step,
+    local_settings,
+    locate,
+    now,
+    rows_affected,
+    verify,
+)
+from kubemigrate.engine.results import MigrationResult
+
+_SAVEPOINT = "kubemigrate_dry_run"
+
+
+def dry_run(ctx: RunContext, steps: list[Step]) -> list[MigrationResult]:
+    """Results of running steps inside one rolled-back transaction; stops at the first failure."""
+    results: list[MigrationResult] = []
+    opened = ctx.session.script("BEGIN")
+    if opened.error is not None:  # pragma: no cover - BEGIN on an idle session
+        raise RuntimeError(opened.error.message)
+    try:
+        for step in steps:
+            if not step.source.transactional:
+                results.append(_skipped(step))
+                continue
+            result = _one(ctx, step)
+            results.append(result)
+            if not result.ok:
+                break
+    finally:
+        ctx.session.rollback_if_open()
+    return results
+
+
+def _one(ctx: RunContext, step: Step) -> MigrationResult:
+    session, policy = ctx.session, ctx.settings.retry
+    started_at, clock = now(), time.perf_counter()
+    attempt = 1
+    while True:
+        before = ctx.catalog.snapshot()
+        prefix = f"SAVEPOINT {_SAVEPOINT};" + local_settings(step.source, ctx.settings) + "\n"
+        ran = session.script(prefix + step.sql)
+        failure: Failure | None = None
+        if ran.error is not None:
+            failure = locate(ran, step.sql, step.statements, offset=len(prefix),
+                             skipped_results=prefix.count(";"))
+            # After a syntax error nothing ran, not even the savepoint: the transaction is lost.
+            if (failure.retryable and attempt < max(1, policy.attempts)
+                    and ran.failed_at is not None and ran.failed_at > 0):
+                session.script(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                time.sleep(policy.delay(attempt))
+                attempt += 1
+                continue
+        else:
+            failure = verify(session, step)
+        if failure is not None:
+            return _result(step, started_at, time.perf_counter() - clock, attempt,
+                           failure=failure)
+        changes = ctx.catalog.diff(before, ctx.catalog.snapshot())
+        session.script(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        return MigrationResult(
+            version=step.version, description=step.source.description, kind="dry_run",
+            status="success", checksum=step.source.checksum, started_at=started_at,
+            finished_at=now(), duration_seconds=time.perf_counter() - clock,
+            rows_affected=rows_affected(ran, prefix.count(";")),
+            tables_created=changes.created, tables_altered=changes.altered,
+            tables_dropped=changes.dropped, attempts=attempt)
+
+
+
+def _result(step: Step, started_at: datetime, duration: float, attempts: int, *,
+            failure: Failure) -> MigrationResult:
+    return MigrationResult(
+        version=step.version, description=step.source.description, kind="dry_run",
+        status="failed", checksum=step.source.checksum, started_at=started_at,
+        finished_at=now(), duration_seconds=duration, sqlstate=failure.error.sqlstate,
+        error=failure.error.message, statement_index=failure.statement_index,
+        line=failure.line, attempts=attempts)
+
+
+def _skipped(step: Step) -> MigrationResult:
+    at = now()
+    return MigrationResult(
+        version=step.version, description=step.source.description, kind="dry_run",
+        status="skipped", checksum=step.source.checksum, started_at=at, finished_at=at,
+        duration_seconds=0.0,
+        error="no-transaction migration: it cannot run inside the dry run's transaction,"
+              " so it was not checked")

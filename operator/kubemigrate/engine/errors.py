@@ -1,0 +1,107 @@
+"""Why the engine refused or stopped: one small hierarchy, each error a clear one-line message.
+
+Callers (CLI, operator) catch ``EngineError`` to report any of them; the subclasses carry the
+details a status or an exit code needs. A migration that fails while running is not raised by
+``Engine.apply``: it is a result in the returned report (``RunReport.failed``), because the
+migrations applied before it and the history row matter as much as the failure.
+``RunReport.raise_for_failure`` turns it into ``MigrationFailed`` for callers that prefer that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kubemigrate.engine.results import MigrationResult
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose; ``str()`` is one line, no secrets."""
+
+
+class ConnectionFailed(EngineError):
+    """The database could not be reached or refused the login."""
+
+
+class LockTimeout(EngineError):
+    """Another runner held the database's migration lock past the deadline."""
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class InvalidSources(EngineError):
+    """The given migrations contradict themselves (duplicate versions, bad versions)."""
+
+
+class HistoryTooNew(EngineError):
+    """The history table was written by a newer kubemigrate that this one cannot read safely."""
+
+
+class DriftDetected(EngineError):
+    """Applied migrations whose SQL has changed since; ``repair`` accepts the new text."""
+
+    def __init__(self, versions: Sequence[str]) -> None:
+        self.versions = list(versions)
+        super().__init__(
+            "checksum mismatch for applied migration(s) "
+            + ", ".join(self.versions)
+            + ": their SQL changed after they were applied (restore it, or run repair to accept it)"
+        )
+
+
+class OutOfOrder(EngineError):
+    """Pending migrations older than the newest applied one, without ``allow_out_of_order``."""
+
+    def __init__(self, versions: Sequence[str], newest_applied: str) -> None:
+        self.versions = list(versions)
+        self.newest_applied = newest_applied
+        super().__init__(
+            "pending migration(s) " + ", ".join(self.versions)
+            + f" are older than the newest applied version {newest_applied}"
+            " (allow out-of-order application to run them)"
+        )
+
+
+class NoRollbackSql(EngineError):
+    """A migration to revert has no down SQL; nothing was changed."""
+
+    def __init__(self, versions: Sequence[str]) -> None:
+        self.versions = list(versions)
+        super().__init__(
+            "cannot roll back: no rollback SQL for migration(s) " + ", ".join(self.versions)
+            + "; nothing was changed"
+        )
+
+
+class TransactionForbidden(EngineError):
+    """A transactional migration holds a statement PostgreSQL refuses in a transaction block."""
+
+    def __init__(self, version: str, statement_index: int, line: int, command: str,
+                 reason: str) -> None:
+        self.version = version
+        self.statement_index = statement_index
+        self.line = line
+        self.command = command
+        super().__init__(
+            f"migration {version}, statement {statement_index} (line {line}, {command}): {reason};"
+            " nothing was run"
+        )
+
+
+class MigrationFailed(EngineError):
+    """A migration failed while running; ``result`` holds SQLSTATE, message and position."""
+
+    def __init__(self, result: MigrationResult) -> None:
+        self.result = result
+        where = ""
+        if result.statement_index is not None:
+            where += f", statement {result.statement_index}"
+        if result.line is not None:
+            where += f", line {result.line}"
+        state = f" [{result.sqlstate}]" if result.sqlstate else ""
+        super().__init__(
+            f"{result.kind} of migration {result.version} failed{where}{state}: {result.error}"
+        )

@@ -1,0 +1,348 @@
+"""The history table: an append-only log in a schema of its own, one row per run of a version.
+
+A row is written in the same transaction as the migration it records, so the log and the schema
+cannot disagree. The ``version_state`` view reduces the log to where each version stands (the
+latest row that changed its state, and the latest accepted checksum), and the engine reads that
+view in one query per run, whatever the number of versions.
+
+Objects are created under the migration lock, so runners started together on a new database
+do not race; ``IF NOT EXISTS`` and a retry on a unique violation (the catalog race PostgreSQL
+reports for concurrent ``CREATE ... IF NOT EXISTS``) cover runners of other tools or older
+versions that do not take the lock. ``schema_info`` records the layout's own version so that a
+later kubemigrate can upgrade it, and an older one refuses a layout it does not know.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, cast
+
+from psycopg import sql
+
+from kubemigrate import __version__
+from kubemigrate.engine.catalog import NAMED_DIFF, array_literal, user_tables_filter
+from kubemigrate.engine.errors import EngineError, HistoryTooNew
+from kubemigrate.engine.literals import Value, literal
+from kubemigrate.engine.results import Kind, Origin, Status
+from kubemigrate.engine.session import Session
+from kubemigrate.engine.versions import version_key
+
+RecordState = Literal["applied", "rolled_back", "failed", "incomplete"]
+
+LAYOUT_VERSION = 1
+"""Version of the history table's own layout; bump with an upgrade step in ``_UPGRADES``."""
+
+_CREATE = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+COMMENT ON SCHEMA {schema} IS 'kubemigrate: migration history (append-only)';
+CREATE TABLE IF NOT EXISTS {schema}.schema_info (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    layout_version integer NOT NULL,
+    engine_version text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.history (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id uuid NOT NULL,
+    version text NOT NULL,
+    version_key numeric[] NOT NULL,
+    description text NOT NULL DEFAULT '',
+    checksum text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('apply', 'rollback', 'dry_run', 'repair', 'baseline')),
+    status text NOT NULL CHECK (status IN ('pending', 'success', 'failed')),
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    duration_ms double precision,
+    rows_affected bigint,
+    tables_created text[] NOT NULL DEFAULT '{{}}',
+    tables_altered text[] NOT NULL DEFAULT '{{}}',
+    tables_dropped text[] NOT NULL DEFAULT '{{}}',
+    has_rollback boolean NOT NULL DEFAULT false,
+    statement_index integer,
+    error_line integer,
+    sqlstate text,
+    error text,
+    attempts integer NOT NULL DEFAULT 1,
+    executed_by text,
+    engine_version text NOT NULL,
+    resource_name text,
+    resource_uid text,
+    resource_generation bigint
+);
+COMMENT ON TABLE {schema}.history IS
+    'kubemigrate: one row per run of a migration; rows are only ever inserted';
+CREATE OR REPLACE VIEW {schema}.version_state AS
+WITH last_transition AS (
+    SELECT DISTINCT ON (version_key) *
+    FROM {schema}.history
+    WHERE kind IN ('apply', 'baseline') OR (kind = 'rollback' AND status <> 'failed')
+    ORDER BY version_key, id DESC
+), last_accepted AS (
+    SELECT DISTINCT ON (version_key) version_key, checksum, has_rollback
+    FROM {schema}.history
+    WHERE status = 'success' AND kind IN ('apply', 'baseline', 'repair')
+    ORDER BY version_key, id DESC
+)
+SELECT t.version, t.version_key, t.description,
+       CASE WHEN t.status = 'pending' THEN 'incomplete'
+            WHEN t.kind = 'rollback' THEN 'rolled_back'
+            WHEN t.status = 'success' THEN 'applied'
+            ELSE 'failed' END AS state,
+       CASE WHEN t.status = 'success' AND t.kind <> 'rollback'
+            THEN coalesce(a.checksum, t.checksum) ELSE t.checksum END AS checksum,
+       CASE WHEN t.status = 'success' AND t.kind <> 'rollback' THEN t.finished_at END
+           AS applied_at,
+       t.duration_ms,
+       t.status = 'success' AND t.kind <> 'rollback' AND coalesce(a.has_rollback, false)
+           AS rollback_available,
+       t.sqlstate, t.error, t.kind AS last_kind, t.run_id AS last_run_id, t.id AS last_id
+FROM last_transition t LEFT JOIN last_accepted a USING (version_key);
+COMMENT ON VIEW {schema}.version_state IS 'kubemigrate: where each version stands now';
+INSERT INTO {schema}.schema_info (layout_version, engine_version)
+VALUES ({layout}, {engine}) ON CONFLICT (singleton) DO NOTHING;
+"""
+
+_UPGRADES: dict[int, str] = {}
+"""layout version n -> SQL taking the layout from n to n + 1 (none yet)."""
+
+COLUMNS = (
+    ("run_id", "uuid"), ("version", "text"), ("version_key", "numeric[]"),
+    ("description", "text"), ("checksum", "text"), ("kind", "text"), ("status", "text"),
+    ("started_at", "timestamptz"), ("finished_at", "timestamptz"),
+    ("duration_ms", "double precision"), ("rows_affected", "bigint"),
+    ("has_rollback", "boolean"), ("statement_index", "integer"), ("error_line", "integer"),
+    ("sqlstate", "text"), ("error", "text"), ("attempts", "integer"), ("executed_by", "text"),
+    ("engine_version", "text"), ("resource_name", "text"), ("resource_uid", "text"),
+    ("resource_generation", "bigint"),
+    ("tables_created", "text[]"), ("tables_altered", "text[]"), ("tables_dropped", "text[]"),
+)
+_TABLE_COLUMNS = 3  # the last three: given, or found by the catalog query in the INSERT
+INSERT = "kubemigrate_history_insert"
+INSERT_NAMED = "kubemigrate_history_insert_named"
+"""Names of the session's prepared statements (see ``History.prepare``)."""
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One row to append."""
+
+    run_id: uuid.UUID
+    version: str
+    description: str
+    checksum: str
+    kind: Kind
+    status: Status
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    rows_affected: int | None = None
+    has_rollback: bool = False
+    statement_index: int | None = None
+    error_line: int | None = None
+    sqlstate: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    executed_by: str | None = None
+    origin: Origin | None = None
+    tables_created: tuple[str, ...] = ()
+    tables_altered: tuple[str, ...] = ()
+    tables_dropped: tuple[str, ...] = ()
+    key: tuple[int, ...] | None = None
+    """The version's key when the caller has it at hand (else computed from ``version``)."""
+
+    def values(self) -> list[Value]:
+        """The column values, in the order of ``COLUMNS``."""
+        origin = self.origin or Origin()
+        return [
+            self.run_id, self.version, list(self.key or version_key(self.version)),
+            self.description,
+            self.checksum, self.kind, self.status, self.started_at, self.finished_at,
+            self.duration_ms, self.rows_affected, self.has_rollback, self.statement_index,
+            self.error_line, self.sqlstate, self.error, self.attempts, self.executed_by,
+            __version__, origin.resource_name, origin.resource_uid, origin.resource_generation,
+            list(self.tables_created), list(self.tables_altered), list(self.tables_dropped),
+        ]
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One line of ``version_state``: the history's last word on a version."""
+
+    version: str
+    key: tuple[int, ...]
+    description: str
+    state: RecordState
+    checksum: str
+    applied_at: datetime | None
+    duration_ms: float | None
+    rollback_available: bool
+    sqlstate: str | None
+    error: str | None
+
+    @property
+    def applied(self) -> bool:
+        return self.state == "applied"
+
+
+class History:
+    """Creating, reading and appending to the history in one schema."""
+
+    def __init__(self, session: Session, schema: str) -> None:
+        self.session = session
+        self.schema = schema
+        self.prepared = False
+        self.prepared_again = False
+
+    def _render(self, query: sql.Composed) -> str:
+        return query.as_string(self.session.conn)
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.layout() is not None
+
+    def layout(self) -> int | None:
+        """The layout version of the history, None when there is no history."""
+        rows = self.session.execute(
+            "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+            [self._qualified("schema_info"), self._qualified("version_state")])
+        if not rows[0][0]:
+            return None
+        layout = self.session.execute(sql.SQL("SELECT layout_version FROM {}.schema_info")
+                                      .format(sql.Identifier(self.schema)))
+        return int(layout[0][0]) if layout else 0
+
+    def ensure(self) -> None:
+        """Create or upgrade the layout, and prepare the INSERTs; with the lock held."""
+        layout = self.layout()
+        if layout is None:
+            self._create()
+            layout = LAYOUT_VERSION
+        self._upgrade(layout)
+        self.prepare()
+
+    def _upgrade(self, layout: int) -> None:
+        self.check_layout(layout)
+        while layout < LAYOUT_VERSION:
+            step = sql.SQL(_UPGRADES[layout]).format(schema=sql.Identifier(self.schema))
+            outcome = self.session.script(
+                f"BEGIN;\n{self._render(step)};\nUPDATE {self._qualified('schema_info')}"
+                f" SET layout_version = {layout + 1};\nCOMMIT")
+            if outcome.error is not None:
+                self.session.rollback_if_open()
+                raise EngineError(f"cannot upgrade the history in schema {self.schema}:"
+                                  f" {outcome.error.message}")
+            layout += 1
+
+    def _create(self) -> None:
+        ddl = sql.SQL(_CREATE).format(schema=sql.Identifier(self.schema),
+                                      layout=sql.Literal(LAYOUT_VERSION),
+                                      engine=sql.Literal(__version__))
+        for attempt in range(3):
+            outcome = self.session.script("BEGIN;\n" + self._render(ddl) + "\nCOMMIT")
+            if outcome.error is None:
+                return
+            self.session.rollback_if_open()
+            # 23505: two creators raced on pg_namespace/pg_type; the other one won.
+            if outcome.error.sqlstate != "23505" or attempt == 2:
+                raise EngineError(f"cannot create the history in schema {self.schema}:"
+                                  f" {outcome.error.message}")
+
+    def check_layout(self, layout: int) -> None:
+        if layout > LAYOUT_VERSION:
+            raise HistoryTooNew(
+                f"the history in schema {self.schema} has layout {layout}, newer than this"
+                f" kubemigrate ({__version__}) understands ({LAYOUT_VERSION}); upgrade kubemigrate")
+
+    def _qualified(self, name: str) -> str:
+        return sql.Identifier(self.schema, name).as_string(self.session.conn)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def load(self, *, upgrade: bool = False) -> dict[tuple[int, ...], VersionRecord]:
+        """Every version the history knows, keyed by version key; {} if there is no history.
+        ``upgrade`` (with the lock held): bring an older layout up to date first."""
+        layout = self.layout()
+        if layout is None:
+            return {}
+        self.check_layout(layout)
+        if layout < LAYOUT_VERSION:
+            if not upgrade:
+                raise EngineError(f"the history in schema {self.schema} has the older layout"
+                                  f" {layout}; run apply once to upgrade it")
+            self._upgrade(layout)
+        rows = self.session.execute(sql.SQL(
+            "SELECT version, description, state, checksum, applied_at, duration_ms,"
+            " rollback_available, sqlstate, error FROM {}.version_state"
+        ).format(sql.Identifier(self.schema)))
+        records = {}
+        for version, desc, state, checksum, applied_at, ms, rollback, sqlstate, error in rows:
+            key = version_key(version)
+            records[key] = VersionRecord(version, key, desc, cast(RecordState, state), checksum,
+                                         applied_at, ms, bool(rollback), sqlstate, error)
+        return records
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def prepare(self, *, again: bool = False) -> None:
+        """Prepare the INSERTs on the session, once: the one that finds the tables a migration
+        created costs more to plan than to run, and runs once per migration."""
+        if self.prepared and not again:
+            return
+        self.prepared_again = self.prepared_again or again
+        names = ", ".join(sql.Identifier(c).as_string(self.session.conn) for c, _ in COLUMNS)
+        types = [t for _, t in COLUMNS]
+        given = len(COLUMNS) - _TABLE_COLUMNS
+        params = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+        diff = NAMED_DIFF.format(tables=user_tables_filter(self.session, self.schema))
+        table = self._qualified("history")
+        statements = (
+            f"PREPARE {INSERT} ({', '.join(types)}) AS"
+            f" INSERT INTO {table} ({names}) VALUES ({params})",
+            f"PREPARE {INSERT_NAMED} ({', '.join(types[:given])}) AS"
+            f" INSERT INTO {table} ({names})"
+            f" SELECT {', '.join(f'${i}' for i in range(1, given + 1))}, d.* FROM ({diff}) AS d"
+            " RETURNING json_build_array(tables_created, tables_altered, tables_dropped)",
+        )
+        for statement in statements:
+            outcome = self.session.script(statement)
+            # 42P05: still prepared from before (only some were lost).
+            if outcome.error is not None and outcome.error.sqlstate != "42P05":
+                raise EngineError(f"cannot prepare the history INSERT: {outcome.error.message}")
+        self.prepared = True
+
+    def insert_sql(self, row: HistoryRow, *, prepared: bool = True) -> str:
+        """The INSERT of row, to send along with other statements: ``EXECUTE`` of the prepared
+        one, or (``prepared=False``, for a migration that deallocates prepared statements) a
+        plain INSERT."""
+        values = ",".join(literal(v) for v in row.values())
+        if prepared:
+            return f"EXECUTE {INSERT}({values})"
+        names = ", ".join(sql.Identifier(c).as_string(self.session.conn) for c, _ in COLUMNS)
+        return f"INSERT INTO {self._qualified('history')} ({names}) VALUES ({values})"
+
+    def insert_named_sql(self, row: HistoryRow, tables: list[str]) -> tuple[str, int]:
+        """SQL that inserts row with the table columns found from the catalog among tables
+        (names quoted for ``to_regclass``), and how many statements it is; the INSERT
+        returns ``[created, altered, dropped]`` as JSON."""
+        values = ",".join(literal(v) for v in row.values()[:-_TABLE_COLUMNS])
+        # enable_seqscan off while the statement is planned: a plan cached while the catalog
+        # was small would otherwise scan all of pg_class once it is large.
+        return (f"SET LOCAL kubemigrate.tables = {literal(array_literal(tables))};"
+                "SET LOCAL enable_seqscan = off;\n"
+                f"EXECUTE {INSERT_NAMED}({values})"), 3
+
+    def append(self, *rows: HistoryRow) -> None:
+        """Insert rows in their own short transaction (autocommit: one statement)."""
+        if not rows:
+            return
+        self.prepare()
+        text = ";\n".join(self.insert_sql(r) for r in rows)
+        if len(rows) > 1:
+            text = f"BEGIN;\n{text};\nCOMMIT"
+        outcome = self.session.script(text)
+        if outcome.error is not None:
+            self.session.rollback_if_open()
+            raise EngineError(f"cannot write the history: {outcome.error.message}")

@@ -1,0 +1,200 @@
+"""The one connection a run uses: it holds the advisory lock and runs every migration.
+
+It is an autocommit session; transactions are opened explicitly with ``BEGIN`` on this same
+connection, so the session-level lock is never inside a transaction and no side connection sits
+idle in one (which would make ``CREATE INDEX CONCURRENTLY`` wait for it forever).
+
+``script`` sends text with the simple-query protocol and returns every result, including the
+ones before an error. That is what makes a migration cheap (the ``BEGIN``, the ``SET LOCAL``\\s,
+the migration's statements and the catalog checks travel in one round trip) and still precise:
+each statement's row count, and which statement failed, come from its own result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import generators, pq
+from psycopg.pq.abc import PGresult
+from psycopg.rows import TupleRow
+
+from kubemigrate.engine.errors import ConnectionFailed, EngineError
+from kubemigrate.engine.redact import mask_url, redact
+
+_OK = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
+_COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class SqlError:
+    """A server error reduced to what a report needs. ``position`` is 1-based, in characters of
+    the query text that was sent, when the server gave one."""
+
+    sqlstate: str | None
+    message: str
+    position: int | None = None
+
+    @classmethod
+    def from_result(cls, result: PGresult, encoding: str) -> SqlError:
+        def field(code: pq.DiagnosticField) -> str | None:
+            raw = result.error_field(code)
+            return raw.decode(encoding, "replace") if raw is not None else None
+
+        primary = field(pq.DiagnosticField.MESSAGE_PRIMARY)
+        if primary is None:
+            primary = result.error_message.decode(encoding, "replace").strip() or "unknown error"
+        position = field(pq.DiagnosticField.STATEMENT_POSITION)
+        return cls(
+            sqlstate=field(pq.DiagnosticField.SQLSTATE),
+            message=_with_detail(primary, field(pq.DiagnosticField.MESSAGE_DETAIL),
+                                 field(pq.DiagnosticField.MESSAGE_HINT)),
+            position=int(position) if position and position.isdigit() else None,
+        )
+
+    @classmethod
+    def from_exception(cls, exc: psycopg.Error) -> SqlError:
+        diag = exc.diag
+        primary = diag.message_primary or one_line(str(exc)) or type(exc).__name__
+        position = diag.statement_position
+        return cls(
+            sqlstate=diag.sqlstate or exc.sqlstate,
+            message=_with_detail(primary, diag.message_detail, diag.message_hint),
+            position=int(position) if position and position.isdigit() else None,
+        )
+
+
+def _with_detail(primary: str, detail: str | None, hint: str | None) -> str:
+    parts = [primary] + [f"{k}: {v}" for k, v in (("detail", detail), ("hint", hint)) if v]
+    return one_line("; ".join(parts))
+
+
+def one_line(text: str) -> str:
+    """text with every run of whitespace (newlines, tabs) made one space."""
+    return _SPACES.sub(" ", text).strip()
+
+
+@dataclass(frozen=True)
+class ScriptOutcome:
+    """The results of a script: one per statement that ran, and the error that stopped it."""
+
+    results: Sequence[PGresult]
+    error: SqlError | None
+    failed_at: int | None
+    """0-based index of the failing statement among the script's statements, if one failed."""
+
+    def rowcounts(self, start: int = 0) -> int:
+        """Rows affected by the statements from ``start`` on (SELECTs count rows returned)."""
+        return sum(max(r.command_tuples or 0, 0) for r in self.results[start:]
+                   if r.status in _OK)
+
+    def value(self, index: int, row: int = 0, column: int = 0) -> str | None:
+        """The text value of one cell of result ``index``."""
+        result = self.results[index]
+        if result.status != pq.ExecStatus.TUPLES_OK or result.ntuples <= row:
+            return None
+        raw = result.get_value(row, column)
+        return raw.decode() if raw is not None else None
+
+
+class Session:
+    """An autocommit connection with a recognisable application_name, and its helpers."""
+
+    def __init__(self, conn: psycopg.Connection[TupleRow]) -> None:
+        self.conn = conn
+        # Migrations may DEALLOCATE ALL; psycopg's own prepared statements would then be gone.
+        conn.prepare_threshold = None
+        self.pgconn = conn.pgconn
+        self.encoding = conn.info.encoding
+        self.server_version = conn.info.server_version
+
+    @classmethod
+    def connect(cls, url: str, *, application_name: str, connect_timeout: int = 10) -> Session:
+        """Connect, or raise ConnectionFailed with one line that holds no password."""
+        try:
+            conn = psycopg.connect(url, autocommit=True, application_name=application_name,
+                                   connect_timeout=connect_timeout)
+        except psycopg.Error as exc:
+            raise connection_failed(url, exc) from None
+        session = cls(conn)
+        session.reset()
+        return session
+
+    @property
+    def reset_sql(self) -> str:
+        """Session settings back to the connection's, then the engine's own.
+
+        Run after a migration that used a session-level ``SET`` (``search_path``, ...), so that
+        it does not leak into the migrations after it."""
+        text = "RESET ALL"
+        if self.server_version >= 140000:
+            # A killed runner's backend otherwise keeps running (and holding its locks) until
+            # its statement ends and it finds nobody to send the result to.
+            text += "; SET client_connection_check_interval = '1s'"
+        return text
+
+    def reset(self) -> None:
+        self.script(self.reset_sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def execute(self, query: Any, params: Sequence[Any] | None = None, *,
+                prepare: bool | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement with bound parameters; its rows ([] if it returns none)."""
+        with self.conn.cursor() as cur:
+            cur.execute(query, params, prepare=prepare)
+            return cur.fetchall() if cur.description is not None else []
+
+    def script(self, text: str) -> ScriptOutcome:
+        """Send text as one simple query; every result, stopping at the first error."""
+        with self.conn.lock:
+            self.pgconn.send_query(text.encode(self.encoding))
+            results = self.conn.wait(generators.execute(self.pgconn))
+        if results and results[-1].status in _COPY:
+            # COPY FROM STDIN / TO STDOUT would need the client to stream data; the engine
+            # does not, so the connection is in a state it cannot leave cleanly.
+            self.close()
+            raise EngineError("COPY FROM STDIN / TO STDOUT is not supported in migrations;"
+                              " use INSERT or COPY from a server-side file")
+        for index, result in enumerate(results):
+            if result.status not in _OK:
+                return ScriptOutcome(results[:index], SqlError.from_result(result, self.encoding),
+                                     index)
+        return ScriptOutcome(results, None, None)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.pgconn.transaction_status != pq.TransactionStatus.IDLE
+
+    def rollback_if_open(self) -> None:
+        """End a transaction left open or aborted by an error; a no-op when there is none."""
+        if self.in_transaction and not self.conn.closed:
+            self.script("ROLLBACK")
+
+
+def connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
+    """One line, password masked, naming the URL (masked) and the driver's reason."""
+    password = _password_of(url)
+    reason = redact(one_line(str(exc)), *([password] if password else []))
+    reason = reason.removeprefix("connection failed: ")
+    return ConnectionFailed(f"cannot connect to {mask_url(url)}: {reason}")
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return None
+    value = info.get("password")
+    return str(value) if value else None

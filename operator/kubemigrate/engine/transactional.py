@@ -1,0 +1,227 @@
+"""Migrations in one transaction each, the history row inside the same transaction.
+
+One round trip per migration in a run of simple ones. A migration's statements go as one
+simple query, ``BEGIN; SET LOCAL ...; <the migration>``; its history row and ``COMMIT``
+(``EXECUTE <prepared INSERT>; COMMIT``, the INSERT reading the tables the transaction created
+from the catalog) wait, and travel at the head of the next migration's query. Each statement
+still has its own result, so row counts and the failing statement stay exact, and the waiting
+commit is ours, so only a syntax error in the next migration (which stops the whole query
+before anything runs, and so aborts the waiting transaction) needs care: the waiting migration
+is then run again on its own. A FULL catalog diff, verification SQL, or the last migration of
+a run take a round trip more.
+
+On lock_timeout (SQLSTATE 55P03) the whole transaction is rolled back and retried with backoff;
+on any other error it is rolled back, and a ``failed`` row is written in a short transaction of
+its own, so the database is as before plus that row, and nothing blocks the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from kubemigrate.engine.catalog import DiffMode, TableChanges, diff_mode, named_tables
+from kubemigrate.engine.execution import (
+    Failure,
+    RunContext,
+    Step,
+    history_row,
+    local_settings,
+    locate,
+    now,
+    result_of,
+    rows_affected,
+    verify,
+)
+from kubemigrate.engine.history import HistoryRow
+from kubemigrate.engine.results import MigrationResult
+from kubemigrate.engine.session import ScriptOutcome
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A migration whose statements ran, in a transaction still open: the SQL that records
+    and commits it (``statements`` of them), and what it will record."""
+
+    step: Step
+    row: HistoryRow
+    finish: str
+    statements: int
+    returning: int | None
+    """Which result of the finishing SQL returns the tables the catalog found, if one does."""
+    deallocates: bool = False
+    """The migration ran DEALLOCATE: the history's prepared INSERTs are gone after it."""
+
+
+class TransactionalRunner:
+    """Runs transactional steps on the run's session, carrying each commit to the next."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self._waiting: _Waiting | None = None
+
+    def run(self, step: Step, *, defer: bool = False) -> list[MigrationResult]:
+        """Run step, retrying on lock_timeout. Returns the results that became final: the
+        waiting migration's, then step's, unless ``defer`` leaves step's commit waiting. A
+        failure of the waiting migration ends the list: step was then not run."""
+        ctx, policy = self.ctx, self.ctx.settings.retry
+        done: list[MigrationResult] = []
+        attempt = 1
+        while True:
+            started_at, clock = now(), time.perf_counter()
+            outcome = self._attempt(step, started_at, clock, attempt, done)
+            if outcome is None:
+                return done
+            if isinstance(outcome, _Waiting):
+                if defer:
+                    self._waiting = outcome
+                else:
+                    done.append(self._finish(outcome))
+                return done
+            ctx.session.rollback_if_open()
+            if outcome.lost_prepared and not ctx.history.prepared_again:
+                ctx.history.prepare(again=True)
+                continue
+            if outcome.retryable and attempt < max(1, policy.attempts):
+                delay = policy.delay(attempt)
+                ctx.progress(f"{step.kind} {step.version}: lock not available"
+                             f" ({outcome.error.message}); retrying in {delay:.2f}s"
+                             f" (attempt {attempt + 1} of {policy.attempts})")
+                time.sleep(delay)
+                attempt += 1
+                continue
+            done.append(self._failed(step, outcome, started_at,
+                                     time.perf_counter() - clock, attempt))
+            return done
+
+    def flush(self) -> list[MigrationResult]:
+        """Commit the waiting migration, if there is one; its result."""
+        waiting, self._waiting = self._waiting, None
+        return [self._finish(waiting)] if waiting is not None else []
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _attempt(self, step: Step, started_at: datetime, clock: float, attempt: int,
+                 done: list[MigrationResult]) -> _Waiting | Failure | None:
+        """One try of step: waiting for its commit, its failure, or None when the waiting
+        migration before it failed (in ``done``) and step was not run."""
+        ctx, session = self.ctx, self.ctx.session
+        mode = diff_mode(step.statements)
+        carried, self._waiting = self._waiting, None
+        if carried is not None and (mode is DiffMode.FULL or step.statements is None
+                                    or carried.deallocates):
+            done.append(self._finish(carried))  # cannot travel with step: commit it now
+            carried = None
+            if not done[-1].ok:
+                return None
+        ctx.history.prepare()  # again, after a migration that ran DEALLOCATE
+        settings = "BEGIN;" + local_settings(step.source, ctx.settings)
+        before = None
+        if mode is DiffMode.FULL:
+            opened = session.script("BEGIN")
+            if opened.error is not None:
+                return Failure(opened.error)
+            before = ctx.catalog.snapshot()
+            settings = settings.removeprefix("BEGIN;")
+        head = carried.finish + ";\n" if carried is not None else ""
+        prefix = head + settings + "\n"
+        skipped = (carried.statements if carried is not None else 0) + settings.count(";")
+
+        ran = session.script(prefix + step.sql)
+        if carried is not None:
+            settled = self._settle(carried, ran, len(head))
+            if settled is None:
+                # A syntax error in step stopped the whole query before the waiting commit
+                # ran, and aborted its transaction: run the waiting migration again alone.
+                session.rollback_if_open()
+                done.extend(self.run(carried.step))
+                return self._attempt(step, started_at, clock, attempt, done) \
+                    if done[-1].ok else None
+            done.append(settled)
+            if not settled.ok:
+                return None
+            if ran.error is not None and (ran.failed_at or 0) < carried.statements:
+                # The head failed, and was recovered by running it again: step did not run.
+                return self._attempt(step, started_at, clock, attempt, done)
+        if ran.error is not None:
+            return locate(ran, step.sql, step.statements, offset=len(prefix),
+                          skipped_results=skipped)
+        rows = rows_affected(ran, skipped)
+
+        failure = verify(session, step)
+        if failure is not None:
+            return failure
+
+        tables = TableChanges()
+        if before is not None:
+            tables = ctx.catalog.diff(before, ctx.catalog.snapshot())
+        row = history_row(ctx, step, "success", started_at=started_at, finished_at=now(),
+                          duration=time.perf_counter() - clock, rows=rows, attempts=attempt,
+                          tables=tables)
+        named = mode is DiffMode.NAMED and step.statements is not None
+        deallocates = step.statements is None or any(
+            s.command == "DEALLOCATE" for s in step.statements)
+        returning = None
+        if named:
+            assert step.statements is not None
+            insert, count = ctx.history.insert_named_sql(row, named_tables(step.statements))
+            returning = count - 1
+        else:
+            insert, count = ctx.history.insert_sql(row, prepared=not deallocates), 1
+        finish, count = insert + ";\nCOMMIT", count + 1
+        if step.statements is None or any(s.command == "SET" for s in step.statements):
+            # Keep a session-level SET (search_path, ...) from leaking into later migrations.
+            finish += ";\n" + session.reset_sql
+            count += session.reset_sql.count(";") + 1
+        return _Waiting(step, row, finish, count, returning, deallocates)
+
+    def _settle(self, carried: _Waiting, ran: ScriptOutcome,
+                head_length: int) -> MigrationResult | None:
+        """The waiting migration's result from the head of ran, or None when nothing of ran
+        executed because of a syntax error after the head."""
+        error = ran.error
+        if error is not None and (ran.failed_at or 0) < carried.statements:
+            if ran.failed_at == 0 and error.position is not None \
+                    and error.position > head_length:
+                return None
+            return self._commit_failed(carried, ran)
+        return self._committed(carried, ran)
+
+    def _finish(self, waiting: _Waiting) -> MigrationResult:
+        """Send the waiting migration's INSERT and COMMIT on their own; its result."""
+        ran = self.ctx.session.script(waiting.finish)
+        if ran.error is not None:
+            return self._commit_failed(waiting, ran)
+        return self._committed(waiting, ran)
+
+    def _committed(self, waiting: _Waiting, ran: ScriptOutcome) -> MigrationResult:
+        if waiting.deallocates:
+            self.ctx.history.prepared = False
+        if waiting.returning is None:
+            return result_of(waiting.row)
+        created, altered, dropped = json.loads(ran.value(waiting.returning) or "[[], [], []]")
+        return result_of(waiting.row,
+                         tables=TableChanges(tuple(created), tuple(altered), tuple(dropped)))
+
+    def _commit_failed(self, waiting: _Waiting, ran: ScriptOutcome) -> MigrationResult:
+        """The INSERT or the COMMIT failed (a deferred constraint, a serialization failure,
+        the prepared INSERT gone after DEALLOCATE ALL): the migration was rolled back."""
+        assert ran.error is not None
+        self.ctx.session.rollback_if_open()
+        if waiting.deallocates:
+            self.ctx.history.prepared = False
+        if ran.error.sqlstate == "26000" and not self.ctx.history.prepared_again:
+            self.ctx.history.prepare(again=True)
+            return self.run(waiting.step)[-1]
+        row = waiting.row
+        return self._failed(waiting.step, Failure(ran.error), row.started_at,
+                            (row.duration_ms or 0) / 1000, row.attempts)
+
+    def _failed(self, step: Step, failure: Failure, started_at: datetime, duration: float,
+                attempts: int) -> MigrationResult:
+        row = history_row(self.ctx, step, "failed", started_at=started_at, finished_at=now(),
+                          duration=duration, failure=failure, attempts=attempts)
+        self.ctx.history.append(row)
+        return result_of(row)

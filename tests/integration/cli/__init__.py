@@ -1,0 +1,1 @@
+"""CLI tests: the real kubemigrate command against PostgreSQL."""
