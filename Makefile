@@ -7,8 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HARNESS := PYTHONPATH=tests $(PY) -m harness
 PYTEST_ARGS ?=
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $$(tests/cluster/build.sh)/kubectl)
 
-.PHONY: help venv lint fmt unit integration test tools sysdeps dev-up dev-down dev-status crds install run demo bench clean
+.PHONY: help venv lint fmt unit integration test tools sysdeps dev-up dev-down dev-status crds install run demo bench clean manifests
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,13 +37,13 @@ tools: ## build etcd, kube-apiserver, kube-controller-manager, kubectl and helm 
 	@tests/cluster/build.sh >/dev/null
 
 lint: venv ## ruff, mypy --strict and import-linter
-	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench helm
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 fmt: venv ## format the code
-	$(VENV)/bin/ruff check --fix operator tests bench
-	$(VENV)/bin/ruff format operator tests bench
+	$(VENV)/bin/ruff check --fix operator tests bench helm
+	$(VENV)/bin/ruff format operator tests bench helm
 
 unit: venv ## the fast, hermetic tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
@@ -55,15 +56,39 @@ test: lint unit integration ## everything CI runs
 dev-up: venv sysdeps tools ## start the local control plane, PostgreSQL and node runner; writes .dev/env
 	$(HARNESS) up
 
+demo: venv sysdeps tools ## the local cluster, the chart, migrations/ applied, a backup and a rollback
+	PYTHONPATH=tests $(PY) -m harness.demo
+
 dev-down: venv ## stop what dev-up started
 	$(HARNESS) down
 
 dev-status: venv ## show what is running
 	$(HARNESS) status
 
-crds: venv ## regenerate crds/ and docs/resources.md from the models
+install: venv ## apply the CRDs to the cluster $KUBECONFIG names
+	$(KUBECTL) apply --server-side --force-conflicts -f crds/
+
+run: venv ## run the operator in the foreground against $KUBECONFIG, in all namespaces
+	$(VENV)/bin/kopf run --standalone --all-namespaces -m kubemigrate.controller.main
+
+crds: venv ## regenerate crds/, docs/resources.md and the chart's CRD templates from the models
 	$(PY) -m kubemigrate.models.crds --write crds/
 	$(PY) -m kubemigrate.models.reference --write docs/resources.md
+	$(PY) helm/sync_crds.py
+
+manifests: venv tools ## render manifests/install.yaml from the Helm chart
+	$(PY) helm/sync_crds.py
+	$(PY) helm/render_manifests.py --helm "$$(tests/cluster/build.sh)/helm"
+
+$(VENV)-bench/.stamp:
+	$(PYTHON) -m venv $(VENV)-bench
+	$(VENV)-bench/bin/pip install --quiet alembic yoyo-migrations 'psycopg[binary]'
+	touch $@
+
+bench: venv sysdeps $(VENV)-bench/.stamp ## the benchmarks; results go in docs/benchmarks.md
+	$(PY) bench/engine_bench.py
+	$(PY) bench/backup_bench.py
+	$(PY) bench/operator_bench.py
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)

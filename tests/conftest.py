@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from harness import databases, postgres
 from harness.devenv import read_env
+from harness.paths import DEV_DIR
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,6 +36,7 @@ def pg_admin_url(request: pytest.FixtureRequest) -> Iterator[str]:
         return
     dev_url = read_env().get("DATABASE_URL")
     if dev_url and databases.reachable(dev_url):
+        postgres.start(DEV_DIR / "postgres")  # reuses it; brings an older pg_hba.conf up to date
         yield dev_url
         return
     with tempfile.TemporaryDirectory(prefix="kubemigrate-pg-") as tmp:

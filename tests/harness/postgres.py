@@ -16,6 +16,17 @@ from pathlib import Path
 from harness.paths import PG_BIN
 from harness.ports import free_port, is_listening
 
+PASSWORD_ROLE = "kubemigrate_pw"
+"""The one role that must log in with a password (scram-sha-256); everyone else is trusted on
+loopback. Tests of wrong passwords use it."""
+
+HBA = f"""# Written by the kubemigrate test harness.
+local all all trust
+host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
+host all all ::1/128 trust
+"""
+
 
 @dataclass(frozen=True)
 class PostgresServer:
@@ -62,6 +73,10 @@ def start(datadir: Path, *, port: int | None = None, fsync: bool = False) -> Pos
     """Start (initialising if needed) the server in datadir; reuse it if already running."""
     existing = running(datadir)
     if existing:
+        hba = datadir / "pg_hba.conf"
+        if hba.read_text() != HBA:  # a server started by an older harness
+            hba.write_text(HBA)
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(datadir), "reload"])
         return existing
     datadir.mkdir(parents=True, exist_ok=True)
     # The parent must be traversable by postgres.
@@ -88,6 +103,9 @@ def start(datadir: Path, *, port: int | None = None, fsync: bool = False) -> Pos
                 "--no-instructions",
             ]
         )
+    hba = datadir / "pg_hba.conf"
+    if hba.read_text() != HBA:
+        hba.write_text(HBA)
     port = port or free_port()
     opts = (
         f"-k {datadir} -p {port} -c listen_addresses=127.0.0.1 -c max_connections=200 "

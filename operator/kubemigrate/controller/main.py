@@ -1,0 +1,78 @@
+"""The kopf entry point (`kopf run -m kubemigrate.controller.main`): handlers only.
+
+Each handler is a guard and one delegating call into `Runtime`; the decisions live in
+`migration_flow`, `queue` and the pure builders.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kubemigrate.controller import login as login_as
+from kubemigrate.controller.kubeapi import GROUP, VERSION, KubeApi, make_client
+from kubemigrate.controller.queue import DatabaseKey, Peer, peer_of
+from kubemigrate.controller.runtime import PeerIndex, Runtime
+from kubemigrate.settings import Settings
+
+MIGRATIONS = (GROUP, VERSION, "migrations")
+OURS = {"app.kubernetes.io/managed-by": "kubemigrate"}
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any,
+              logger: kopf.Logger, **_: Any) -> None:
+    """kopf's bookkeeping under kubemigrate.dev (the CRD schema prunes status.kopf), then the
+    shared runtime and the metrics endpoint."""
+    config = Settings.from_env()
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.level = logging.WARNING
+    if not config.verbose:  # one line per watch event otherwise
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    settings.watching.server_timeout = 300
+    settings.scanning.disabled = config.namespaced
+    memo.runtime = Runtime(config, KubeApi(make_client()))
+    memo.runtime.metrics.serve(config.metrics_port)
+    logger.info("kubemigrate operator started")
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return login_as.login(**kwargs)
+
+
+@kopf.index(*MIGRATIONS)
+def migrations_by_database(body: kopf.Body, **_: Any) -> dict[DatabaseKey, Peer]:
+    """Every Migration by its database: the queue the ordering rules read."""
+    peer = peer_of(body)
+    return {peer.database: peer}
+
+
+@kopf.on.event(*MIGRATIONS)
+def migration_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    index: PeerIndex = kwargs["migrations_by_database"]
+    memo.runtime.on_migration_event(body, index)
+
+
+@kopf.daemon(*MIGRATIONS, cancellation_timeout=30.0)
+async def migration(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
+                    logger: kopf.Logger, **kwargs: Any) -> None:
+    index: PeerIndex = kwargs["migrations_by_database"]
+    await memo.runtime.run_migration(body, stopped, index, logger)
+
+
+@kopf.on.delete(*MIGRATIONS)
+async def migration_deleted(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """The database and its history stay as they are; only our Jobs go."""
+    if namespace:
+        await memo.runtime.api.delete_jobs(namespace, f"{GROUP}/migration={name}")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+def job_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.runtime.on_job_event(body)

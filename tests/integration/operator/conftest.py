@@ -1,0 +1,49 @@
+"""Fixtures for the operator's end-to-end tests: CRDs, a database Secret, a running operator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.cluster import Cluster
+from harness.crds import install_crds
+from harness.kube import Kubectl
+from harness.operator import OperatorProcess
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> None:
+    install_crds(cluster.kubectl)
+
+
+@pytest.fixture
+def db_secret(kubectl: Kubectl, namespace: str, database_url: str, crds: None) -> str:
+    """A Secret `db` (key `url`) in the test namespace pointing at the test's database."""
+    kubectl.run(
+        "create", "secret", "generic", "db", "-n", namespace, f"--from-literal=url={database_url}"
+    )
+    return "db"
+
+
+@pytest.fixture
+def start_operator(
+    cluster: Cluster, namespace: str, tmp_path: Path, crds: None
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start operators on demand (a test may kill one and start another); all stopped after."""
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        op = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log", env)
+        started.append(op.start())
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return start_operator()
