@@ -44,9 +44,9 @@ from kubemigrate.cli_command import (
 from kubemigrate.cli_output import Output, format_duration, status_table
 from kubemigrate.engine import errors
 from kubemigrate.engine.engine import Engine
+from kubemigrate.engine.parse_error import ParseError
 from kubemigrate.engine.results import MigrationResult, RunReport, ValidationReport
 from kubemigrate.engine.sources import MigrationSource, SourceError, load_directory
-from kubemigrate.engine.statements import ParseError, split_statements
 from kubemigrate.engine.versions import validate_version
 
 EPILOG = """\
@@ -292,6 +292,8 @@ def _progress(out: Output, args: argparse.Namespace,
 
 
 def _statement_lines(sql: str) -> list[str]:
+    from kubemigrate.engine.statements import split_statements  # noqa: PLC0415 (pglast: slow)
+
     try:
         statements = split_statements(sql)
     except ParseError as exc:

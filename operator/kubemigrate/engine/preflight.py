@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 
 from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import EngineError
+from kubemigrate.engine.parse_error import ParseError
 from kubemigrate.engine.redact import redact
 from kubemigrate.engine.results import VersionState
 from kubemigrate.engine.session import Session
 from kubemigrate.engine.sources import MigrationSource
-from kubemigrate.engine.statements import ParseError, split_statements
 
 MAX_REPORT_BYTES = 4000
 APPLIED_STATES = frozenset({"applied", "missing", "drifted"})
@@ -86,6 +86,8 @@ class PreflightReport:
 
 
 def _relations(source: MigrationSource) -> list[str]:
+    from kubemigrate.engine.statements import split_statements  # noqa: PLC0415 (pglast: slow)
+
     try:
         statements = split_statements(source.up_sql)
     except ParseError:

@@ -22,6 +22,10 @@ from dataclasses import dataclass
 
 from pglast import ast, enums, parser
 
+from kubemigrate.engine.parse_error import ParseError
+
+__all__ = ["ParseError", "Statement", "forbidden_in_transaction", "split_statements"]
+
 MODERN_SERVER = 120000
 """From PostgreSQL 12, ``ALTER TYPE ... ADD VALUE`` may run inside a transaction block."""
 
@@ -39,17 +43,6 @@ class Statement:
     transaction_control: bool = False  # BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...
     relations: tuple[str, ...] = ()  # relations named, schema-qualified where the SQL qualifies
     index_name: str | None = None  # the index a CREATE INDEX creates, if named
-
-
-class ParseError(ValueError):
-    """SQL the PostgreSQL grammar rejects; ``line`` is 1-based, ``message`` the parser's."""
-
-    def __init__(self, message: str, line: int, column: int | None = None) -> None:
-        self.message = message
-        self.line = line
-        self.column = column
-        where = f"line {line}" + (f", column {column}" if column else "")
-        super().__init__(f"{where}: {message}")
 
 
 def split_statements(sql: str, server_version_num: int | None = None) -> list[Statement]:

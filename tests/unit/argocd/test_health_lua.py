@@ -8,42 +8,23 @@ operator's own status builder, so the script and the operator cannot drift apart
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from harness.argocd import SCRIPT, run_health
 from kubemigrate.controller import status as status_builder
 from kubemigrate.controller.conditions import DONE_PHASES, STALLED_PHASES
 
 REPO = Path(__file__).resolve().parents[3]
 ARGOCD = REPO / "helm" / "argocd"
-SCRIPT = (ARGOCD / "health.lua").read_text()
 FIXTURES = sorted((ARGOCD / "testdata").glob("*.yaml"))
 LUA_VERSIONS = ["lupa.lua51", "lupa.lua54"]
 ALL_PHASES = [
     "Pending", "Preflight", "BackingUp", "Applying", "Succeeded", "Failed",
     "RollingBack", "RolledBack", "DryRunSucceeded",
 ]
-
-
-def _to_lua(lua: Any, value: Any) -> Any:
-    """Python data as Lua tables, as Argo CD hands the object to the script (lists 1-based)."""
-    if isinstance(value, dict):
-        return lua.table_from({k: _to_lua(lua, v) for k, v in value.items()})
-    if isinstance(value, list):
-        return lua.table_from([_to_lua(lua, v) for v in value])
-    return value
-
-
-def run_health(obj: dict[str, Any], module: str = "lupa.lua51") -> dict[str, str]:
-    """Run health.lua the way Argo CD does: `obj` global, the chunk returns the health table."""
-    lua = importlib.import_module(module).LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = _to_lua(lua, obj)
-    result = lua.execute(SCRIPT)
-    return {"status": result["status"], "message": result["message"]}
 
 
 def test_fixtures_exist() -> None:
