@@ -1,4 +1,5 @@
-"""``kubemigrate backup``, ``restore`` and ``verify-backup``: the backup engine on the command line.
+"""``kubemigrate backup``, ``restore``, ``verify-backup`` and ``delete-backup``: the backup engine
+on the command line.
 
 They are what the operator's backup and restore Jobs run. Besides the human-readable lines on
 stdout and one ``error: ...`` line on stderr, ``--termination-log PATH`` writes the result as
@@ -13,26 +14,22 @@ target is not empty; or restored row counts differ); 2 usage: bad options or URL
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubemigrate.cli_output import Output, format_duration
-from kubemigrate.engine import verify
-from kubemigrate.engine.backup import take_backup
-from kubemigrate.engine.backup_errors import UnsupportedOption
-from kubemigrate.engine.dumpfile import FORMATS
-from kubemigrate.engine.errors import ConnectionFailed, EngineError
-from kubemigrate.engine.libpq import InvalidUrl, password_of
-from kubemigrate.engine.restore import RestoreResult, restore_backup
-from kubemigrate.termination import (
-    backup_json,
-    error_json,
-    restore_json,
-    verify_json,
-    write_termination_log,
-)
+
+# The backup engine's modules are imported when one of these commands runs, not on every start
+# of the CLI: a ``kubemigrate apply`` in a Job or a CI step should not pay for loading them.
+if TYPE_CHECKING:
+    from kubemigrate.engine.restore import RestoreResult
+    from kubemigrate.engine.verify import VerifyResult
+
+FORMATS = ("custom", "plain", "directory")
+"""pg_dump's formats, as ``engine.dumpfile.FORMATS`` (a unit test keeps the two the same)."""
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -77,6 +74,9 @@ def add_backup_commands(subparsers: Any) -> None:
     backup.add_argument("--scratch-url", metavar="URL",
                         help="also restore it into a scratch database created on this server "
                              "and compare row counts (implies --verify; needs CREATEDB)")
+    backup.add_argument("--test-restore", action="store_true",
+                        help="like --scratch-url, on the server of --database-url (what the "
+                             "operator's Jobs use: the URL stays in $DATABASE_URL)")
     backup.add_argument("--row-counts", action=argparse.BooleanOptionalAction, default=None,
                         help="count every table's rows in the dump's snapshot and record them "
                              "for restores to compare with (default: when verifying; it costs "
@@ -109,6 +109,11 @@ def add_backup_commands(subparsers: Any) -> None:
                        help="the pg_restore to run (default: pg_restore on PATH)")
     _set(check, _verify)
 
+    delete = parser("delete-backup", "delete a backup: the dump, its sidecar and any partial "
+                    "files a killed backup left (nothing there is not an error)")
+    delete.add_argument("file", metavar="FILE", type=Path, help="the backup to delete")
+    _set(delete, _delete)
+
 
 def _database_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", metavar="URL", default=None,
@@ -137,6 +142,11 @@ def _set(parser: argparse.ArgumentParser, runner: Runner) -> None:
 
 def _run(args: argparse.Namespace, runner: Runner) -> int:
     """Run one command: its own redacting Output, one error line, the termination log."""
+    from kubemigrate.engine.backup_errors import UnsupportedOption  # noqa: PLC0415
+    from kubemigrate.engine.errors import ConnectionFailed, EngineError  # noqa: PLC0415
+    from kubemigrate.engine.libpq import InvalidUrl, password_of  # noqa: PLC0415
+    from kubemigrate.termination import error_json, write_termination_log  # noqa: PLC0415
+
     if hasattr(args, "database_url"):
         args.database_url = args.database_url or os.environ.get("DATABASE_URL")
     secrets = [password_of(u) for u in (getattr(args, "database_url", None),
@@ -184,6 +194,9 @@ def _redacted(value: Any, out: Output) -> Any:
 
 
 def _backup(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+    from kubemigrate.engine.backup import take_backup  # noqa: PLC0415
+    from kubemigrate.termination import backup_json  # noqa: PLC0415
+
     out.detail(f"backing up to {args.output} ({args.format} format)")
     result = take_backup(args.database_url, args.output, format=args.format,
                          pg_dump=args.pg_dump, jobs=args.jobs,
@@ -196,6 +209,8 @@ def _backup(args: argparse.Namespace, out: Output) -> dict[str, Any]:
         if result.tables is not None:
             out.say(f"tables: {len(result.tables)}, rows: {result.rows}")
     checked = restored = None
+    if args.test_restore and not args.scratch_url:
+        args.scratch_url = args.database_url
     if args.verify or args.scratch_url:
         checked, restored = _check(result.path, args, out)
     return backup_json(result, checked, restored)
@@ -205,10 +220,13 @@ def _row_counts(args: argparse.Namespace) -> bool:
     """--row-counts if given, else whether the backup is verified (which compares them)."""
     if args.row_counts is not None:
         return bool(args.row_counts)
-    return bool(args.verify or args.scratch_url)
+    return bool(args.verify or args.scratch_url or args.test_restore)
 
 
 def _restore(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+    from kubemigrate.engine.restore import restore_backup  # noqa: PLC0415
+    from kubemigrate.termination import restore_json  # noqa: PLC0415
+
     out.detail(f"restoring {args.file}{' (clean)' if args.clean else ''}")
     result = restore_backup(args.file, args.database_url, clean=args.clean,
                             no_owner=args.no_owner, pg_restore=args.pg_restore)
@@ -222,14 +240,36 @@ def _restore(args: argparse.Namespace, out: Output) -> dict[str, Any]:
     return data
 
 
+def _delete(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+    """Remove the dump, its sidecar, and the hidden partial files of an interrupted run."""
+    from kubemigrate.engine import dumpfile  # noqa: PLC0415
+
+    path = Path(args.file).absolute()
+    sidecar = dumpfile.sidecar_path(path)
+    found = [p for p in (path, sidecar) if p.exists() or p.is_symlink()]
+    if path.parent.is_dir():
+        found += sorted(path.parent.glob(f".{glob.escape(path.name)}*.partial-*"))
+    for victim in found:
+        dumpfile.remove(victim)
+        out.detail(f"removed {victim}")
+    if not args.json:
+        out.say(f"Deleted backup {path}" if found else f"No backup at {path}: nothing to delete")
+    return {"ok": True, "location": str(path), "removed": [p.name for p in found],
+            "error": None}
+
+
 def _verify(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+    from kubemigrate.termination import verify_json  # noqa: PLC0415
+
     checked, restored = _check(args.file, args, out)
     return verify_json(checked, restored)
 
 
 def _check(path: Path, args: argparse.Namespace,
-           out: Output) -> tuple[verify.VerifyResult, RestoreResult | None]:
+           out: Output) -> tuple[VerifyResult, RestoreResult | None]:
     """verify_backup, then a test restore when a scratch server is given; say what was found."""
+    from kubemigrate.engine import verify  # noqa: PLC0415
+
     checked = verify.verify_backup(path, pg_restore=getattr(args, "pg_restore", "pg_restore"))
     restored = None
     if checked.ok and args.scratch_url:

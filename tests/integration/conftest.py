@@ -10,6 +10,7 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+
 from harness import controlplane, stack
 from harness.cluster import Cluster
 from harness.kube import Kubectl, api_client, wait_for

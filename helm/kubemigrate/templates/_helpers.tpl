@@ -93,6 +93,11 @@ Secrets are not here: their `get` is granted separately so that it can be narrow
 - apiGroups: ["kubemigrate.dev"]
   resources: ["migrations", "databasebackups", "databaserestores"]
   verbs: ["get", "list", "watch", "patch", "update"]
+# application: a Migration's pre-migration backup and its rollback's restore are created by the
+# operator; retention (keepLast, ttl) deletes backups.
+- apiGroups: ["kubemigrate.dev"]
+  resources: ["databasebackups", "databaserestores"]
+  verbs: ["create", "delete"]
 # application: status is written through the status subresource.
 - apiGroups: ["kubemigrate.dev"]
   resources: ["migrations/status", "databasebackups/status", "databaserestores/status"]

@@ -46,6 +46,8 @@ class JobRequest:
     active_deadline_seconds: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     attempt: int = 0
+    owned: bool = True
+    """False for a Job that must outlive its resource (a backup's file cleanup on deletion)."""
 
 
 def job_name(owner: Owner, component: str, attempt: int = 0) -> str:
@@ -74,8 +76,10 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
 
 def build_job(owner: Owner, request: JobRequest, settings: Settings) -> dict[str, Any]:
     """The Job manifest for request, owned by owner."""
-    env = [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {
-        "name": request.secret_name, "key": request.secret_key}}}]
+    env: list[dict[str, Any]] = []
+    if request.secret_name:  # a Job that never connects (file cleanup) needs no Secret
+        env.append({"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {
+            "name": request.secret_name, "key": request.secret_key}}})
     env += [{"name": k, "value": v} for k, v in sorted(request.extra_env.items())]
     pod_labels = labels(owner, request.component)
     pod_spec: dict[str, Any] = {
@@ -109,7 +113,7 @@ def build_job(owner: Owner, request: JobRequest, settings: Settings) -> dict[str
             "name": job_name(owner, request.component, request.attempt),
             "namespace": owner.namespace,
             "labels": pod_labels,
-            "ownerReferences": [owner_reference(owner)],
+            "ownerReferences": [owner_reference(owner)] if request.owned else [],
         },
         "spec": {
             "backoffLimit": settings.job_backoff_limit,

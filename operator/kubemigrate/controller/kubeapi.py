@@ -135,3 +135,37 @@ class KubeApi:
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._maybe(self.custom.get_namespaced_custom_object, GROUP, VERSION,
                                  namespace, plural, name)
+
+    async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        """Every object of one of our kinds in namespace."""
+        found = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION,
+                                 namespace, plural)
+        return list(cast(dict[str, Any], found).get("items") or [])
+
+    async def create_custom(self, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create one of our objects, or return the one of that name that already exists."""
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            return cast(dict[str, Any], await self._call(
+                self.custom.create_namespaced_custom_object, GROUP, VERSION, ns, plural,
+                manifest))
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        existing = await self.get_custom(plural, ns, name)
+        if existing is None:  # deleted between the two calls: try once more
+            return await self.create_custom(plural, manifest)
+        return existing
+
+    async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
+        try:
+            await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION,
+                             namespace, plural, name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def pvc_exists(self, namespace: str, name: str) -> bool:
+        claim = await self._maybe(self.core.read_namespaced_persistent_volume_claim, name,
+                                  namespace)
+        return claim is not None

@@ -12,12 +12,16 @@ from typing import Any
 import kopf
 
 from kubemigrate.controller import login as login_as
+from kubemigrate.controller.backup_queue import BackupKey, BackupPeer, backup_peer_of
+from kubemigrate.controller.backup_runtime import BackupIndex, BackupRuntime
 from kubemigrate.controller.kubeapi import GROUP, VERSION, KubeApi, make_client
 from kubemigrate.controller.queue import DatabaseKey, Peer, peer_of
 from kubemigrate.controller.runtime import PeerIndex, Runtime
 from kubemigrate.settings import Settings
 
 MIGRATIONS = (GROUP, VERSION, "migrations")
+BACKUPS = (GROUP, VERSION, "databasebackups")
+RESTORES = (GROUP, VERSION, "databaserestores")
 OURS = {"app.kubernetes.io/managed-by": "kubemigrate"}
 
 
@@ -37,6 +41,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any,
     settings.watching.server_timeout = 300
     settings.scanning.disabled = config.namespaced
     memo.runtime = Runtime(config, KubeApi(make_client()))
+    memo.backups = BackupRuntime(memo.runtime)
     memo.runtime.metrics.serve(config.metrics_port)
     logger.info("kubemigrate operator started")
 
@@ -76,3 +81,43 @@ async def migration_deleted(name: str, namespace: str | None, memo: Any, **_: An
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
 def job_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
     memo.runtime.on_job_event(body)
+
+
+# -- DatabaseBackup and DatabaseRestore ------------------------------------------------------
+
+
+@kopf.index(*BACKUPS)
+def backups_by_database(body: kopf.Body, **_: Any) -> dict[BackupKey, BackupPeer]:
+    """Every DatabaseBackup by its database: one backup at a time per database."""
+    peer = backup_peer_of(body)
+    return {peer.database: peer}
+
+
+@kopf.on.event(*BACKUPS)
+def backup_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    index: BackupIndex = kwargs["backups_by_database"]
+    memo.backups.on_backup_event(body, index)
+
+
+@kopf.daemon(*BACKUPS, cancellation_timeout=30.0)
+async def backup(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
+                 logger: kopf.Logger, **kwargs: Any) -> None:
+    index: BackupIndex = kwargs["backups_by_database"]
+    await memo.backups.run_backup(body, stopped, index, logger)
+
+
+@kopf.on.delete(*BACKUPS)
+async def backup_deleted(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    """A backup's file goes with it (pruning, TTL or kubectl delete)."""
+    await memo.backups.backup_deleted(body, logger)
+
+
+@kopf.on.event(*RESTORES)
+def restore_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.backups.on_restore_event(body)
+
+
+@kopf.daemon(*RESTORES, cancellation_timeout=30.0)
+async def restore(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
+                  logger: kopf.Logger, **_: Any) -> None:
+    await memo.backups.run_restore(body, stopped, logger)

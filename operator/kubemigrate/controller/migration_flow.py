@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubemigrate.controller import preflight, status
+from kubemigrate.controller import migration_backup, preflight, status
 from kubemigrate.controller.jobs import Owner, build_job, job_name
 from kubemigrate.controller.kubeapi import KubeApi, NotFound
 from kubemigrate.controller.queue import (
@@ -35,7 +35,7 @@ from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import ConnectionFailed, EngineError, LockTimeout
 from kubemigrate.engine.results import MigrationResult, Origin, RunReport
 from kubemigrate.engine.sources import MigrationSource
-from kubemigrate.models.migration import MigrationSpec
+from kubemigrate.models.migration import MigrationSpec, RollbackStrategy
 from kubemigrate.settings import Settings
 
 PLURAL = "migrations"
@@ -129,7 +129,7 @@ class MigrationFlow:
         raw_status = obj.get("status") or {}
         generation = obj["metadata"]["generation"]
         already_past_preflight = (raw_status.get("observedGeneration") == generation
-                                  and raw_status.get("phase") == "Applying")
+                                  and raw_status.get("phase") in ("BackingUp", "Applying"))
         if spec.preflight.enabled and not spec.dry_run and not already_past_preflight:
             outcome = await self._preflight(obj, spec, source, ctx)
             if outcome is not None:
@@ -137,6 +137,10 @@ class MigrationFlow:
         url = await self._url(obj, spec, ctx)
         if url is None:
             return self.backoff.next()
+        if spec.backup_enabled and not spec.dry_run:
+            pending = await migration_backup.backup_first(self, obj, spec, url, ctx)
+            if pending is not None:
+                return pending
         verb = "Dry-running" if spec.dry_run else "Applying"
         await self._write(obj, ctx, status.phase(
             "Applying", "DryRunning" if spec.dry_run else "Applying",
@@ -181,7 +185,8 @@ class MigrationFlow:
             ctx.emit("Normal", "DryRunSucceeded", message)
             return self._settled(obj, ctx, "DryRunSucceeded")
         fields.update(checksum=source.checksum,
-                      rollbackAvailable=source.down_sql is not None)
+                      rollbackAvailable=migration_backup.rollback_available(
+                          spec, source.down_sql is not None, obj.get("status") or {}))
         if result is None:
             message = f"version {spec.version} was already applied"
             reason = "AlreadyApplied"
@@ -203,6 +208,9 @@ class MigrationFlow:
         blocker = rollback_blocker(me, ctx.peers)
         if blocker:
             return await self._wait(obj, blocker, ctx)
+        restoring = spec.rollback_strategy is RollbackStrategy.RESTORE
+        if restoring and (pending := await migration_backup.follow_restore(self, obj, ctx)):
+            return pending
         generation = obj["metadata"]["generation"]
         source = await self._source(obj, spec, ctx)
         url = await self._url(obj, spec, ctx) if source is not None else None
@@ -220,6 +228,8 @@ class MigrationFlow:
                 "RolledBack", "NotApplied", message, generation, obj.get("status") or {},
                 checksum=None, rollbackAvailable=False))
             return self._settled(obj, ctx, "RolledBack")
+        if restoring:
+            return await migration_backup.start_restore(self, obj, spec, ctx)
         if source.down_sql is None:
             return await self._failed(
                 obj, "NoRollbackSql",
@@ -375,7 +385,7 @@ class MigrationFlow:
         """A failure that time may cure: Reconciling with backoff, never Stalled."""
         raw = obj.get("status") or {}
         delay = self.backoff.next()
-        phase = raw.get("phase") if raw.get("phase") in ("Preflight", "Applying",
+        phase = raw.get("phase") if raw.get("phase") in ("Preflight", "BackingUp", "Applying",
                                                            "RollingBack") else "Pending"
         await self._write(obj, ctx, status.phase(
             phase or "Pending", reason, f"{message} (retrying in {delay:.0f}s)",

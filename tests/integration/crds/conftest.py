@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from harness.cluster import Cluster
 from harness.crds import install_crds
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from harness.kube import Kubectl
 from kubemigrate.models.backup import DatabaseBackup
 from kubemigrate.models.common import Condition, ConditionStatus, LastError, Verification

@@ -1,4 +1,4 @@
-"""A test-only kopf operator: on creation of a Probe, write status.seen through the status subresource."""
+"""A test-only kopf operator: on a new Probe, patch status.seen through the status subresource."""
 
 from __future__ import annotations
 

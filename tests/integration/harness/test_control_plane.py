@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from kopf.testing import KopfRunner
+
 from harness.cluster import Cluster
 from harness.kube import Kubectl, wait_for
-from kopf.testing import KopfRunner
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from harness.cluster import Cluster
 from harness.kube import Kubectl, wait_for
 from harness.node_runner import pod_log_path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from kubemigrate.engine import versions
 from kubemigrate.engine.durations import parse_duration
 from kubemigrate.models import base, migration

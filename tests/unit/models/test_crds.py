@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubemigrate.models import crds, reference
 
 REPO = Path(__file__).resolve().parents[3]

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+
 from kubemigrate.models.backup import BackupFormat, DatabaseBackup
 from kubemigrate.models.base import API_VERSION
 from kubemigrate.models.migration import (
@@ -16,7 +18,6 @@ from kubemigrate.models.migration import (
     RollbackStrategy,
 )
 from kubemigrate.models.restore import DatabaseRestore
-from pydantic import BaseModel
 
 Load = Callable[[str], dict[str, Any]]
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ConfigDict, Field
+
 from kubemigrate.models.base import SpecModel, cel, validations
 from kubemigrate.models.structural import NotStructural, structural
-from pydantic import ConfigDict, Field
 
 
 class Inner(SpecModel):

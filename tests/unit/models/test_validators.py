@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from kubemigrate.models.backup import DatabaseBackup
 from kubemigrate.models.migration import Migration
-from pydantic import ValidationError
 
 Load = Callable[[str], dict[str, Any]]
 

@@ -1,0 +1,229 @@
+"""One DatabaseBackup's way from Pending through Running to Succeeded or Failed, then retention.
+
+A daemon per backup calls `BackupFlow.step()` in a loop, like Migration's flow: wait for older
+backups of the same database, start the Job (its name goes to status first, so a restarted
+operator adopts it), read the Job's JSON result from its termination message, write status.
+The Job's activeDeadlineSeconds bounds the run: when the Job controller kills it, the Job's
+Failed condition (DeadlineExceeded) becomes the backup's reason, so no backup stays Running.
+A finished backup's daemon then only applies retention: its TTL, and keepLast when it succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubemigrate.controller import preflight
+from kubemigrate.controller.backup_jobs import (
+    BACKUP,
+    Outcome,
+    Place,
+    backup_fields,
+    backup_request,
+    place_of,
+    read_outcome,
+)
+from kubemigrate.controller.backup_queue import (
+    BackupPeer,
+    ahead_of,
+    backup_peer_of,
+    to_prune,
+    ttl_left,
+)
+from kubemigrate.controller.jobs import Owner, build_job, job_name
+from kubemigrate.controller.kubeapi import NotFound
+from kubemigrate.controller.migration_flow import Backoff
+from kubemigrate.controller.resource_flow import (
+    FlowContext,
+    ResourceFlow,
+    phase,
+    seconds_between,
+    utcnow,
+)
+from kubemigrate.controller.status import rfc3339
+from kubemigrate.engine.durations import parse_duration
+from kubemigrate.models.backup import DatabaseBackupSpec
+
+PLURAL = "databasebackups"
+IDLE = 300.0
+QUEUED = 30.0
+JOB_POLL = 2.0
+TERMINAL = frozenset({"Succeeded", "Failed"})
+
+
+class BackupFlow(ResourceFlow):
+    """The state machine of one DatabaseBackup (one instance per daemon)."""
+
+    plural = PLURAL
+
+    def __init__(self, backoff: Backoff) -> None:
+        super().__init__()
+        self.backoff = backoff
+
+    async def step(self, body: Mapping[str, Any], ctx: FlowContext,
+                   peers: Sequence[BackupPeer]) -> float:
+        """Do the next thing for this backup; return seconds until the next look."""
+        obj = self._freshest(body)
+        raw = obj.get("status") or {}
+        try:
+            spec = DatabaseBackupSpec.model_validate(obj.get("spec") or {})
+        except ValidationError as exc:
+            return await self._fail(obj, ctx, "InvalidSpec", f"invalid spec: {exc.errors()[0]}")
+        if raw.get("phase") in TERMINAL:
+            return await self._retain(obj, spec, ctx)
+        meta = obj["metadata"]
+        place = place_of(spec, meta["namespace"], meta["name"], meta["uid"])
+        if raw.get("phase") != "Running":
+            delay = await self._start(obj, spec, place, ctx, peers)
+            if delay is not None:
+                return delay
+        return await self._follow(obj, spec, place, ctx)
+
+    async def _start(self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Place,
+                     ctx: FlowContext, peers: Sequence[BackupPeer]) -> float | None:
+        """Move to Running when it is this backup's turn; else the delay before looking again."""
+        meta = obj["metadata"]
+        ahead = ahead_of(backup_peer_of(obj), peers)
+        if ahead is not None:
+            await self._pending(obj, ctx, "WaitingForBackup",
+                                f"waiting for backup {ahead.name} of the same database "
+                                f"({ahead.phase or 'Pending'}): one backup at a time")
+            return QUEUED
+        ref = spec.database.secret_ref
+        try:
+            await ctx.api.secret_value(meta["namespace"], ref.name, ref.key)
+        except NotFound as exc:
+            return await self._retry(obj, ctx, "SecretNotFound", str(exc))
+        if not await ctx.api.pvc_exists(meta["namespace"], place.claim):
+            return await self._retry(obj, ctx, "ClaimNotFound",
+                                     f"PersistentVolumeClaim {place.claim} not found")
+        name = job_name(self._owner(obj), BACKUP)
+        await self._write(obj, ctx, phase(
+            "Running", "BackingUp", f"backup Job {name} is running",
+            meta["generation"], obj.get("status") or {}, startedAt=rfc3339(utcnow()),
+            job=name, lastError=None))
+        ctx.emit("Normal", "BackupStarted",
+                 f"Started backup Job {name} writing {place.location}")
+        self.backoff.reset()
+        return None
+
+    async def _follow(self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Place,
+                      ctx: FlowContext) -> float:
+        """Start the Job if it is not there yet; read its result once it finished."""
+        meta, raw = obj["metadata"], obj.get("status") or {}
+        name = raw.get("job") or job_name(self._owner(obj), BACKUP)
+        job = await ctx.api.job(meta["namespace"], name)
+        if job is None:
+            manifest = build_job(self._owner(obj), backup_request(spec, place), ctx.settings)
+            manifest["metadata"]["name"] = name
+            job = await ctx.api.ensure_job(manifest)
+        finished = preflight.job_finished(job)
+        if finished is None:
+            return JOB_POLL
+        pods = await ctx.api.job_pods(meta["namespace"], name)
+        outcome = read_outcome(preflight.termination_message(pods),
+                               None if finished else preflight.job_failure(job))
+        if outcome.ok and outcome.data.get("verified"):
+            return await self._succeeded(obj, spec, place, outcome, ctx)
+        if outcome.ok:  # ran, but verification did not run or did not pass
+            outcome = Outcome(False, "NotVerified", "the backup was not verified", outcome.data)
+        return await self._fail(obj, ctx, outcome.reason, outcome.message or outcome.reason,
+                                backup_fields(outcome, place))
+
+    async def _succeeded(self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Place,
+                         outcome: Outcome, ctx: FlowContext) -> float:
+        meta, d = obj["metadata"], outcome.data
+        ended = utcnow()
+        fields = backup_fields(outcome, place)
+        fields.update(completedAt=d.get("completedAt") or rfc3339(ended),
+                      durationSeconds=d.get("durationSeconds")
+                      or seconds_between((obj.get("status") or {}).get("startedAt"), ended),
+                      lastError=None)
+        check = " and test-restored" if "verification" in fields else ""
+        message = (f"backed up database {d.get('database', '?')} (PostgreSQL "
+                   f"{d.get('serverVersion', '?')}): {d.get('sizeBytes', 0)} bytes to "
+                   f"{place.location}, verified{check}")
+        await self._write(obj, ctx, phase("Succeeded", "Verified", message, meta["generation"],
+                                          obj.get("status") or {}, **fields))
+        ctx.emit("Normal", "BackupSucceeded", message)
+        me = backup_peer_of(obj)
+        ctx.metrics.backups.labels(meta["namespace"], "succeeded").inc()
+        ctx.metrics.last_backup.labels(meta["namespace"], str(me.database)).set(ended.timestamp())
+        ctx.metrics.backup_size.labels(meta["namespace"], str(me.database)).set(
+            int(d.get("sizeBytes") or 0))
+        return await self._retain(obj, spec, ctx)
+
+    async def _retain(self, obj: dict[str, Any], spec: DatabaseBackupSpec,
+                      ctx: FlowContext) -> float:
+        """Apply keepLast (once, when this backup succeeded) and this backup's own TTL."""
+        meta, raw = obj["metadata"], obj.get("status") or {}
+        retention = spec.retention
+        if retention is None:
+            return IDLE
+        if retention.keep_last and raw.get("phase") == "Succeeded" and not self._pruned:
+            await self._prune(obj, retention.keep_last, ctx)
+        if retention.ttl:
+            left = ttl_left(raw.get("completedAt"), timedelta(
+                seconds=parse_duration(retention.ttl)), utcnow())
+            if left is not None and left <= 0:
+                ctx.emit("Normal", "Expired", f"Deleting the backup: its TTL of "
+                         f"{retention.ttl} ran out")
+                await ctx.api.delete_custom(PLURAL, meta["namespace"], meta["name"])
+                return IDLE
+            if left is not None:
+                return min(IDLE, max(left, 0.5))
+        return IDLE
+
+    _pruned = False
+
+    async def _prune(self, obj: dict[str, Any], keep_last: int, ctx: FlowContext) -> None:
+        """Delete the older succeeded backups of this database beyond keep_last; each one's
+        deletion handler removes its file before the resource goes."""
+        meta = obj["metadata"]
+        everyone = [backup_peer_of(o) for o in await ctx.api.list_custom(PLURAL,
+                                                                         meta["namespace"])]
+        me = backup_peer_of(obj)
+        for name in to_prune(keep_last, me, everyone):
+            ctx.emit("Normal", "Pruned", f"Deleting backup {name}: retention keeps the last "
+                     f"{keep_last} of database {me.database}")
+            await ctx.api.delete_custom(PLURAL, meta["namespace"], name)
+        self._pruned = True
+
+    # -- shared pieces ---------------------------------------------------------------------
+
+    def _owner(self, obj: dict[str, Any]) -> Owner:
+        meta = obj["metadata"]
+        return Owner("DatabaseBackup", meta["name"], meta["namespace"], meta["uid"],
+                     int(meta.get("generation", 1)))
+
+    async def _pending(self, obj: dict[str, Any], ctx: FlowContext, reason: str,
+                       message: str) -> None:
+        raw = obj.get("status") or {}
+        if (raw.get("phase"), raw.get("reason"), raw.get("message")) != ("Pending", reason,
+                                                                          message):
+            await self._write(obj, ctx, phase("Pending", reason, message,
+                                              obj["metadata"]["generation"], raw))
+
+    async def _retry(self, obj: dict[str, Any], ctx: FlowContext, reason: str,
+                     message: str) -> float:
+        """A failure that time may cure (a Secret or claim not created yet): Pending."""
+        delay = self.backoff.next()
+        await self._pending(obj, ctx, reason, message)
+        ctx.emit("Warning", reason, message)
+        return delay
+
+    async def _fail(self, obj: dict[str, Any], ctx: FlowContext, reason: str, message: str,
+                    fields: dict[str, Any] | None = None) -> float:
+        """Failed and Stalled; nothing recorded as a usable backup."""
+        raw, ended = obj.get("status") or {}, utcnow()
+        extra: dict[str, Any] = {"location": None, "sha256": None, "completedAt": rfc3339(ended),
+                                 "durationSeconds": seconds_between(raw.get("startedAt"), ended),
+                                 "lastError": {"message": message[:1024]}, **(fields or {})}
+        await self._write(obj, ctx, phase("Failed", reason, f"backup failed: {message}",
+                                          obj["metadata"]["generation"], raw, **extra))
+        ctx.emit("Warning", "BackupFailed", f"{reason}: {message}")
+        ctx.metrics.backups.labels(obj["metadata"]["namespace"], "failed").inc()
+        return IDLE
