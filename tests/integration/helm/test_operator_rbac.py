@@ -3,8 +3,9 @@
 `kubectl auth can-i` (test_chart.py) shows what the rules allow; this shows they are enough: the
 chart is installed with `rbac.scope=namespace`, the operator runs with exactly the Deployment's
 command and environment, logged in with a token minted for the chart's ServiceAccount
-(TokenRequest), and applies and rolls back a Migration. Any call the rules forbid shows up as a
-403 in its log. The Deployment's own pod is skipped by the node runner, so only this copy runs.
+(TokenRequest), applies and rolls back a Migration, and takes a backup. Any call the rules
+forbid shows up as a 403 in its log. The Deployment's own pod is skipped by the node runner, so
+only this copy runs.
 """
 
 from __future__ import annotations
@@ -46,6 +47,23 @@ spec:
   version: "001"
   sql: CREATE TABLE widgets (id bigint PRIMARY KEY, name text NOT NULL);
   rollbackSql: DROP TABLE widgets;
+"""
+
+
+BACKUP = """
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: backups}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: kubemigrate.dev/v1alpha1
+kind: DatabaseBackup
+metadata: {name: nightly}
+spec:
+  database: {secretRef: {name: app-db}}
+  storage: {persistentVolumeClaim: {claimName: backups}}
 """
 
 
@@ -126,17 +144,21 @@ def _phase(kubectl: Kubectl, namespace: str, operator: Operator) -> str | None:
     return (obj.get("status") or {}).get("phase")
 
 
-def test_operator_applies_and_rolls_back_with_chart_rbac(
+def test_operator_applies_rolls_back_and_backs_up_with_chart_rbac(
     kubectl: Kubectl, namespace: str, operator: Operator
 ) -> None:
     kubectl.apply(MIGRATION, "-n", namespace)
-    # kopf retries its forbidden cluster-wide scans for about a minute before falling back.
     wait_for(lambda: _phase(kubectl, namespace, operator) == "Succeeded", timeout=180,
              interval=1, what=f"Migration Succeeded (operator log: {operator.log})")
     kubectl.run("patch", "migration", "create-widgets", "-n", namespace, "--type=merge",
                 "-p", '{"spec":{"rollback":true}}')
     wait_for(lambda: _phase(kubectl, namespace, operator) == "RolledBack", timeout=60, interval=1,
              what="Migration RolledBack")
+    kubectl.apply(BACKUP, "-n", namespace)
+    kubectl.run("wait", "--for=condition=Ready", "databasebackup/nightly", "-n", namespace,
+                "--timeout=120s")
+    backup = kubectl.json("get", "databasebackup", "nightly", "-n", namespace)["status"]
+    assert backup["phase"] == "Succeeded" and backup["sha256"] and backup["sizeBytes"] > 0
     forbidden = [line for line in operator.log.read_text().splitlines()
                  if "forbidden" in line.lower() and not any(t in line for t in TOLERATED_403)]
     assert not forbidden, "\n".join(forbidden)
