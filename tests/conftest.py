@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +56,16 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         yield url
     finally:
         databases.drop(pg_admin_url, url)
+
+
+@pytest.fixture
+def password_role(pg_admin_url: str) -> Callable[[str], str]:
+    """Give the harness' password-only role (a superuser) a password; returns the role's name.
+
+    Every other login on the test server is trusted, so a wrong password needs this role."""
+
+    def set_password(password: str) -> str:
+        databases.ensure_role(pg_admin_url, postgres.PASSWORD_ROLE, password, superuser=True)
+        return postgres.PASSWORD_ROLE
+
+    return set_password

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -13,16 +13,17 @@ def with_user(url: str, user: str, password: str) -> str:
     """The same libpq URL with other credentials."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
-    netloc = f"{user}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{user}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def ensure_role(admin_url: str, role: str, password: str) -> None:
+def ensure_role(admin_url: str, role: str, password: str, *, superuser: bool = False) -> None:
     """A login role with this password (created or reset)."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
         verb = "ALTER" if exists else "CREATE"
-        conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+        power = "SUPERUSER" if superuser else "NOSUPERUSER"
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN " + power + " PASSWORD {}").format(
             sql.Identifier(role), sql.Literal(password)))
 
 

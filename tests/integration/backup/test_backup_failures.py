@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import psycopg
 import pytest
 from psycopg import sql
 
@@ -22,7 +19,7 @@ from kubemigrate.engine.errors import ConnectionFailed
 from .backup_helpers import populate, query
 
 PASSWORD = "s3cret-Pa55/w@rd"
-ROLE = "backup_pw_user"
+ROLE = postgres.PASSWORD_ROLE
 
 
 def assert_clean(text: str) -> None:
@@ -36,28 +33,12 @@ def with_login(url: str, user: str, password: str, *, port: int | None = None) -
                                  f"{port or parts.port}").geturl()
 
 
-@pytest.fixture(scope="module")
-def password_server() -> Iterator[str]:
-    """A server of this module's own whose pg_hba asks ROLE for a SCRAM password over TCP.
-
-    The shared test server trusts every loopback login, so a wrong password would get in there.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="kubemigrate-backup-pw-"))
-    datadir = tmp / "pgdata"
-    server = postgres.start(datadir)
-    try:
-        hba = datadir / "pg_hba.conf"
-        hba.write_text(f"host all {ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-                sql.Identifier(ROLE), sql.Literal(PASSWORD)))
-            conn.execute("SELECT pg_reload_conf()")
-        url = databases.create(server.url)
-        populate(url)
-        yield url
-    finally:
-        postgres.stop(datadir)
-        shutil.rmtree(tmp, ignore_errors=True)
+@pytest.fixture
+def password_server(password_role: Callable[[str], str], database_url: str) -> str:
+    """A database with data on the shared server, where ROLE must log in with PASSWORD."""
+    password_role(PASSWORD)
+    populate(database_url)
+    return database_url
 
 
 def test_the_right_password_reaches_pg_dump_but_never_its_command_line(

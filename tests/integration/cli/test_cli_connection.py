@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
-from harness import databases, postgres
+from harness import postgres
 from harness.ports import free_port
 
 from .cli_helpers import Migrations, run_cli
@@ -20,7 +15,7 @@ from .cli_helpers import Migrations, run_cli
 pytestmark = pytest.mark.integration
 
 PASSWORD = "s3cret-Pa55/w@rd"
-ROLE = "kubemigrate_pw"
+ROLE = postgres.PASSWORD_ROLE
 
 
 def assert_clean(output: str) -> None:
@@ -63,30 +58,11 @@ def test_no_database_given(some_migrations: Migrations) -> None:
     assert "DATABASE_URL" in one_error_line(result.stderr)
 
 
-@pytest.fixture(scope="module")
-def password_server() -> Iterator[str]:
-    """A server of this module's own whose pg_hba asks ROLE for a SCRAM password over TCP.
-
-    The shared test server trusts every loopback login, so a wrong password would get in there.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="kubemigrate-pw-"))
-    datadir = tmp / "pgdata"
-    server = postgres.start(datadir)
-    try:
-        hba = datadir / "pg_hba.conf"
-        hba.write_text(f"host all {ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(ROLE), sql.Literal(PASSWORD)))
-            conn.execute("SELECT pg_reload_conf()")
-        url = databases.create(server.url)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                sql.Identifier(urlsplit(url).path.lstrip("/")), sql.Identifier(ROLE)))
-        yield url
-    finally:
-        postgres.stop(datadir)
-        shutil.rmtree(tmp, ignore_errors=True)
+@pytest.fixture
+def password_server(password_role: Callable[[str], str], database_url: str) -> str:
+    """A database on the shared server, where ROLE must log in with PASSWORD."""
+    password_role(PASSWORD)
+    return database_url
 
 
 def _as_role(url: str, password: str) -> str:
