@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -13,14 +12,12 @@ from kubemigrate.models.base import (
     Duration,
     ObjectMeta,
     Resource,
-    Seconds,
     SpecModel,
-    StatusModel,
     cel,
     column,
     validations,
 )
-from kubemigrate.models.common import Condition, DatabaseRef, LastError, Verification
+from kubemigrate.models.common import DatabaseRef, LastError, ReconciledStatus, Verification
 from kubemigrate.models.storage import BackupStorage
 
 
@@ -103,23 +100,10 @@ class DatabaseBackupSpec(SpecModel):
     )
 
 
-class DatabaseBackupStatus(StatusModel):
+class DatabaseBackupStatus(ReconciledStatus):
     """The outcome of the backup Job."""
 
     phase: BackupPhase | None = Field(None, description="Where the backup is.")
-    reason: str | None = Field(None, description="One CamelCase word saying why, when Failed.")
-    message: str | None = Field(None, description="A human-readable summary.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready, Reconciling and Stalled, with the kstatus meaning.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = Field(
-        None, description="The metadata.generation this status describes."
-    )
-    started_at: datetime | None = Field(None, description="When the backup started.")
-    completed_at: datetime | None = Field(None, description="When the backup ended.")
-    duration_seconds: Seconds | None = Field(None, description="How long the backup took.")
     size_bytes: int | None = Field(None, description="Size of the backup in bytes.")
     location: str | None = Field(
         None, description="Where the backup is, e.g. pvc://backups/prod/orders-20241220.dump."

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from kubemigrate.models.base import DataKey, ObjectName, SpecModel, StatusModel
+from kubemigrate.models.base import DataKey, ObjectName, Seconds, SpecModel, StatusModel
 
 
 class SecretKeyRef(SpecModel):
@@ -120,3 +120,28 @@ class Verification(StatusModel):
         description="Tables whose row counts differ (the first few, if many).",
         max_length=100,
     )
+
+
+class ReconciledStatus(StatusModel):
+    """What the status of every kind has: why it is where it is, and kstatus conditions that
+    say so to kubectl wait, Flux and Argo CD, for the generation it describes."""
+
+    reason: str | None = Field(
+        None,
+        description=(
+            "One CamelCase word saying why the resource is in this phase, e.g. "
+            "WaitingForDependency, ConnectionFailed, DeadlineExceeded."
+        ),
+    )
+    message: str | None = Field(None, description="A human-readable summary of the phase.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling and Stalled, with the kstatus meaning.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation this status describes."
+    )
+    started_at: datetime | None = Field(None, description="When the last run started.")
+    completed_at: datetime | None = Field(None, description="When the last run ended.")
+    duration_seconds: Seconds | None = Field(None, description="How long the last run took.")

@@ -14,7 +14,6 @@ from kubemigrate.models.base import (
     ObjectMeta,
     ObjectName,
     Resource,
-    Seconds,
     SpecModel,
     StatusModel,
     cel,
@@ -23,10 +22,10 @@ from kubemigrate.models.base import (
     validations,
 )
 from kubemigrate.models.common import (
-    Condition,
     DatabaseRef,
     LastError,
     LocalObjectReference,
+    ReconciledStatus,
     SqlSource,
 )
 from kubemigrate.models.storage import BackupStorage
@@ -283,29 +282,10 @@ class DryRunResult(StatusModel):
     tables_dropped: list[str] = Field(default_factory=list, description="Tables dropped.")
 
 
-class MigrationStatus(StatusModel):
+class MigrationStatus(ReconciledStatus):
     """What the operator last observed and did; mirrors the history table in the database."""
 
     phase: MigrationPhase | None = Field(None, description="Where the migration is.")
-    reason: str | None = Field(
-        None,
-        description=(
-            "One CamelCase word saying why the migration is in this phase, e.g. "
-            "WaitingForDependency, LockTimeout, ChecksumMismatch."
-        ),
-    )
-    message: str | None = Field(None, description="A human-readable summary of the phase.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready, Reconciling and Stalled, with the kstatus meaning.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = Field(
-        None, description="The metadata.generation this status describes."
-    )
-    started_at: datetime | None = Field(None, description="When the last run started.")
-    completed_at: datetime | None = Field(None, description="When the last run ended.")
-    duration_seconds: Seconds | None = Field(None, description="How long the last run took.")
     checksum: str | None = Field(
         None,
         description=(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -12,18 +11,16 @@ from kubemigrate.models.base import (
     AGE,
     ObjectMeta,
     Resource,
-    Seconds,
     SpecModel,
-    StatusModel,
     cel,
     column,
     validations,
 )
 from kubemigrate.models.common import (
-    Condition,
     DatabaseRef,
     LastError,
     LocalObjectReference,
+    ReconciledStatus,
     Verification,
 )
 
@@ -67,23 +64,10 @@ class DatabaseRestoreSpec(SpecModel):
     )
 
 
-class DatabaseRestoreStatus(StatusModel):
+class DatabaseRestoreStatus(ReconciledStatus):
     """The outcome of the restore Job."""
 
     phase: RestorePhase | None = Field(None, description="Where the restore is.")
-    reason: str | None = Field(None, description="One CamelCase word saying why, when Failed.")
-    message: str | None = Field(None, description="A human-readable summary.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready, Reconciling and Stalled, with the kstatus meaning.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = Field(
-        None, description="The metadata.generation this status describes."
-    )
-    started_at: datetime | None = Field(None, description="When the restore started.")
-    completed_at: datetime | None = Field(None, description="When the restore ended.")
-    duration_seconds: Seconds | None = Field(None, description="How long the restore took.")
     verification: Verification | None = Field(
         None, description="Row counts per table compared with those recorded at backup time."
     )
