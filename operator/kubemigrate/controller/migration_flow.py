@@ -30,6 +30,7 @@ from kubemigrate.controller.queue import (
     peer_of,
     rollback_blocker,
 )
+from kubemigrate.controller.resource_flow import ResourceFlow
 from kubemigrate.engine.durations import parse_duration
 from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import ConnectionFailed, EngineError, LockTimeout
@@ -83,12 +84,14 @@ class Backoff:
         self.failures = 0
 
 
-class MigrationFlow:
+class MigrationFlow(ResourceFlow):
     """The state machine of one Migration object (one instance per daemon)."""
 
+    plural = PLURAL
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.backoff = Backoff(settings.retry_min_seconds, settings.retry_max_seconds)
-        self._latest: dict[str, Any] | None = None
 
     # -- the step --------------------------------------------------------------------------
 
@@ -410,30 +413,3 @@ class MigrationFlow:
         ctx.settle(Peer(me.name, me.version, me.database, phase, me.rollback, me.dry_run,
                         me.depends_on, me.created, True, me.uid))
         return IDLE
-
-    async def _write(self, obj: dict[str, Any], ctx: Context, patch: dict[str, Any]) -> None:
-        """Patch status and remember the result, so the next step sees its own writes even
-        before the watch stream delivers them."""
-        meta = obj["metadata"]
-        updated = await ctx.api.patch_status(PLURAL, meta["namespace"], meta["name"], patch)
-        if updated is not None:
-            self._latest = updated
-            obj["status"] = updated.get("status") or {}
-            obj["metadata"] = updated["metadata"]
-
-    def _freshest(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The live body, or our last write if the watch has not caught up with it yet."""
-        live = {"metadata": dict(body.get("metadata") or {}), "spec": dict(body.get("spec") or {}),
-                "status": dict(body.get("status") or {})}
-        latest = self._latest
-        if latest is None:
-            return live
-        try:
-            newer = int(latest["metadata"]["resourceVersion"]) > int(
-                live["metadata"].get("resourceVersion", 0))
-        except (KeyError, ValueError):
-            newer = False
-        if newer and latest["metadata"].get("generation") == live["metadata"].get("generation"):
-            return {"metadata": dict(latest["metadata"]), "spec": live["spec"],
-                    "status": dict(latest.get("status") or {})}
-        return live

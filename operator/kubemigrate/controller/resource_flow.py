@@ -1,5 +1,5 @@
-"""What the DatabaseBackup and DatabaseRestore flows share: a daemon step's context, status
-writes that the next step sees at once, and phases with their kstatus conditions.
+"""What the flows of every kind share: status writes that the next step sees at once; and for
+DatabaseBackup and DatabaseRestore, a daemon step's context and phases with their conditions.
 
 Both kinds have the phases Pending, Running, Succeeded and Failed, which `conditions.health`
 reads as Migration's do: Succeeded is Ready, Failed is Stalled, the rest Reconciling.
@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubemigrate.controller import status
 from kubemigrate.controller.kubeapi import KubeApi
@@ -56,16 +56,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class HasApi(Protocol):
+    """Any step context: all a status write needs from it is the API."""
+
+    api: KubeApi
+
+
 class ResourceFlow:
-    """Status writes for one object of `plural`, remembered until the watch catches up."""
+    """Status writes for one object of `plural`, remembered until the watch catches up, so the
+    next step sees its own writes even before the watch stream delivers them."""
 
     plural = ""
 
     def __init__(self) -> None:
         self._latest: dict[str, Any] | None = None
 
-    async def _write(self, obj: dict[str, Any], ctx: FlowContext,
-                     patch: dict[str, Any]) -> None:
+    async def _write(self, obj: dict[str, Any], ctx: HasApi, patch: dict[str, Any]) -> None:
         meta = obj["metadata"]
         updated = await ctx.api.patch_status(self.plural, meta["namespace"], meta["name"], patch)
         if updated is not None:
