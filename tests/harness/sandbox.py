@@ -20,9 +20,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.paths import REPO
+
 BWRAP = "/usr/bin/bwrap"
 # Fresh inside every sandbox, so mount points below them never touch the host.
 PRIVATE = ("/dev", "/proc", "/tmp")
+# The checkout holds the venv whose CLI the pods run (the image's part): when it lives under a
+# private root (a CI clone in /tmp), it is bound back in, read-only.
+KEEP_VISIBLE = (REPO,)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,9 @@ def bwrap_argv(
             "--hostname", hostname[:63].rstrip(".-") or "pod"]
     args += _tree("/", points)
     args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for keep in KEEP_VISIBLE:
+        if _under(str(keep), PRIVATE):
+            args += ["--ro-bind", str(keep), str(keep)]
     for mount, target in sorted(zip(mounts, targets, strict=True),
                                 key=lambda mt: mt[1].count("/")):
         args += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), target]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from harness import sandbox
 from harness.sandbox import Mount, bwrap_argv, resolve, splice_points
 
 
@@ -28,3 +31,14 @@ def test_argv_binds_volumes_after_the_tree_and_runs_the_command(tmp_path: Path) 
     assert argv[ro:ro + 3] == ["--ro-bind", str(tmp_path), "/backups"]
     assert ["--bind", str(tmp_path / "t"), "/dev/termination-log"] == argv[ro + 3:ro + 6]
     assert "--dev-bind" not in argv
+
+
+def test_a_checkout_under_tmp_stays_visible_to_pods(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI may clone into /tmp, which every sandbox replaces: the pods' venv must still be seen."""
+    monkeypatch.setattr(sandbox, "KEEP_VISIBLE", (Path("/tmp/ci-clone"), Path("/opt/repo")))
+    argv = bwrap_argv(["true"], mounts=[], termination_log=tmp_path / "t",
+                      termination_path="/dev/termination-log", workdir=None, hostname="p")
+    tmpfs = argv.index("--tmpfs")
+    assert argv[tmpfs + 2:tmpfs + 5] == ["--ro-bind", "/tmp/ci-clone", "/tmp/ci-clone"]
+    assert "/opt/repo" not in argv  # not under a private root: already bound with the host tree
