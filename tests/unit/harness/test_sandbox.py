@@ -27,8 +27,8 @@ def test_argv_binds_volumes_after_the_tree_and_runs_the_command(tmp_path: Path) 
                       termination_log=tmp_path / "t", termination_path="/dev/termination-log",
                       workdir=None, hostname="pod-1")
     assert argv[-4:] == ["--", "sh", "-c", "true"]
-    ro = argv.index("--ro-bind", argv.index("--tmpfs"))
-    assert argv[ro:ro + 3] == ["--ro-bind", str(tmp_path), "/backups"]
+    volume = ["--ro-bind", str(tmp_path), "/backups"]
+    ro = next(i for i in range(argv.index("--tmpfs"), len(argv)) if argv[i:i + 3] == volume)
     assert ["--bind", str(tmp_path / "t"), "/dev/termination-log"] == argv[ro + 3:ro + 6]
     assert "--dev-bind" not in argv
 
