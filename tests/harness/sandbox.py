@@ -100,12 +100,12 @@ def bwrap_argv(
             "--hostname", hostname[:63].rstrip(".-") or "pod"]
     args += _tree("/", points)
     args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for keep in KEEP_VISIBLE:
-        if _under(str(keep), PRIVATE):
-            args += ["--ro-bind", str(keep), str(keep)]
     for mount, target in sorted(zip(mounts, targets, strict=True),
                                 key=lambda mt: mt[1].count("/")):
         args += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), target]
+    for keep in KEEP_VISIBLE:  # after the volumes: an emptyDir at /tmp must not hide it
+        if _under(str(keep), PRIVATE):
+            args += ["--ro-bind", str(keep), str(keep)]
     args += ["--bind", str(termination_log), term]
     if needs_dir and wd != "/":
         args += ["--dir", wd]

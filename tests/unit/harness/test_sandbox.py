@@ -37,8 +37,9 @@ def test_a_checkout_under_tmp_stays_visible_to_pods(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """CI may clone into /tmp, which every sandbox replaces: the pods' venv must still be seen."""
     monkeypatch.setattr(sandbox, "KEEP_VISIBLE", (Path("/tmp/ci-clone"), Path("/opt/repo")))
-    argv = bwrap_argv(["true"], mounts=[], termination_log=tmp_path / "t",
+    argv = bwrap_argv(["true"], mounts=[Mount(tmp_path, "/tmp")], termination_log=tmp_path / "t",
                       termination_path="/dev/termination-log", workdir=None, hostname="p")
-    tmpfs = argv.index("--tmpfs")
-    assert argv[tmpfs + 2:tmpfs + 5] == ["--ro-bind", "/tmp/ci-clone", "/tmp/ci-clone"]
+    volume = argv.index("--bind", argv.index("--tmpfs"))
+    assert argv[volume:volume + 3] == ["--bind", str(tmp_path), "/tmp"]  # an emptyDir at /tmp
+    assert argv[volume + 3:volume + 6] == ["--ro-bind", "/tmp/ci-clone", "/tmp/ci-clone"]
     assert "/opt/repo" not in argv  # not under a private root: already bound with the host tree
