@@ -21,7 +21,9 @@ def test_only_existing_ancestors_of_missing_targets_are_spliced() -> None:
     assert points == {"/usr/share", "/usr"}
 
 
-def test_argv_binds_volumes_after_the_tree_and_runs_the_command(tmp_path: Path) -> None:
+def test_argv_binds_volumes_after_the_tree_and_runs_the_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "KEEP_VISIBLE", ())  # wherever this checkout lives
     argv = bwrap_argv(["sh", "-c", "true"],
                       mounts=[Mount(tmp_path, "/backups", read_only=True)],
                       termination_log=tmp_path / "t", termination_path="/dev/termination-log",
