@@ -27,6 +27,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from kubemigrate import __version__, cli_jobs
@@ -43,11 +44,13 @@ from kubemigrate.cli_command import (
 )
 from kubemigrate.cli_output import Output, format_duration, status_table
 from kubemigrate.engine import errors
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.parse_error import ParseError
 from kubemigrate.engine.results import MigrationResult, RunReport, ValidationReport
 from kubemigrate.engine.sources import MigrationSource, SourceError, load_directory
 from kubemigrate.engine.versions import validate_version
+
+if TYPE_CHECKING:  # the engine loads the database driver: only commands that connect need it
+    from kubemigrate.engine.engine import Engine
 
 EPILOG = """\
 exit status: 0 success; 1 a migration failed; 2 usage or source error (nothing run);
@@ -166,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _engine(args: argparse.Namespace, out: Output) -> Engine:
+    from kubemigrate.engine.engine import Engine  # noqa: PLC0415
+
     return Engine(args.database_url, history_schema=args.history_schema,
                   lock_wait_seconds=args.lock_wait, on_progress=out.detail)
 

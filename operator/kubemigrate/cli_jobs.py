@@ -10,8 +10,6 @@ from pathlib import Path
 
 from kubemigrate.cli_command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command
 from kubemigrate.cli_output import Output
-from kubemigrate.engine.engine import Engine
-from kubemigrate.engine.preflight import run_preflight
 from kubemigrate.engine.redact import redact
 from kubemigrate.engine.sources import MigrationSource
 
@@ -37,6 +35,9 @@ def _preflight_args(parser: argparse.ArgumentParser) -> None:
 
 def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
     """Check the plan's migration against the database; exit 0 only when every check passed."""
+    from kubemigrate.engine.engine import Engine  # noqa: PLC0415 - loads the driver
+    from kubemigrate.engine.preflight import run_preflight  # noqa: PLC0415 - only Jobs run it
+
     try:
         plan = json.loads(args.plan.read_text())
         sql = Path(plan["sqlFile"]).read_text()

@@ -20,14 +20,19 @@ file may repeat them but not contradict them.
 Files not ending in ``.sql``, hidden files and subdirectories are ignored. An empty file is a
 migration that changes nothing. Every problem (duplicate versions, unreadable names, a down file
 without its up file, ...) is collected and raised together as one ``SourceError``.
+
+Every command reads the whole directory (``validate`` checks every applied checksum), so reading
+stays lean: one ``scandir``, names handled as strings, files read as bytes and decoded in one go.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from kubemigrate.engine.checksum import sql_checksum
@@ -70,12 +75,13 @@ class MigrationSource:
     def __post_init__(self) -> None:
         validate_version(self.version)
 
-    @property
+    # Computed once per source: planning compares and sorts by them over and over.
+    @cached_property
     def checksum(self) -> str:
         """The drift checksum of the forward SQL (see ``checksum``)."""
         return sql_checksum(self.up_sql)
 
-    @property
+    @cached_property
     def key(self) -> tuple[int, ...]:
         """The ordering key of the version (see ``versions.version_key``)."""
         return version_key(self.version)
@@ -120,11 +126,13 @@ def parse_directives(sql: str) -> Directives:
 
 @dataclass
 class _Entry:
+    """The files of one version, by name."""
+
     version: str
     name: str
-    up: Path | None = None
-    down: Path | None = None
-    verify: Path | None = None
+    up: str | None = None
+    down: str | None = None
+    verify: str | None = None
     files: list[str] = field(default_factory=list)
 
 
@@ -149,67 +157,82 @@ def _unparsable(filename: str) -> str:
     )
 
 
-def _read(path: Path, problems: list[str]) -> str | None:
+def _read(prefix: str, filename: str, problems: list[str]) -> str | None:
+    """The text of the file ``prefix + filename`` as ``Path.read_text(encoding="utf-8-sig")``
+    gives it (a BOM dropped, newlines made ``\\n``), or None with the problem recorded.
+
+    It runs for every file of every command: read unbuffered from a plain string path, decoded
+    by the built-in UTF-8 decoder (the utf-8-sig codec is Python code)."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with open(prefix + filename, "rb", buffering=0) as file:  # noqa: PTH123 - see above
+            data = file.read()
+        text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as exc:
-        problems.append(f"{path.name}: not valid UTF-8 ({exc.reason} at byte {exc.start})")
+        problems.append(f"{filename}: not valid UTF-8 ({exc.reason} at byte {exc.start})")
+        return None
     except OSError as exc:
-        problems.append(f"{path.name}: cannot read ({exc.strerror})")
-    return None
+        problems.append(f"{filename}: cannot read ({exc.strerror})")
+        return None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def _prefix(directory: Path) -> str:
+    """What ``str(directory / name)`` puts before a file name: ``"dir/"``, nothing for ``.``."""
+    return str(directory / "x")[:-1]
 
 
 def _collect(directory: Path, problems: list[str]) -> dict[tuple[int, ...], _Entry]:
     entries: dict[tuple[int, ...], _Entry] = {}
-    for path in sorted(directory.iterdir()):
-        if path.name.startswith(".") or path.suffix != ".sql" or not path.is_file():
-            continue
-        parsed = _classify(path.name)
+    with os.scandir(directory) as scan:
+        files = sorted(e.name for e in scan
+                       if e.name.endswith(".sql") and not e.name.startswith(".") and e.is_file())
+    for filename in files:
+        parsed = _classify(filename)
         if parsed is None:
-            problems.append(_unparsable(path.name))
+            problems.append(_unparsable(filename))
             continue
         version, name, kind = parsed
         entry = entries.setdefault(version_key(version), _Entry(version, name))
-        entry.files.append(path.name)
-        previous: Path | None = getattr(entry, kind)
+        entry.files.append(filename)
+        previous: str | None = getattr(entry, kind)
         if previous is not None:
             problems.append(
-                f"{path.name}: duplicate version {version} "
-                f"({previous.name} is already its {kind} file)"
+                f"{filename}: duplicate version {version} "
+                f"({previous} is already its {kind} file)"
             )
             continue
-        setattr(entry, kind, path)
+        setattr(entry, kind, filename)
         if kind == "up":
             entry.version, entry.name = version, name
     return entries
 
 
-def _build(entry: _Entry, problems: list[str]) -> MigrationSource | None:
+def _build(entry: _Entry, prefix: str, problems: list[str]) -> MigrationSource | None:
     if entry.up is None:
         problems.append(
             f"{', '.join(entry.files)}: no up file for version {entry.version} "
             f"(expected e.g. {entry.version}_{entry.name or 'name'}.up.sql)"
         )
         return None
-    up_sql = _read(entry.up, problems)
-    down_sql = _read(entry.down, problems) if entry.down else None
-    verify_sql = _read(entry.verify, problems) if entry.verify else None
+    up_sql = _read(prefix, entry.up, problems)
+    down_sql = _read(prefix, entry.down, problems) if entry.down else None
+    verify_sql = _read(prefix, entry.verify, problems) if entry.verify else None
     if up_sql is None or (entry.down and down_sql is None) or (entry.verify and verify_sql is None):
         return None
     try:
         directives = parse_directives(up_sql)
     except ValueError as exc:
-        problems.append(f"{entry.up.name}: {exc}")
+        problems.append(f"{entry.up}: {exc}")
         return None
     if entry.down is not None and down_sql is not None:
         try:
             down_directives = parse_directives(down_sql)
         except ValueError as exc:
-            problems.append(f"{entry.down.name}: {exc}")
+            problems.append(f"{entry.down}: {exc}")
             return None
         if down_directives != directives and down_directives != Directives():
             problems.append(
-                f"{entry.down.name}: its kubemigrate directives differ from {entry.up.name}'s; "
+                f"{entry.down}: its kubemigrate directives differ from {entry.up}'s; "
                 "the up file's directives govern both directions"
             )
             return None
@@ -222,7 +245,7 @@ def _build(entry: _Entry, problems: list[str]) -> MigrationSource | None:
         verify_sql=verify_sql,
         lock_timeout=directives.lock_timeout,
         statement_timeout=directives.statement_timeout,
-        path=str(entry.up),
+        path=prefix + entry.up,
     )
 
 
@@ -238,7 +261,9 @@ def load_directory(path: str | os.PathLike[str]) -> list[MigrationSource]:
         entries = _collect(directory, problems)
     except OSError as exc:
         raise SourceError([f"{directory}: cannot list ({exc.strerror})"]) from exc
-    sources = [s for key in sorted(entries) if (s := _build(entries[key], problems)) is not None]
+    prefix = _prefix(directory)
+    sources = [s for key in sorted(entries)
+               if (s := _build(entries[key], prefix, problems)) is not None]
     if problems:
         raise SourceError(problems, where=str(directory))
     return sources

@@ -6,9 +6,16 @@ Each statement says whether PostgreSQL refuses it inside a transaction block (Po
 "cannot be executed inside a transaction block"), whether it is itself transaction control, and
 which relations it names, for preflight lock checks.
 
-Positions: line numbers are 1-based lines of the given text. pglast reports node offsets as
-character offsets (it converts the parser's UTF-8 byte offsets), but its conversion of a syntax
-error's position is wrong after multibyte characters, so an error is located by parsing an ASCII
+The parse tree is read as the parser's JSON (``parse_sql_json``), plain dicts and lists: building
+pglast's node objects costs several times more than parsing, and every migration is split
+before a run starts. In that JSON a node in a field of a generic type is wrapped in its type's name
+(``{"RangeVar": {...}}``), one in a field of a fixed type is not; false, zero and empty fields
+are left out. Relations are found only when asked for (preflight, the tables a migration
+created), since walking a large INSERT's tree is the costly part.
+
+Positions: line numbers are 1-based lines of the given text. The JSON gives statements' UTF-8
+byte offsets, turned into character offsets here; pglast's conversion of a syntax error's
+position is wrong after multibyte characters, so an error is located by parsing an ASCII
 stand-in of the same length (each non-ASCII character replaced by ``x``, which the lexer treats
 the same way: as part of an identifier, literal or comment).
 """
@@ -16,11 +23,13 @@ the same way: as part of an identifier, literal or comment).
 from __future__ import annotations
 
 import bisect
+import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
-from pglast import ast, enums, parser
+from pglast import parser
 
 from kubemigrate.engine.parse_error import ParseError
 
@@ -28,6 +37,9 @@ __all__ = ["ParseError", "Statement", "forbidden_in_transaction", "split_stateme
 
 MODERN_SERVER = 120000
 """From PostgreSQL 12, ``ALTER TYPE ... ADD VALUE`` may run inside a transaction block."""
+
+Json = dict[str, Any]
+"""The fields of one parse-tree node, as the parser's JSON has them."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +53,14 @@ class Statement:
     transaction_forbidden: bool = False
     reason: str | None = None  # why it cannot run in a transaction block
     transaction_control: bool = False  # BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...
-    relations: tuple[str, ...] = ()  # relations named, schema-qualified where the SQL qualifies
     index_name: str | None = None  # the index a CREATE INDEX creates, if named
+    tree: Json = field(default_factory=dict, compare=False, repr=False)
+    """The statement's node, ``{"CreateStmt": {...}}``, for ``relations``."""
+
+    @cached_property
+    def relations(self) -> tuple[str, ...]:
+        """Relations named, schema-qualified where the SQL qualifies (see ``relations_of``)."""
+        return relations_of(self.tree)
 
 
 def split_statements(sql: str, server_version_num: int | None = None) -> list[Statement]:
@@ -54,18 +72,18 @@ def split_statements(sql: str, server_version_num: int | None = None) -> list[St
     if not sql.strip():
         return []
     try:
-        raws = parser.parse_sql(sql)
+        raws = json.loads(parser.parse_sql_json(sql)).get("stmts", [])
     except parser.ParseError as exc:
         raise _locate_error(sql) from exc
+    raws = [raw for raw in raws if raw.get("stmt")]  # the parser drops empty statements
     if not raws:
         return []
     token_starts = [t.start for t in parser.scan(sql) if t.name not in _COMMENT_TOKENS]
+    spans = _spans(sql, raws)
     statements = []
-    for index, raw in enumerate(raws, start=1):
-        if raw.stmt is None:  # pragma: no cover - the parser drops empty statements
-            continue
-        start, end = _span(sql, raw, token_starts)
-        statements.append(_describe(raw.stmt, sql[start:end].rstrip(), index,
+    for index, (raw, (location, end)) in enumerate(zip(raws, spans, strict=True), start=1):
+        start = _first_token(token_starts, location, end)
+        statements.append(_describe(raw["stmt"], sql[start:end].rstrip(), index,
                                     sql.count("\n", 0, start) + 1, server_version_num))
     return statements
 
@@ -81,20 +99,41 @@ _COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
-def _span(sql: str, raw: ast.RawStmt, token_starts: list[int]) -> tuple[int, int]:
-    """Character offsets of the statement, from its first token (not a leading comment)."""
-    location = raw.stmt_location or 0
-    end = location + raw.stmt_len if raw.stmt_len else len(sql)
+def _spans(sql: str, raws: list[Json]) -> list[tuple[int, int]]:
+    """(start, end) character offsets of each raw statement, from the JSON's byte offsets."""
+    edges = []
+    for raw in raws:
+        location = raw.get("stmt_location", 0)
+        length = raw.get("stmt_len", 0)  # 0: up to the end of the text
+        edges += [location, location + length if length else -1]
+    if not sql.isascii():
+        edges = _characters(sql.encode("utf-8"), edges)
+    return [(edges[i], edges[i + 1] if edges[i + 1] >= 0 else len(sql))
+            for i in range(0, len(edges), 2)]
+
+
+def _characters(data: bytes, offsets: list[int]) -> list[int]:
+    """Byte offsets (ascending; -1 kept as is) of UTF-8 data as character offsets, in one pass."""
+    found, last, count = [], 0, 0
+    for offset in offsets:
+        if offset >= 0:
+            count += len(data[last:offset].decode("utf-8"))
+            last = offset
+        found.append(count if offset >= 0 else offset)
+    return found
+
+
+def _first_token(token_starts: list[int], location: int, end: int) -> int:
+    """Where the statement starts: its first token, not a comment before it."""
     i = bisect.bisect_left(token_starts, location)
-    start = token_starts[i] if i < len(token_starts) and token_starts[i] < end else location
-    return start, end
+    return token_starts[i] if i < len(token_starts) and token_starts[i] < end else location
 
 
 def _locate_error(sql: str) -> ParseError:
     """The parser's error, with its position found on an ASCII stand-in of sql (see module doc)."""
     stand_in = _NON_ASCII.sub("x", sql)
     try:
-        parser.parse_sql(stand_in)
+        parser.parse_sql_json(stand_in)
     except parser.ParseError as exc:
         message, offset = str(exc.args[0]), exc.args[1] if len(exc.args) > 1 else None
     else:  # pragma: no cover - the stand-in parses the same way as the original
@@ -110,126 +149,116 @@ def _locate_error(sql: str) -> ParseError:
 # -- what a statement is -----------------------------------------------------------------------
 
 
-def _describe(node: ast.Node, text: str, index: int, line: int,
+def _describe(tree: Json, text: str, index: int, line: int,
               server_version_num: int | None) -> Statement:
-    reason = _forbidden_reason(node, server_version_num or 10**9)
+    ((kind, node),) = tree.items()
+    reason = _forbidden_reason(kind, node, server_version_num or 10**9)
     return Statement(
         text=text,
         index=index,
         line=line,
-        command=command_of(node),
+        command=command_of(kind, node),
         transaction_forbidden=reason is not None,
         reason=reason,
-        transaction_control=_is_transaction_control(node),
-        relations=relations_of(node),
-        index_name=node.idxname if isinstance(node, ast.IndexStmt) and node.idxname else None,
+        transaction_control=kind == "TransactionStmt" and node.get("kind") in _TX_CONTROL,
+        index_name=(node.get("idxname") or None) if kind == "IndexStmt" else None,
+        tree=tree,
     )
 
 
 _TX_CONTROL = frozenset({
-    enums.TransactionStmtKind.TRANS_STMT_BEGIN,
-    enums.TransactionStmtKind.TRANS_STMT_START,
-    enums.TransactionStmtKind.TRANS_STMT_COMMIT,
-    enums.TransactionStmtKind.TRANS_STMT_ROLLBACK,
-    enums.TransactionStmtKind.TRANS_STMT_PREPARE,
-    enums.TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED,
-    enums.TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED,
+    "TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",
+    "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED",
 })
+"""Statements that end or start a transaction; SAVEPOINT and RELEASE stay inside one."""
 
 
-def _is_transaction_control(node: ast.Node) -> bool:
-    """Statements that end or start a transaction; SAVEPOINT and RELEASE stay inside one."""
-    return isinstance(node, ast.TransactionStmt) and node.kind in _TX_CONTROL
-
-
-def _option_true(options: tuple[ast.DefElem, ...] | None, name: str, default: bool) -> bool:
+def _option_true(options: list[Json] | None, name: str, default: bool) -> bool:
     """The boolean value of a WITH (...) option, as PostgreSQL's defGetBoolean reads it."""
-    for opt in options or ():
-        if isinstance(opt, ast.DefElem) and opt.defname == name:
-            arg = opt.arg
+    for option in options or ():
+        elem = option.get("DefElem")
+        if elem is not None and elem.get("defname") == name:
+            arg = elem.get("arg")
             if arg is None:
                 return True
-            value = getattr(arg, "sval", None) or getattr(arg, "boolval", None)
+            ((kind, value_node),) = arg.items()
+            value = value_node.get("sval") or (
+                value_node.get("boolval", False) if kind == "Boolean" else None)
             if value is None:
-                value = getattr(arg, "ival", 1)
+                value = value_node.get("ival", 0) if kind == "Integer" else 1
             return str(value).lower() not in {"false", "off", "0", "no"}
     return default
 
 
-def _forbidden_reason(node: ast.Node, version: int) -> str | None:
-    """Why PostgreSQL refuses node inside a transaction block, or None if it does not."""
+def _forbidden_reason(kind: str, node: Json, version: int) -> str | None:
+    """Why PostgreSQL refuses the statement inside a transaction block, or None."""
     why = " cannot run inside a transaction block"
-    if isinstance(node, ast.IndexStmt) and node.concurrent:
+    if kind == "IndexStmt" and node.get("concurrent"):
         return "CREATE INDEX CONCURRENTLY" + why
-    if isinstance(node, ast.DropStmt) and node.concurrent:
+    if kind == "DropStmt" and node.get("concurrent"):
         return "DROP INDEX CONCURRENTLY" + why
-    if isinstance(node, ast.ReindexStmt):
-        if _option_true(node.params, "concurrently", default=False):
+    if kind == "ReindexStmt":
+        if _option_true(node.get("params"), "concurrently", default=False):
             return "REINDEX CONCURRENTLY" + why
-        kind = enums.ReindexObjectType
-        if node.kind in (kind.REINDEX_OBJECT_SCHEMA, kind.REINDEX_OBJECT_SYSTEM,
-                         kind.REINDEX_OBJECT_DATABASE):
-            return f"REINDEX {_enum_words(node.kind, 'REINDEX_OBJECT_')}" + why
-    if isinstance(node, ast.VacuumStmt) and node.is_vacuumcmd:
+        if node.get("kind") in ("REINDEX_OBJECT_SCHEMA", "REINDEX_OBJECT_SYSTEM",
+                                "REINDEX_OBJECT_DATABASE"):
+            return f"REINDEX {_enum_words(node['kind'], 'REINDEX_OBJECT_')}" + why
+    if kind == "VacuumStmt" and node.get("is_vacuumcmd"):
         return "VACUUM" + why
-    if isinstance(node, ast.ClusterStmt) and node.relation is None:
+    if kind == "ClusterStmt" and node.get("relation") is None:
         return "CLUSTER without a table name" + why
-    if isinstance(node, ast.CreatedbStmt):
-        return "CREATE DATABASE" + why
-    if isinstance(node, ast.DropdbStmt):
-        return "DROP DATABASE" + why
-    if isinstance(node, ast.AlterDatabaseStmt) and _has_option(node.options, "tablespace"):
+    if kind == "AlterDatabaseStmt" and _has_option(node.get("options"), "tablespace"):
         return "ALTER DATABASE ... SET TABLESPACE" + why
-    if isinstance(node, ast.CreateTableSpaceStmt):
-        return "CREATE TABLESPACE" + why
-    if isinstance(node, ast.DropTableSpaceStmt):
-        return "DROP TABLESPACE" + why
-    if isinstance(node, ast.AlterSystemStmt):
-        return "ALTER SYSTEM" + why
-    if isinstance(node, ast.AlterEnumStmt) and node.oldVal is None and version < MODERN_SERVER:
+    if kind in _ALWAYS_FORBIDDEN:
+        return _ALWAYS_FORBIDDEN[kind] + why
+    if kind == "AlterEnumStmt" and node.get("oldVal") is None and version < MODERN_SERVER:
         return "ALTER TYPE ... ADD VALUE" + why + " before PostgreSQL 12"
-    if isinstance(node, ast.AlterTableStmt) and any(
-        isinstance(cmd, ast.AlterTableCmd)
-        and cmd.subtype == enums.AlterTableType.AT_DetachPartition
-        and getattr(cmd.def_, "concurrent", False)
-        for cmd in node.cmds or ()
+    if kind == "AlterTableStmt" and any(
+        cmd.get("AlterTableCmd", {}).get("subtype") == "AT_DetachPartition"
+        and cmd["AlterTableCmd"].get("def", {}).get("PartitionCmd", {}).get("concurrent")
+        for cmd in node.get("cmds", ())
     ):
         return "ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY" + why
-    return _subscription_reason(node, why) or _other_reason(node, why)
+    return _subscription_reason(kind, node, why) or _other_reason(kind, node, why)
 
 
-def _subscription_reason(node: ast.Node, why: str) -> str | None:
-    if isinstance(node, ast.CreateSubscriptionStmt):
-        connect = _option_true(node.options, "connect", default=True)
-        if _option_true(node.options, "create_slot", default=connect):
+_ALWAYS_FORBIDDEN = {
+    "CreatedbStmt": "CREATE DATABASE",
+    "DropdbStmt": "DROP DATABASE",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE",
+    "DropTableSpaceStmt": "DROP TABLESPACE",
+    "AlterSystemStmt": "ALTER SYSTEM",
+    "DropSubscriptionStmt": "DROP SUBSCRIPTION (of a subscription with a replication slot)",
+}
+
+
+def _subscription_reason(kind: str, node: Json, why: str) -> str | None:
+    if kind == "CreateSubscriptionStmt":
+        connect = _option_true(node.get("options"), "connect", default=True)
+        if _option_true(node.get("options"), "create_slot", default=connect):
             return "CREATE SUBSCRIPTION (creating a replication slot)" + why
-    if isinstance(node, ast.AlterSubscriptionStmt):
-        kind = enums.AlterSubscriptionType
-        if node.kind == kind.ALTER_SUBSCRIPTION_REFRESH:
+    if kind == "AlterSubscriptionStmt":
+        if node.get("kind") == "ALTER_SUBSCRIPTION_REFRESH":
             return "ALTER SUBSCRIPTION ... REFRESH PUBLICATION" + why
-        if node.kind in (kind.ALTER_SUBSCRIPTION_SET_PUBLICATION,
-                         kind.ALTER_SUBSCRIPTION_ADD_PUBLICATION,
-                         kind.ALTER_SUBSCRIPTION_DROP_PUBLICATION) and _option_true(
-                             node.options, "refresh", default=True):
+        if node.get("kind") in ("ALTER_SUBSCRIPTION_SET_PUBLICATION",
+                                "ALTER_SUBSCRIPTION_ADD_PUBLICATION",
+                                "ALTER_SUBSCRIPTION_DROP_PUBLICATION") and _option_true(
+                                    node.get("options"), "refresh", default=True):
             return "ALTER SUBSCRIPTION ... PUBLICATION with refresh" + why
-    if isinstance(node, ast.DropSubscriptionStmt):
-        return "DROP SUBSCRIPTION (of a subscription with a replication slot)" + why
     return None
 
 
-def _other_reason(node: ast.Node, why: str) -> str | None:
-    if isinstance(node, ast.DiscardStmt) and node.target == enums.DiscardMode.DISCARD_ALL:
+def _other_reason(kind: str, node: Json, why: str) -> str | None:
+    if kind == "DiscardStmt" and node.get("target") == "DISCARD_ALL":
         return "DISCARD ALL" + why
-    if isinstance(node, ast.TransactionStmt) and node.kind in (
-        enums.TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED,
-        enums.TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED,
-    ):
-        return f"{command_of(node)}" + why
+    if kind == "TransactionStmt" and node.get("kind") in (
+            "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED"):
+        return command_of(kind, node) + why
     return None
 
 
-def _has_option(options: tuple[ast.DefElem, ...] | None, name: str) -> bool:
-    return any(isinstance(o, ast.DefElem) and o.defname == name for o in options or ())
+def _has_option(options: list[Json] | None, name: str) -> bool:
+    return any(o.get("DefElem", {}).get("defname") == name for o in options or ())
 
 
 # -- command names -----------------------------------------------------------------------------
@@ -281,40 +310,41 @@ _COMMANDS = {
 }
 
 
-def command_of(node: ast.Node) -> str:
-    """A short command name in PostgreSQL's style: "CREATE TABLE", "DROP INDEX CONCURRENTLY"."""
-    name = type(node).__name__
-    if isinstance(node, ast.IndexStmt):
-        return "CREATE INDEX CONCURRENTLY" if node.concurrent else "CREATE INDEX"
-    if isinstance(node, ast.DropStmt):
-        what = _object_words(node.removeType)
-        return f"DROP {what} CONCURRENTLY" if node.concurrent else f"DROP {what}"
-    if isinstance(node, ast.AlterTableStmt):
-        return f"ALTER {_object_words(node.objtype)}"
-    if isinstance(node, ast.RenameStmt):
-        return f"ALTER {_object_words(node.renameType)}"
-    if isinstance(node, ast.CreateTableAsStmt):
-        if node.objtype == enums.ObjectType.OBJECT_MATVIEW:
+def command_of(kind: str, node: Json) -> str:
+    """A short command name in PostgreSQL's style: "CREATE TABLE", "DROP INDEX CONCURRENTLY".
+
+    kind is the statement's node type (``"IndexStmt"``), node its fields."""
+    if kind == "IndexStmt":
+        return "CREATE INDEX CONCURRENTLY" if node.get("concurrent") else "CREATE INDEX"
+    if kind == "DropStmt":
+        what = _object_words(node.get("removeType"))
+        return f"DROP {what} CONCURRENTLY" if node.get("concurrent") else f"DROP {what}"
+    if kind == "AlterTableStmt":
+        return f"ALTER {_object_words(node.get('objtype'))}"
+    if kind == "RenameStmt":
+        return f"ALTER {_object_words(node.get('renameType'))}"
+    if kind == "CreateTableAsStmt":
+        if node.get("objtype") == "OBJECT_MATVIEW":
             return "CREATE MATERIALIZED VIEW"
-        return "SELECT INTO" if node.is_select_into else "CREATE TABLE AS"
-    if isinstance(node, ast.SelectStmt):
-        return "SELECT INTO" if node.intoClause is not None else "SELECT"
-    if isinstance(node, ast.ReindexStmt):
-        concurrently = _option_true(node.params, "concurrently", default=False)
+        return "SELECT INTO" if node.get("is_select_into") else "CREATE TABLE AS"
+    if kind == "SelectStmt":
+        return "SELECT INTO" if node.get("intoClause") is not None else "SELECT"
+    if kind == "ReindexStmt":
+        concurrently = _option_true(node.get("params"), "concurrently", default=False)
         return "REINDEX CONCURRENTLY" if concurrently else "REINDEX"
-    if isinstance(node, ast.RefreshMatViewStmt):
-        return "REFRESH MATERIALIZED VIEW" + (" CONCURRENTLY" if node.concurrent else "")
-    if isinstance(node, ast.VacuumStmt):
-        return "VACUUM" if node.is_vacuumcmd else "ANALYZE"
-    if isinstance(node, ast.CreateFunctionStmt):
-        return "CREATE PROCEDURE" if node.is_procedure else "CREATE FUNCTION"
-    if isinstance(node, ast.GrantStmt | ast.GrantRoleStmt):
-        return "GRANT" if node.is_grant else "REVOKE"
-    if isinstance(node, ast.TransactionStmt):
-        return _enum_words(node.kind, "TRANS_STMT_")
-    if isinstance(node, ast.DiscardStmt):
-        return f"DISCARD {_enum_words(node.target, 'DISCARD_')}"
-    return _COMMANDS.get(name) or _words_of_class(name)
+    if kind == "RefreshMatViewStmt":
+        return "REFRESH MATERIALIZED VIEW" + (" CONCURRENTLY" if node.get("concurrent") else "")
+    if kind == "VacuumStmt":
+        return "VACUUM" if node.get("is_vacuumcmd") else "ANALYZE"
+    if kind == "CreateFunctionStmt":
+        return "CREATE PROCEDURE" if node.get("is_procedure") else "CREATE FUNCTION"
+    if kind in ("GrantStmt", "GrantRoleStmt"):
+        return "GRANT" if node.get("is_grant") else "REVOKE"
+    if kind == "TransactionStmt":
+        return _enum_words(node.get("kind"), "TRANS_STMT_")
+    if kind == "DiscardStmt":
+        return f"DISCARD {_enum_words(node.get('target'), 'DISCARD_')}"
+    return _COMMANDS.get(kind) or _words_of_class(kind)
 
 
 _OBJECT_WORDS = {"MATVIEW": "MATERIALIZED VIEW", "FDW": "FOREIGN DATA WRAPPER",
@@ -322,13 +352,14 @@ _OBJECT_WORDS = {"MATVIEW": "MATERIALIZED VIEW", "FDW": "FOREIGN DATA WRAPPER",
                  "STATISTIC_EXT": "STATISTICS"}
 
 
-def _object_words(objtype: object) -> str:
+def _object_words(objtype: str | None) -> str:
     word = _enum_words(objtype, "OBJECT_")
     return _OBJECT_WORDS.get(word.replace(" ", "_"), word)
 
 
-def _enum_words(value: object, prefix: str) -> str:
-    words = str(getattr(value, "name", value)).removeprefix(prefix).replace("_", " ")
+def _enum_words(value: str | None, prefix: str) -> str:
+    """``"TRANS_STMT_ROLLBACK_TO"`` -> ``"ROLLBACK TO SAVEPOINT"``: an enum name as words."""
+    words = str(value).removeprefix(prefix).replace("_", " ")
     return "ROLLBACK TO SAVEPOINT" if words == "ROLLBACK TO" else words
 
 
@@ -340,41 +371,48 @@ def _words_of_class(name: str) -> str:
 # -- relations ---------------------------------------------------------------------------------
 
 _RELATION_DROPS = frozenset({
-    enums.ObjectType.OBJECT_TABLE, enums.ObjectType.OBJECT_INDEX, enums.ObjectType.OBJECT_VIEW,
-    enums.ObjectType.OBJECT_MATVIEW, enums.ObjectType.OBJECT_SEQUENCE,
-    enums.ObjectType.OBJECT_FOREIGN_TABLE,
+    "OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE",
+    "OBJECT_FOREIGN_TABLE",
 })
 
 
-def relations_of(node: ast.Node) -> tuple[str, ...]:
-    """Relations node names, in order, once each: RangeVars, and the objects of DROP TABLE etc.
+def relations_of(tree: Json) -> tuple[str, ...]:
+    """Relations a statement (``{"CreateStmt": {...}}``) names, in order, once each: RangeVars,
+    and the objects of DROP TABLE etc.
 
     Names are as written (schema-qualified only where the SQL qualifies them); unqualified
     references to the statement's own CTEs are left out. Relations used only inside function
     bodies or DO blocks are not visible here.
     """
-    ctes = {n.ctename for n in _walk(node) if isinstance(n, ast.CommonTableExpr)}
+    nodes = _nodes(tree)
+    ctes = {n["ctename"] for n in nodes if "ctename" in n}
     names: dict[str, None] = {}
-    for n in _walk(node):
-        if isinstance(n, ast.RangeVar) and n.relname:
-            if n.schemaname is None and n.relname in ctes:
+    for n in nodes:
+        # RangeVar is the one node of a raw parse tree with a relname field.
+        if n.get("relname"):
+            if n.get("schemaname") is None and n["relname"] in ctes:
                 continue
-            parts = [p for p in (n.catalogname, n.schemaname, n.relname) if p]
+            parts = [p for p in (n.get("catalogname"), n.get("schemaname"), n["relname"]) if p]
             names[".".join(parts)] = None
-    if isinstance(node, ast.DropStmt) and node.removeType in _RELATION_DROPS:
-        for obj in node.objects or ():
-            parts = [getattr(p, "sval", "") for p in obj] if isinstance(obj, tuple) else []
+    ((kind, node),) = tree.items()
+    if kind == "DropStmt" and node.get("removeType") in _RELATION_DROPS:
+        for obj in node.get("objects", ()):
+            items = obj.get("List", {}).get("items", ())
+            parts = [item.get("String", {}).get("sval", "") for item in items]
             if parts and all(parts):
                 names[".".join(parts)] = None
     return tuple(names)
 
 
-def _walk(obj: object) -> Iterator[ast.Node]:
-    """Every node under obj, depth first, obj included."""
-    if isinstance(obj, tuple | list):
-        for item in obj:
-            yield from _walk(item)
-    elif isinstance(obj, ast.Node):
-        yield obj
-        for attr in getattr(type(obj), "__slots__", ()):
-            yield from _walk(getattr(obj, attr, None))
+def _nodes(tree: Json) -> list[Json]:
+    """The fields of every node in tree (a parse tree in JSON), depth first, tree included."""
+    found: list[Json] = []
+    stack: list[Any] = [tree]
+    while stack:  # a stack, not recursive generators: a large INSERT has thousands of nodes
+        obj = stack.pop()
+        if isinstance(obj, dict):
+            found.append(obj)
+            stack.extend(reversed(obj.values()))
+        elif isinstance(obj, list):
+            stack.extend(reversed(obj))
+    return found

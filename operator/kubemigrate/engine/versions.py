@@ -46,6 +46,8 @@ def version_key(v: str) -> tuple[int, ...]:
     Two versions with the same key are the same version (``"001"`` and ``"1"``, ``"1.0"`` and
     ``"1"``). ``"0"`` keeps one segment, ``(0,)``, so it still sorts before every other version.
     """
+    if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= MAX_VERSION_LENGTH:
+        return (int(v),)  # the common spelling, one run of digits: no pattern to match
     validate_version(v)
     parts = [int(p) for p in _SEPARATORS.split(v)]
     while len(parts) > 1 and parts[-1] == 0:
