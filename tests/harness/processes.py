@@ -9,6 +9,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+# Daemons this process started, kept so they are reaped (no zombies) and never garbage-collected
+# while running (Popen warns then, and the tests turn warnings into errors).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def alive(pid: int) -> bool:
     """Whether pid is a live (non-zombie) process."""
@@ -53,6 +57,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
         )
+    _CHILDREN[proc.pid] = proc
     (state_dir / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
 
@@ -72,4 +77,15 @@ def stop(name: str, state_dir: Path, *, grace: float = 10.0) -> None:
                 time.sleep(0.1)
             if not alive(pid):
                 break
+    _reap(pidfile, grace)
     pidfile.unlink(missing_ok=True)
+
+
+def _reap(pidfile: Path, grace: float) -> None:
+    """Collect the exit status of a daemon this process started, dead or just killed."""
+    try:
+        child = _CHILDREN.pop(int(pidfile.read_text().strip()), None)
+    except (OSError, ValueError):
+        return
+    if child is not None:
+        child.wait(timeout=grace)
