@@ -50,6 +50,19 @@ spec:
 """
 
 
+def reset(kubectl: Kubectl, helm: str, kubeconfig: str) -> None:
+    """Remove an earlier demo: its resources first, while its operator still runs to release
+    their finalizers, then the release and the namespace."""
+    if kubectl.run("get", "namespace", NAMESPACE, check=False).returncode != 0:
+        return
+    say(f"Removing the previous demo in namespace {NAMESPACE}")
+    kubectl.run("delete", "migrations,databasebackups,databaserestores", "--all", "-n",
+                NAMESPACE, "--timeout=60s", check=False)
+    subprocess.run([helm, "uninstall", RELEASE, "--kubeconfig", kubeconfig, "--namespace",
+                    NAMESPACE, "--wait"], check=False, capture_output=True)
+    kubectl.run("delete", "namespace", NAMESPACE, "--timeout=120s", check=False)
+
+
 def main() -> int:
     started = time.monotonic()
     say("Starting the local cluster and PostgreSQL (the first run builds Kubernetes from Go "
@@ -57,6 +70,7 @@ def main() -> int:
     s = stack.up(DEV_DIR)
     kubectl = Kubectl(s.control_plane.bin_dir / "kubectl", s.kubeconfig)
     helm = s.control_plane.bin_dir / "helm"
+    reset(kubectl, str(helm), str(s.kubeconfig))
 
     say(f"Installing the Helm chart into namespace {NAMESPACE} (operator in-cluster, "
         "namespace-scoped RBAC)")
@@ -104,6 +118,9 @@ def main() -> int:
   kubectl get mig,dbbackup -n {NAMESPACE} -o wide
   kubectl describe migration 001-initial-schema -n {NAMESPACE}
   psql '{url}' -c 'TABLE kubemigrate.history'   # the history, in the database
+  make demo                            # again: removes this demo first
+  # clean up: the resources first, while the operator runs to release their finalizers
+  kubectl delete mig,dbbackup --all -n {NAMESPACE}
   helm uninstall {RELEASE} -n {NAMESPACE} && kubectl delete namespace {NAMESPACE}
   make dev-down                        # stop the cluster and PostgreSQL (data stays in .dev/)""")
     return 0
