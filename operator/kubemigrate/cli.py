@@ -41,13 +41,16 @@ from kubemigrate.cli_command import (
     EXIT_OK,
     EXIT_USAGE,
     Command,
+    database_url_arg,
+    positive_int,
+    seconds,
+    version,
 )
 from kubemigrate.cli_output import Output, format_duration, status_table
 from kubemigrate.engine import errors
 from kubemigrate.engine.parse_error import ParseError
 from kubemigrate.engine.results import MigrationResult, RunReport, ValidationReport
 from kubemigrate.engine.sources import MigrationSource, SourceError, load_directory
-from kubemigrate.engine.versions import validate_version
 
 if TYPE_CHECKING:  # the engine loads the database driver: only commands that connect need it
     from kubemigrate.engine.engine import Engine
@@ -70,42 +73,14 @@ def _common(parser: argparse.ArgumentParser, *, database: bool = True,
     if directory:
         parser.add_argument("directory", metavar="DIR", help="the migrations directory")
     if database:
-        parser.add_argument("--database-url", metavar="URL", default=None,
-                            help="libpq URL of the database (default: $DATABASE_URL)")
+        database_url_arg(parser)
         parser.add_argument("--history-schema", metavar="SCHEMA", default="kubemigrate",
                             help="schema of the history table (default: %(default)s)")
-        parser.add_argument("--lock-wait", metavar="SECONDS", type=_seconds, default=30.0,
+        parser.add_argument("--lock-wait", metavar="SECONDS", type=seconds, default=30.0,
                             help="how long to wait for another runner's lock "
                                  "(default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show statements, timings and lock waits")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be zero or more")
-    return value
-
-
-def _version(text: str) -> str:
-    try:
-        return validate_version(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +88,7 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _apply_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", metavar="VERSION", type=_version,
+    parser.add_argument("--target", metavar="VERSION", type=version,
                         help="apply up to and including this version")
     parser.add_argument("--dry-run", action="store_true",
                         help="run each migration in a transaction that is rolled back")
@@ -124,9 +99,9 @@ def _apply_args(parser: argparse.ArgumentParser) -> None:
 
 def _rollback_args(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--target", metavar="VERSION", type=_version,
+    which.add_argument("--target", metavar="VERSION", type=version,
                        help="revert every applied version above this one (0: all)")
-    which.add_argument("--steps", metavar="N", type=_positive_int,
+    which.add_argument("--steps", metavar="N", type=positive_int,
                        help="revert the newest N applied versions")
     parser.add_argument("--dry-run", action="store_true",
                         help="run the rollback SQL in a transaction that is rolled back")
@@ -134,7 +109,7 @@ def _rollback_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _plan_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", metavar="VERSION", type=_version,
+    parser.add_argument("--target", metavar="VERSION", type=version,
                         help="plan up to and including this version")
     parser.add_argument("--allow-out-of-order", action="store_true",
                         help="do not count older pending migrations as a problem")
@@ -142,7 +117,7 @@ def _plan_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _baseline_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--version", metavar="VERSION", type=_version, required=True,
+    parser.add_argument("--version", metavar="VERSION", type=version, required=True,
                         dest="baseline_version",
                         help="record every migration up to this version as applied, unrun")
     parser.add_argument("--description", default="baseline", help="(default: %(default)s)")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubemigrate.cli_command import database_url_arg, positive_int
 from kubemigrate.cli_output import Output, format_duration
 
 # The backup engine's modules are imported when one of these commands runs, not on every start
@@ -62,12 +63,12 @@ def add_backup_commands(subparsers: Any) -> None:
         return p
 
     backup = parser("backup", "take a pg_dump backup with its sha256 and row counts")
-    _database_arg(backup)
+    database_url_arg(backup)
     backup.add_argument("-o", "--output", metavar="FILE", type=Path, required=True,
                         help="where to write the backup (a directory for --format directory)")
     backup.add_argument("--format", choices=FORMATS, default="custom",
                         help="pg_dump format (default: %(default)s)")
-    backup.add_argument("--jobs", metavar="N", type=_positive_int,
+    backup.add_argument("--jobs", metavar="N", type=positive_int,
                         help="parallel pg_dump workers (directory format only)")
     backup.add_argument("--verify", action="store_true",
                         help="check the finished backup (sha256, pg_restore --list)")
@@ -90,7 +91,7 @@ def add_backup_commands(subparsers: Any) -> None:
 
     restore = parser("restore", "restore a backup into a database, then compare row counts")
     restore.add_argument("file", metavar="FILE", type=Path, help="the backup to restore")
-    _database_arg(restore)
+    database_url_arg(restore)
     restore.add_argument("--clean", action="store_true",
                          help="drop the backed-up objects first; without it a database that "
                               "is not empty is refused")
@@ -113,21 +114,6 @@ def add_backup_commands(subparsers: Any) -> None:
                     "files a killed backup left (nothing there is not an error)")
     delete.add_argument("file", metavar="FILE", type=Path, help="the backup to delete")
     _set(delete, _delete)
-
-
-def _database_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", metavar="URL", default=None,
-                        help="libpq URL of the database (default: $DATABASE_URL)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def _set(parser: argparse.ArgumentParser, runner: Runner) -> None:
