@@ -75,3 +75,19 @@ def tables(url: str) -> set[str]:
 def history(url: str) -> list[tuple[Any, ...]]:
     """(version, kind, status) of every history row, oldest first."""
     return query(url, "SELECT version, kind, status FROM kubemigrate.history ORDER BY id")
+
+
+def set_rollback(kubectl: Kubectl, namespace: str, name: str, value: bool) -> None:
+    """`kubectl patch` spec.rollback, as a user reverts (true) or re-applies (false)."""
+    flag = "true" if value else "false"
+    kubectl.run(
+        "patch",
+        "migration",
+        name,
+        "-n",
+        namespace,
+        "--type",
+        "merge",
+        "-p",
+        f'{{"spec":{{"rollback":{flag}}}}}',
+    )

@@ -6,7 +6,14 @@ import pytest
 
 from harness.kube import Kubectl, wait_for
 from harness.operator import OperatorProcess
-from integration.operator.manifests import history, migration, status, tables, wait_phase
+from integration.operator.manifests import (
+    history,
+    migration,
+    set_rollback,
+    status,
+    tables,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,17 +94,7 @@ def test_rollback_and_reapply(
 ) -> None:
     kubectl.apply(USERS + "---\n" + GROUPS, "-n", namespace)
     wait_phase(kubectl, namespace, "m2-groups", "Succeeded")
-    kubectl.run(
-        "patch",
-        "migration",
-        "m2-groups",
-        "-n",
-        namespace,
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"rollback":true}}',
-    )
+    set_rollback(kubectl, namespace, "m2-groups", True)
     st = wait_phase(kubectl, namespace, "m2-groups", "RolledBack")
     assert "groups" not in tables(database_url)
     assert st["rollbackAvailable"] is False
@@ -105,17 +102,7 @@ def test_rollback_and_reapply(
     kubectl.run(
         "wait", "--for=condition=Ready", "migration/m2-groups", "-n", namespace, "--timeout=10s"
     )
-    kubectl.run(
-        "patch",
-        "migration",
-        "m2-groups",
-        "-n",
-        namespace,
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"rollback":false}}',
-    )
+    set_rollback(kubectl, namespace, "m2-groups", False)
     wait_phase(kubectl, namespace, "m2-groups", "Succeeded")
     assert "groups" in tables(database_url)
     assert [row[:2] for row in history(database_url) if row[0] == "2"] == [
@@ -131,31 +118,11 @@ def test_rollback_refusals(
     no_down = migration("m1-plain", "1", "CREATE TABLE plain (id int);")
     kubectl.apply(no_down + "---\n" + GROUPS.replace("m1-users", "m1-plain"), "-n", namespace)
     wait_phase(kubectl, namespace, "m2-groups", "Succeeded")
-    kubectl.run(
-        "patch",
-        "migration",
-        "m1-plain",
-        "-n",
-        namespace,
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"rollback":true}}',
-    )
+    set_rollback(kubectl, namespace, "m1-plain", True)
     st = wait_phase(kubectl, namespace, "m1-plain", "Failed")
     assert st["reason"] == "RollbackBlocked"
     assert "m2-groups" in st["message"]
-    kubectl.run(
-        "patch",
-        "migration",
-        "m2-groups",
-        "-n",
-        namespace,
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"rollback":true}}',
-    )
+    set_rollback(kubectl, namespace, "m2-groups", True)
     wait_phase(kubectl, namespace, "m2-groups", "RolledBack")
     # The dependent's rollback wakes it; now the missing rollback SQL is what stops it.
     st = wait_for(

@@ -11,7 +11,7 @@ import pytest
 from harness.argocd import run_health
 from harness.kube import Kubectl, wait_for
 from harness.operator import OperatorProcess
-from integration.operator.manifests import migration, wait_phase
+from integration.operator.manifests import migration, set_rollback, wait_phase
 
 pytestmark = pytest.mark.integration
 
@@ -53,17 +53,7 @@ def test_metrics_count_applied_failed_and_rolled_back(
     )
     wait_phase(kubectl, namespace, "m2", "Failed")
     kubectl.run("delete", "migration", "m2", "-n", namespace)
-    kubectl.run(
-        "patch",
-        "migration",
-        "m1",
-        "-n",
-        namespace,
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"rollback":true}}',
-    )
+    set_rollback(kubectl, namespace, "m1", True)
     wait_phase(kubectl, namespace, "m1", "RolledBack")
     for outcome in ("applied", "failed", "rolled_back"):
         assert wait_for(

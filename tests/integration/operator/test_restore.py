@@ -11,7 +11,14 @@ from harness import databases
 from harness.kube import Kubectl
 from harness.operator import OperatorProcess
 from integration.operator.backups import backup, claim, fingerprint, restore, seed, wait_done
-from integration.operator.manifests import history, migration, query, status, wait_phase
+from integration.operator.manifests import (
+    history,
+    migration,
+    query,
+    set_rollback,
+    status,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +34,11 @@ def other_url(pg_admin_url: str) -> Iterator[str]:
 
 
 def test_restore_into_a_non_empty_database_is_refused_and_leaves_it_alone(
-    kubectl: Kubectl, namespace: str, db_secret: str, database_url: str, other_url: str,
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
+    other_url: str,
     operator: OperatorProcess,
 ) -> None:
     seed(database_url)
@@ -35,13 +46,15 @@ def test_restore_into_a_non_empty_database_is_refused_and_leaves_it_alone(
         conn.execute("CREATE TABLE precious (id int PRIMARY KEY, note text)")
         conn.execute("INSERT INTO precious SELECT g, 'keep ' || g FROM generate_series(1, 50) g")
     untouched = fingerprint(other_url)
-    kubectl.run("create", "secret", "generic", "other", "-n", namespace,
-                f"--from-literal=url={other_url}")
+    kubectl.run(
+        "create", "secret", "generic", "other", "-n", namespace, f"--from-literal=url={other_url}"
+    )
     kubectl.apply(claim() + "---\n" + backup("src"), "-n", namespace)
     assert wait_done(kubectl, namespace, "dbbackup", "src")["phase"] == "Succeeded"
 
-    kubectl.apply(restore("into-other", "src", database={"secretRef": {"name": "other"}}),
-                  "-n", namespace)
+    kubectl.apply(
+        restore("into-other", "src", database={"secretRef": {"name": "other"}}), "-n", namespace
+    )
     st = wait_done(kubectl, namespace, "dbrestore", "into-other")
     assert st["phase"] == "Failed"
     assert st["reason"] == "TargetNotEmpty"
@@ -53,8 +66,9 @@ def test_restore_into_a_non_empty_database_is_refused_and_leaves_it_alone(
     # Into an empty database it works, and every row arrives.
     with psycopg.connect(other_url, autocommit=True) as conn:
         conn.execute("DROP TABLE precious")
-    kubectl.apply(restore("into-empty", "src", database={"secretRef": {"name": "other"}}),
-                  "-n", namespace)
+    kubectl.apply(
+        restore("into-empty", "src", database={"secretRef": {"name": "other"}}), "-n", namespace
+    )
     st = wait_done(kubectl, namespace, "dbrestore", "into-empty")
     assert st["phase"] == "Succeeded", st
     assert st["verification"]["matched"] is True and st["verification"]["rows"] == 1700
@@ -62,19 +76,24 @@ def test_restore_into_a_non_empty_database_is_refused_and_leaves_it_alone(
 
 
 def test_migration_backs_up_first_and_rolls_back_by_restoring(
-    kubectl: Kubectl, namespace: str, db_secret: str, database_url: str,
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
     operator: OperatorProcess,
 ) -> None:
     seed(database_url)
     before = fingerprint(database_url)
     kubectl.apply(claim(), "-n", namespace)
     manifest = migration(
-        "m1-prices", "1",
+        "m1-prices",
+        "1",
         "ALTER TABLE orders ADD COLUMN currency text NOT NULL DEFAULT 'EUR';\n"
         "UPDATE orders SET total = total * 2;\n"
         "DELETE FROM customers WHERE id > 150 AND id NOT IN (SELECT customer_id FROM orders);",
-        backup={"storage": {"persistentVolumeClaim": {"claimName": "backups",
-                                                      "path": "pre-migration"}}},
+        backup={
+            "storage": {"persistentVolumeClaim": {"claimName": "backups", "path": "pre-migration"}}
+        },
         rollbackStrategy="restore",
     )
     kubectl.apply(manifest, "-n", namespace)
@@ -82,8 +101,9 @@ def test_migration_backs_up_first_and_rolls_back_by_restoring(
     assert st["phase"] == "Succeeded", st
     assert st["backupRef"] == {"name": "m1-prices-pre-g1"}
     assert st["rollbackAvailable"] is True
-    events = kubectl.run("get", "events", "-n", namespace,
-                         "--field-selector=involvedObject.name=m1-prices").stdout
+    events = kubectl.run(
+        "get", "events", "-n", namespace, "--field-selector=involvedObject.name=m1-prices"
+    ).stdout
     assert "BackingUp" in events
     pre = kubectl.json("get", "dbbackup", "m1-prices-pre-g1", "-n", namespace)
     assert pre["status"]["phase"] == "Succeeded" and pre["status"]["verified"] is True
@@ -96,8 +116,7 @@ def test_migration_backs_up_first_and_rolls_back_by_restoring(
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO customers VALUES (9999, 'late', 'late@example.com')")
-    kubectl.run("patch", "migration", "m1-prices", "-n", namespace, "--type", "merge",
-                "-p", '{"spec":{"rollback":true}}')
+    set_rollback(kubectl, namespace, "m1-prices", True)
     st = wait_phase(kubectl, namespace, "m1-prices", "RolledBack", "Failed", timeout=90)
     assert st["phase"] == "RolledBack", st
     assert st["reason"] == "RestoredBackup"
