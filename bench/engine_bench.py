@@ -1,4 +1,4 @@
-"""Engine benchmark: 1,000 trivial migrations on a fresh database, fsync on, median of 3.
+"""Engine benchmark: 1,000 trivial migrations on a fresh database, fsync on, median of 5.
 
 Compares, in one run on one server: the floor (one psql session, a transaction and a history
 row per file), ``kubemigrate apply``, Alembic (per-migration transactions) and yoyo when they are
@@ -7,7 +7,7 @@ alembic yoyo-migrations 'psycopg[binary]'``); then a re-run with nothing to do, 
 ``kubemigrate validate`` over 10,000 applied (baselined) checksums. Every time is the wall clock
 of a whole command, interpreter start-up included, as a user or a Job would see it.
 
-    .venv/bin/python bench/engine_bench.py [--count 1000] [--repeat 3] [--validate-count 10000]
+    .venv/bin/python bench/engine_bench.py [--count 1000] [--repeat 5] [--validate-count 10000]
 """
 
 from __future__ import annotations
@@ -120,6 +120,17 @@ def median_of(repeat: int, admin_url: str, run: Callable[[str], float]) -> list[
     return times
 
 
+def interleaved(repeat: int, admin_url: str, runners: list[tuple[str, Callable[[str], float]]]
+                ) -> list[tuple[str, list[float]]]:
+    """Each runner's times, the runners taking turns (round 1 of each, then round 2, ...):
+    the disk's fsync latency drifts over minutes, and turns spread the drift over all."""
+    times: dict[str, list[float]] = {name: [] for name, _ in runners}
+    for _ in range(repeat):
+        for name, run in runners:
+            times[name] += median_of(1, admin_url, run)
+    return list(times.items())
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
@@ -133,7 +144,7 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--validate-count", type=int, default=10_000)
     args = parser.parse_args()
     count = args.count
@@ -149,12 +160,10 @@ def main() -> int:
             write_kubemigrate(km_dir, count)
             floor_file = tmp / "floor.sql"
             write_floor(floor_file, count)
-            rows: list[tuple[str, list[float]]] = []
-
-            rows.append(("psql, one session, transaction + history row per file (floor)",
-                         median_of(args.repeat, admin, lambda url: timed(
-                             [str(PSQL), "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", url,
-                              "-f", str(floor_file)]))))
+            runners: list[tuple[str, Callable[[str], float]]] = [
+                ("psql, one session, transaction + history row per file (floor)",
+                 lambda url: timed([str(PSQL), "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", url,
+                                    "-f", str(floor_file)]))]
             rerun: list[float] = []
 
             def kubemigrate(url: str) -> float:
@@ -163,20 +172,20 @@ def main() -> int:
                                     "--database-url", url]))
                 return elapsed
 
-            rows.append(("kubemigrate apply", median_of(args.repeat, admin, kubemigrate)))
+            runners.append(("kubemigrate apply", kubemigrate))
             if (BENCH_BIN / "alembic").exists():
                 def alembic(url: str) -> float:
                     ini = write_alembic(tmp / f"alembic-{time.monotonic_ns()}", count,
                                         sqlalchemy_url(url))
                     return timed([str(BENCH_BIN / "alembic"), "-c", str(ini), "upgrade", "head"])
-                rows.append(("Alembic, transaction_per_migration", median_of(
-                    args.repeat, admin, alembic)))
+                runners.append(("Alembic, transaction_per_migration", alembic))
             if (BENCH_BIN / "yoyo").exists():
                 yoyo_dir = tmp / "yoyo"
                 write_yoyo(yoyo_dir, count)
-                rows.append(("yoyo apply", median_of(args.repeat, admin, lambda url: timed(
+                runners.append(("yoyo apply", lambda url: timed(
                     [str(BENCH_BIN / "yoyo"), "apply", "--batch", "--no-config-file",
-                     "--database", sqlalchemy_url(url), str(yoyo_dir)]))))
+                     "--database", sqlalchemy_url(url), str(yoyo_dir)])))
+            rows = interleaved(args.repeat, admin, runners)
 
             val_dir = tmp / "validate"
             write_kubemigrate(val_dir, args.validate_count, lambda i: f"SELECT {i};\n")

@@ -22,12 +22,13 @@ errors. No password is ever printed: everything goes through ``engine.redact``.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import unquote, urlsplit
 
 from kubemigrate import __version__, cli_jobs
@@ -398,5 +399,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def console() -> NoReturn:
+    """The ``kubemigrate`` command: main, then exit. The interpreter's last garbage collection
+    would walk every object the run made (a parse tree per migration: some 30 ms for 1,000),
+    only to free memory the process is about to give back; frozen objects are skipped."""
+    status = main()
+    gc.freeze()
+    sys.exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()

@@ -68,6 +68,36 @@ def diff_mode(statements: Sequence[Statement] | None) -> DiffMode:
     return mode
 
 
+def created_tables(statements: Sequence[Statement], history_schema: str) -> str | None:
+    """SQL for the text[] of the tables statements create, when the statements alone make that
+    certain and it is all they change in tables: plain ``CREATE TABLE`` (not IF NOT EXISTS, not
+    temporary) naming no other relation (no LIKE, INHERITS, PARTITION OF, REFERENCES), among
+    statements that change no table. Otherwise None: the catalog must tell. An unqualified table
+    is created in ``current_schema()``, the first schema of the search path that exists."""
+    names = []
+    for s in statements:
+        if s.command in _NEUTRAL:
+            continue
+        node = s.tree.get("CreateStmt") if s.command == "CREATE TABLE" else None
+        relation = (node or {}).get("relation") or {}
+        schema = relation.get("schemaname")
+        if (node is None or node.get("if_not_exists") or len(s.relations) != 1
+                or relation.get("relpersistence") == "t" or relation.get("catalogname")
+                or schema in (history_schema, "information_schema")
+                or (schema or "").startswith("pg_")):
+            return None
+        where = "current_schema()" if schema is None else quote_text(schema)
+        names.append(f"format('%I.%I', {where}, {quote_text(relation['relname'])})")
+    if len(names) < 2:
+        return f"ARRAY[{names[0]}]" if names else "'{}'::text[]"
+    return f"ARRAY(SELECT t FROM unnest(ARRAY[{', '.join(names)}]) AS t ORDER BY t)"
+
+
+def quote_text(text: str) -> str:
+    """text as a standard SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def named_tables(statements: Sequence[Statement]) -> list[str]:
     """The relations statements name, quoted for ``to_regclass``, once each."""
     return list(dict.fromkeys(quote_qualified(r) for s in statements for r in s.relations))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import psycopg
 
 from kubemigrate.engine import planning
+from kubemigrate.engine.batched import MIN_SERVER, BatchRunner, batchable
 from kubemigrate.engine.catalog import Catalog
 from kubemigrate.engine.dryrun import dry_run as run_dry_run
 from kubemigrate.engine.errors import (
@@ -292,24 +293,40 @@ class Engine:
             return checked
         results: list[MigrationResult] = []
         runner = TransactionalRunner(ctx)
-        for index, step in enumerate(steps):
-            if self._on_progress is not None:
-                self._progress(f"{step.kind} {step.version} {step.source.description}".rstrip())
-            if step.source.transactional:
-                done = runner.run(step, defer=index + 1 < len(steps))
-            else:
+        batches = BatchRunner(ctx, runner)
+        can_batch = ctx.session.server_version >= MIN_SERVER
+        for together, segment in _segments(steps, batch=can_batch):
+            if together:
                 done = runner.flush()
                 if all(r.ok for r in done):
-                    done.append(run_non_transactional(ctx, step))
-            for result in done:
-                results.append(result)
-                self._report(result, on_result)
-            if any(not r.ok for r in done):
-                break
-        for result in runner.flush():
+                    done.extend(batches.run(segment))
+                if not self._collect(done, results, on_result):
+                    return results
+                continue
+            for index, step in enumerate(segment):
+                if self._on_progress is not None:
+                    self._progress(f"{step.kind} {step.version} {step.source.description}"
+                                   .rstrip())
+                if step.source.transactional:
+                    done = runner.run(step, defer=index + 1 < len(segment))
+                else:
+                    done = runner.flush()
+                    if all(r.ok for r in done):
+                        done.append(run_non_transactional(ctx, step))
+                if not self._collect(done, results, on_result):
+                    return results
+        self._collect(runner.flush(), results, on_result)
+        return results
+
+    def _collect(self, done: Iterable[MigrationResult], results: list[MigrationResult],
+                 on_result: ResultCallback | None) -> bool:
+        """Report and keep done's results (as they come); False if one failed."""
+        for result in done:
             results.append(result)
             self._report(result, on_result)
-        return results
+            if not result.ok:
+                return False
+        return True
 
     def _report(self, result: MigrationResult, on_result: ResultCallback | None) -> None:
         if self._on_progress is not None:
@@ -330,6 +347,28 @@ class Engine:
         for row in rows:
             self._progress(f"{kind} {row.version}: recorded {row.checksum}")
         return [result_of(r) for r in rows]
+
+
+def _segments(steps: Sequence[Step], *, batch: bool) -> Iterator[tuple[bool, list[Step]]]:
+    """steps in runs: (True, steps) for two or more batchable ones in a row, else
+    (False, steps) to run one at a time."""
+    alone: list[Step] = []
+    index = 0
+    while index < len(steps):
+        end = index
+        while batch and end < len(steps) and batchable(steps[end]):
+            end += 1
+        if end - index >= 2:
+            if alone:
+                yield False, alone
+                alone = []
+            yield True, list(steps[index:end])
+            index = end
+        else:
+            alone.append(steps[index])
+            index += 1
+    if alone:
+        yield False, alone
 
 
 def _refuse_forbidden(steps: Sequence[Step]) -> None:

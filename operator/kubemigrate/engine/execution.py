@@ -107,14 +107,20 @@ def local_settings(source: MigrationSource, settings: Settings, *, local: bool =
     (``kubemigrate.version``) that triggers or functions may read. Always at least one statement,
     so a syntax error (which stops a script before its first statement runs) is told apart."""
     scope = "LOCAL " if local else ""
-    parts = [f"SET {scope}kubemigrate.version = '{source.version}'"]
+    return "".join(f"SET {scope}{name} = '{value}';"
+                   for name, value in setting_values(source, settings))
+
+
+def setting_values(source: MigrationSource, settings: Settings) -> list[tuple[str, str]]:
+    """(name, value) of the settings ``local_settings`` makes."""
+    values = [("kubemigrate.version", source.version)]
     for name, value in (("lock_timeout", _pick(source.lock_timeout, settings.lock_timeout)),
                         ("statement_timeout",
                          _pick(source.statement_timeout, settings.statement_timeout))):
         if value is not None:
             ms = 0 if value <= 0 else max(1, round(value * 1000))
-            parts.append(f"SET {scope}{name} = '{ms}ms'")
-    return ";".join(parts) + ";"
+            values.append((name, f"{ms}ms"))
+    return values
 
 
 def _pick(own: float | None, default: float | None) -> float | None:

@@ -119,6 +119,26 @@ COLUMNS = (
     ("tables_created", "text[]"), ("tables_altered", "text[]"), ("tables_dropped", "text[]"),
 )
 _TABLE_COLUMNS = 3  # the last three: given, or found by the catalog query in the INSERT
+_RETURNING = (" RETURNING json_build_array(tables_created, tables_altered, tables_dropped,"
+              " extract(epoch FROM started_at), extract(epoch FROM finished_at), duration_ms)")
+"""What both INSERTs return: the tables, and the times (when the server's clock gave them)."""
+
+START_CLOCK = ("extract(epoch FROM"
+               " set_config('kubemigrate.started', clock_timestamp()::text, true)::timestamptz)")
+"""To select first in a migration's transaction whose row takes the server's times (see
+``server_times``): the server's clock when the migration started, kept as a transaction
+setting, and returned (seconds since the epoch)."""
+
+_STARTED = "current_setting('kubemigrate.started')::timestamptz"
+_SERVER_TIMES = {
+    "started_at": _STARTED,
+    "finished_at": "clock_timestamp()",
+    "duration_ms": f"1000 * extract(epoch FROM clock_timestamp() - {_STARTED})",
+}
+_PER_MIGRATION = ("version", "version_key", "description", "checksum", "has_rollback",
+                  "tables_created")
+"""The columns ``insert_run_sql`` gives per migration; tables_created last."""
+INSERT_RUN = "kubemigrate_history_insert_run"
 INSERT = "kubemigrate_history_insert"
 INSERT_NAMED = "kubemigrate_history_insert_named"
 """Names of the session's prepared statements (see ``History.prepare``)."""
@@ -300,11 +320,11 @@ class History:
         table = self._qualified("history")
         statements = (
             f"PREPARE {INSERT} ({', '.join(types)}) AS"
-            f" INSERT INTO {table} ({names}) VALUES ({params})",
+            f" INSERT INTO {table} ({names}) VALUES ({params})" + _RETURNING,
             f"PREPARE {INSERT_NAMED} ({', '.join(types[:given])}) AS"
             f" INSERT INTO {table} ({names})"
             f" SELECT {', '.join(f'${i}' for i in range(1, given + 1))}, d.* FROM ({diff}) AS d"
-            " RETURNING json_build_array(tables_created, tables_altered, tables_dropped)",
+            + _RETURNING,
         )
         for statement in statements:
             outcome = self.session.script(statement)
@@ -313,21 +333,50 @@ class History:
                 raise EngineError(f"cannot prepare the history INSERT: {outcome.error.message}")
         self.prepared = True
 
+    def prepare_run(self, template: HistoryRow) -> None:
+        """Prepare the INSERT of ``insert_run_sql``: template's values that every successful
+        migration of a run shares (run id, kind, who, engine version, resource) written in,
+        and the times taken from the server's clock (see ``START_CLOCK``) by the statement
+        itself. Its EXECUTE is a fraction of the full one for the server to parse."""
+        values = dict(zip((c for c, _ in COLUMNS), _literals(template.values(), False),
+                          strict=True))
+        for number, column in enumerate(_PER_MIGRATION, start=1):
+            values[column] = f"${number}"
+        values.update(started_at="t.s", finished_at="t.f",
+                      duration_ms="1000 * extract(epoch FROM t.f - t.s)")
+        types = dict(COLUMNS)
+        names = ", ".join(sql.Identifier(c).as_string(self.session.conn) for c in values)
+        outcome = self.session.script(
+            f"PREPARE {INSERT_RUN} ({', '.join(types[c] for c in _PER_MIGRATION)}) AS"
+            f" INSERT INTO {self._qualified('history')} ({names})"
+            f" SELECT {', '.join(values.values())} FROM (SELECT {_STARTED} AS s,"
+            " clock_timestamp() AS f) AS t" + _RETURNING)
+        if outcome.error is not None:
+            raise EngineError(f"cannot prepare the history INSERT: {outcome.error.message}")
+
+    def insert_run_sql(self, row: HistoryRow, created: str) -> str:
+        """The INSERT of row with the statement ``prepare_run`` made, the SQL ``created`` giving
+        its tables_created."""
+        values = dict(zip((c for c, _ in COLUMNS), row.values(), strict=True))
+        rendered = [literal(values[c]) for c in _PER_MIGRATION[:-1]]
+        return f"EXECUTE {INSERT_RUN}({','.join(rendered)},{created})"
+
     def insert_sql(self, row: HistoryRow, *, prepared: bool = True) -> str:
         """The INSERT of row, to send along with other statements: ``EXECUTE`` of the prepared
         one, or (``prepared=False``, for a migration that deallocates prepared statements) a
         plain INSERT."""
-        values = ",".join(literal(v) for v in row.values())
+        values = ",".join(_literals(row.values(), False))
         if prepared:
             return f"EXECUTE {INSERT}({values})"
         names = ", ".join(sql.Identifier(c).as_string(self.session.conn) for c, _ in COLUMNS)
         return f"INSERT INTO {self._qualified('history')} ({names}) VALUES ({values})"
 
-    def insert_named_sql(self, row: HistoryRow, tables: list[str]) -> tuple[str, int]:
+    def insert_named_sql(self, row: HistoryRow, tables: list[str], *,
+                         server_times: bool = False) -> tuple[str, int]:
         """SQL that inserts row with the table columns found from the catalog among tables
         (names quoted for ``to_regclass``), and how many statements it is; the INSERT
-        returns ``[created, altered, dropped]`` as JSON."""
-        values = ",".join(literal(v) for v in row.values()[:-_TABLE_COLUMNS])
+        returns ``[created, altered, dropped, ...]`` as JSON."""
+        values = ",".join(_literals(row.values()[:-_TABLE_COLUMNS], server_times))
         # enable_seqscan off while the statement is planned: a plan cached while the catalog
         # was small would otherwise scan all of pg_class once it is large.
         return (f"SET LOCAL kubemigrate.tables = {literal(array_literal(tables))};"
@@ -346,3 +395,15 @@ class History:
         if outcome.error is not None:
             self.session.rollback_if_open()
             raise EngineError(f"cannot write the history: {outcome.error.message}")
+
+
+_TIME_COLUMNS = {i: _SERVER_TIMES[c] for i, (c, _) in enumerate(COLUMNS) if c in _SERVER_TIMES}
+
+
+def _literals(values: list[Value], server_times: bool) -> list[str]:
+    """values as literals; with ``server_times``, the time columns as the server's clock."""
+    rendered = [literal(v) for v in values]
+    if server_times:
+        for index, expression in _TIME_COLUMNS.items():
+            rendered[index] = expression
+    return rendered

@@ -158,9 +158,20 @@ class Session:
 
     def script(self, text: str) -> ScriptOutcome:
         """Send text as one simple query; every result, stopping at the first error."""
+        self.send(text)
+        return self.receive()
+
+    def send(self, text: str) -> None:
+        """Send text as one simple query and return while the server runs it; ``receive``
+        collects the results. Nothing else may be sent in between."""
         with self.conn.lock:
             self.pgconn.send_query(text.encode(self.encoding))
-            results = self.conn.wait(generators.execute(self.pgconn))
+            self.conn.wait(generators.send(self.pgconn))
+
+    def receive(self) -> ScriptOutcome:
+        """The results of the query ``send`` sent: all of them, stopping at the first error."""
+        with self.conn.lock:
+            results = self.conn.wait(generators.fetch_many(self.pgconn))
         if results and results[-1].status in _COPY:
             # COPY FROM STDIN / TO STDOUT would need the client to stream data; the engine
             # does not, so the connection is in a state it cannot leave cleanly.

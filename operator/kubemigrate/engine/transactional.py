@@ -62,13 +62,13 @@ class TransactionalRunner:
         self.ctx = ctx
         self._waiting: _Waiting | None = None
 
-    def run(self, step: Step, *, defer: bool = False) -> list[MigrationResult]:
-        """Run step, retrying on lock_timeout. Returns the results that became final: the
-        waiting migration's, then step's, unless ``defer`` leaves step's commit waiting. A
-        failure of the waiting migration ends the list: step was then not run."""
-        ctx, policy = self.ctx, self.ctx.settings.retry
+    def run(self, step: Step, *, defer: bool = False, attempt: int = 1) -> list[MigrationResult]:
+        """Run step, retrying on lock_timeout; ``attempt`` > 1 when tries were made already.
+        Returns the results that became final: the waiting migration's, then step's, unless
+        ``defer`` leaves step's commit waiting. A failure of the waiting migration ends the
+        list: step was then not run."""
+        ctx = self.ctx
         done: list[MigrationResult] = []
-        attempt = 1
         while True:
             started_at, clock = now(), time.perf_counter()
             outcome = self._attempt(step, started_at, clock, attempt, done)
@@ -84,17 +84,25 @@ class TransactionalRunner:
             if outcome.lost_prepared and not ctx.history.prepared_again:
                 ctx.history.prepare(again=True)
                 continue
-            if outcome.retryable and attempt < max(1, policy.attempts):
-                delay = policy.delay(attempt)
-                ctx.progress(f"{step.kind} {step.version}: lock not available"
-                             f" ({outcome.error.message}); retrying in {delay:.2f}s"
-                             f" (attempt {attempt + 1} of {policy.attempts})")
-                time.sleep(delay)
+            if self.wait_to_retry(step, outcome, attempt):
                 attempt += 1
                 continue
-            done.append(self._failed(step, outcome, started_at,
-                                     time.perf_counter() - clock, attempt))
+            done.append(self.failed(step, outcome, started_at,
+                                    time.perf_counter() - clock, attempt))
             return done
+
+    def wait_to_retry(self, step: Step, failure: Failure, attempt: int) -> bool:
+        """After try ``attempt`` of step failed: False when it is not to be tried again,
+        else True once the backoff has passed (lock_timeout only, a capped number of tries)."""
+        policy = self.ctx.settings.retry
+        if not failure.retryable or attempt >= max(1, policy.attempts):
+            return False
+        delay = policy.delay(attempt)
+        self.ctx.progress(f"{step.kind} {step.version}: lock not available"
+                          f" ({failure.error.message}); retrying in {delay:.2f}s"
+                          f" (attempt {attempt + 1} of {policy.attempts})")
+        time.sleep(delay)
+        return True
 
     def flush(self) -> list[MigrationResult]:
         """Commit the waiting migration, if there is one; its result."""
@@ -201,7 +209,7 @@ class TransactionalRunner:
             self.ctx.history.prepared = False
         if waiting.returning is None:
             return result_of(waiting.row)
-        created, altered, dropped = json.loads(ran.value(waiting.returning) or "[[], [], []]")
+        created, altered, dropped = json.loads(ran.value(waiting.returning) or "[[], [], []]")[:3]
         return result_of(waiting.row,
                          tables=TableChanges(tuple(created), tuple(altered), tuple(dropped)))
 
@@ -216,11 +224,12 @@ class TransactionalRunner:
             self.ctx.history.prepare(again=True)
             return self.run(waiting.step)[-1]
         row = waiting.row
-        return self._failed(waiting.step, Failure(ran.error), row.started_at,
+        return self.failed(waiting.step, Failure(ran.error), row.started_at,
                             (row.duration_ms or 0) / 1000, row.attempts)
 
-    def _failed(self, step: Step, failure: Failure, started_at: datetime, duration: float,
-                attempts: int) -> MigrationResult:
+    def failed(self, step: Step, failure: Failure, started_at: datetime, duration: float,
+               attempts: int) -> MigrationResult:
+        """Record step's failure in a short transaction of its own; its result."""
         row = history_row(self.ctx, step, "failed", started_at=started_at, finished_at=now(),
                           duration=duration, failure=failure, attempts=attempts)
         self.ctx.history.append(row)

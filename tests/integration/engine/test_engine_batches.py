@@ -1,0 +1,129 @@
+"""Runs of simple migrations travel many to a message: each still commits on its own, records
+what a migration run alone records, and a failure stops the run exactly where it happened."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from integration.engine.conftest import EngineFactory
+from integration.engine.engine_helpers import history, query, src, tables
+from kubemigrate.engine.engine import Engine
+
+
+def test_batched_history_rows_match_their_results(engine: Engine, database_url: str) -> None:
+    query(database_url, "CREATE SCHEMA app; CREATE TABLE old (id int PRIMARY KEY)")
+    sources = [
+        src("1", "CREATE TABLE plain (id int);"),
+        src("2", "CREATE TABLE app.qualified (id int);\nCREATE INDEX ON app.qualified (id);"),
+        src("3", 'CREATE TABLE "Mixed Case" (id int); -- a comment without a newline'),
+        src("4", "CREATE TABLE child (id int REFERENCES old (id));"),  # the catalog decides
+        src("5", "CREATE INDEX old_id ON old (id);\nCOMMENT ON TABLE old IS 'old';"),
+        src("6", "CREATE TABLE b (id int);\nCREATE TABLE a (id int);\n"
+                 "ALTER TABLE old ADD COLUMN note text;"),
+        src("7", ""),
+    ]
+    report = engine.apply(sources)
+
+    assert report.ok, report.failed
+    expected = [
+        ["public.plain"], ["app.qualified"], ['public."Mixed Case"'], ["public.child"], [],
+        ["public.a", "public.b"], [],
+    ]
+    assert [list(r.tables_created) for r in report.results] == expected
+    # The foreign key adds triggers to old: the catalog counts it altered.
+    altered = [[], [], [], ["public.old"], [], ["public.old"], []]
+    assert [list(r.tables_altered) for r in report.results] == altered
+    rows = history(database_url)
+    assert [r["tables_created"] for r in rows] == expected
+    for row, result in zip(rows, report.results, strict=True):
+        assert row["status"] == "success" and row["rows_affected"] == 0
+        assert row["started_at"] <= row["finished_at"]
+        measured = (row["finished_at"] - row["started_at"]).total_seconds() * 1000
+        assert row["duration_ms"] == pytest.approx(measured, abs=0.01)
+        assert abs(result.started_at - row["started_at"]) < timedelta(milliseconds=1)
+        assert abs(result.finished_at - row["finished_at"]) < timedelta(milliseconds=1)
+        assert result.duration_seconds * 1000 == pytest.approx(row["duration_ms"], abs=0.01)
+        assert row["executed_by"] == "tests" and row["run_id"] == rows[0]["run_id"]
+    # Each migration committed on its own: one transaction id per history row.
+    xids = query(database_url, "SELECT DISTINCT xmin::text FROM kubemigrate.history")
+    assert len(xids) == len(sources)
+
+
+def test_failure_in_a_later_batch_stops_there(make_engine: EngineFactory,
+                                               database_url: str) -> None:
+    messages: list[str] = []
+    engine = make_engine(on_progress=messages.append)
+    sources = [src(f"{i:02}", f"-- migration {i}\nCREATE TABLE t{i} (id int);")
+               for i in range(1, 41)]
+    sources[29] = src("30", "-- migration 30\nCREATE TABLE t30 (id int);\n"
+                            "CREATE TABLE bad (id int REFERENCES missing (id));")
+
+    report = engine.apply(sources)
+
+    assert [r.status for r in report.results] == ["success"] * 29 + ["failed"]
+    assert "apply 13..28: 16 migration(s) in one message" in messages
+    failed = report.results[-1]
+    assert (failed.version, failed.sqlstate) == ("30", "42P01")
+    assert (failed.statement_index, failed.line) == (2, 3)
+    assert len(tables(database_url)) == 29
+    rows = history(database_url)
+    assert [(r["version"], r["status"]) for r in rows][-2:] == [("29", "success"),
+                                                                ("30", "failed")]
+    assert rows[-1]["error_line"] == 3 and rows[-1]["statement_index"] == 2
+    assert rows[-1]["started_at"] <= rows[-1]["finished_at"]
+
+    sources[29] = src("30", "CREATE TABLE t30 (id int);")
+    again = engine.apply(sources)
+    assert again.ok and again.results[0].version == "30"
+    assert len(tables(database_url)) == 40
+
+
+def test_a_syntax_error_only_the_server_finds(engine: Engine, database_url: str) -> None:
+    """PostgreSQL 17's grammar (the parser's) accepts what an older server refuses; the
+    server then rejects the whole message before running any of it."""
+    if query(database_url, "SHOW server_version_num")[0][0] >= "170000":
+        pytest.skip("needs a server older than the parser's grammar")
+    newer = ("CREATE TABLE gen (a int, b int GENERATED ALWAYS AS (a * 2) STORED);\n"
+             "ALTER TABLE gen ALTER COLUMN b SET EXPRESSION AS (a * 3);")
+    sources = [src("1", "CREATE TABLE one (id int);"), src("2", "CREATE TABLE two (id int);"),
+               src("3", newer), src("4", "CREATE TABLE four (id int);")]
+
+    report = engine.apply(sources)
+
+    assert [r.status for r in report.results] == ["success", "success", "failed"]
+    failed = report.results[-1]
+    assert failed.sqlstate == "42601" and failed.line == 2
+    assert tables(database_url) == {"public.one", "public.two"}
+
+
+def test_lock_timeout_in_a_batch_is_retried_alone(make_engine: EngineFactory,
+                                                  database_url: str) -> None:
+    query(database_url, "CREATE TABLE busy (id int)")
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+
+        messages: list[str] = []
+
+        def progress(message: str) -> None:
+            messages.append(message)
+            if "lock not available" in message and not blocker.closed:
+                blocker.commit()  # let the retry through
+
+        engine = make_engine(default_lock_timeout=0.05, on_progress=progress)
+        report = engine.apply([
+            src("1", "CREATE TABLE first (id int);"),
+            src("2", "CREATE TABLE second (id int);"),
+            src("3", "ALTER TABLE busy ADD COLUMN note text;"),
+            src("4", "CREATE TABLE fourth (id int);"),
+            src("5", "CREATE TABLE fifth (id int);"),
+        ])
+
+    assert report.ok, report.failed
+    assert [r.attempts for r in report.results] == [1, 1, 2, 1, 1]
+    assert "apply 1..4: 4 migration(s) in one message" in messages
+    assert report.results[2].tables_altered == ("public.busy",)
+    assert {"public.first", "public.fifth"} <= tables(database_url)
+    assert [r["status"] for r in history(database_url)] == ["success"] * 5
