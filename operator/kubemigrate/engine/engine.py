@@ -297,10 +297,9 @@ class Engine:
         can_batch = ctx.session.server_version >= MIN_SERVER
         for together, segment in _segments(steps, batch=can_batch):
             if together:
-                done = runner.flush()
-                if all(r.ok for r in done):
-                    done.extend(batches.run(segment))
-                if not self._collect(done, results, on_result):
+                # Each result is reported as soon as its batch is back, not at the end.
+                if not (self._collect(runner.flush(), results, on_result)
+                        and self._collect(batches.run(segment), results, on_result)):
                     return results
                 continue
             for index, step in enumerate(segment):

@@ -1,6 +1,8 @@
 """Migrations in one transaction each, the history row inside the same transaction.
 
-One round trip per migration in a run of simple ones. A migration's statements go as one
+For migrations that cannot travel in a batch (``batched.py``: rows affected, verification,
+session settings, a full catalog diff), for retries, and for single migrations: one round
+trip per migration in a run of them. A migration's statements go as one
 simple query, ``BEGIN; SET LOCAL ...; <the migration>``; its history row and ``COMMIT``
 (``EXECUTE <prepared INSERT>; COMMIT``, the INSERT reading the tables the transaction created
 from the catalog) wait, and travel at the head of the next migration's query. Each statement
