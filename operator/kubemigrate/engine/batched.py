@@ -90,7 +90,7 @@ class _Entry:
     sql_offset: int
     """Where the migration's SQL starts in text."""
     prefix: int
-    """Statements before the migration's own: BEGIN, and the clock with the settings."""
+    """Statements before the migration's own: BEGIN, the clock, the settings."""
 
 
 @dataclass(frozen=True)
@@ -160,10 +160,9 @@ class BatchRunner:
     def _entry(self, step: Step) -> _Entry:
         ctx = self.ctx
         assert step.statements is not None
-        # One SELECT starts the clock and makes the SET LOCALs: fewer statements to run.
-        settings = "".join(f", set_config({quote_text(name)}, {quote_text(value)}, true)"
-                           for name, value in setting_values(step.source, ctx.settings))
-        head = f"BEGIN;SELECT {START_CLOCK}{settings};\n"
+        settings = setting_values(step.source, ctx.settings)
+        head = f"BEGIN;{START_CLOCK};" + "".join(f"SET LOCAL {name} = {quote_text(value)};"
+                                                  for name, value in settings) + "\n"
         row = self._row(step)
         created = created_tables(step.statements, ctx.history.schema)
         if created is None and diff_mode(step.statements) is DiffMode.NAMED:
@@ -173,7 +172,7 @@ class BatchRunner:
             insert = ctx.history.insert_run_sql(row, created or "'{}'::text[]")
         # The newline ends a trailing "--" comment; an empty statement (";;") has no result.
         text = f"{head}{step.sql}\n;{insert};COMMIT;\n"
-        return _Entry(step, row, text, len(head), 2)
+        return _Entry(step, row, text, len(head), 2 + len(settings))
 
     def _row(self, step: Step) -> HistoryRow:
         """step's success row; its times are placeholders for the server's clock."""
@@ -242,10 +241,14 @@ def _failure(entry: _Entry, ran: ScriptOutcome, begin: int, offset: int) -> Fail
 
 
 def _started(ran: ScriptOutcome, begin: int) -> datetime | None:
-    """The server's clock when the failing migration began, if its clock statement ran."""
+    """The server's clock when the failing migration began, if its clock statement ran and
+    the session's DateStyle is ISO (PostgreSQL's default)."""
     assert ran.failed_at is not None
     value = ran.value(begin + 1) if ran.failed_at > begin + 1 else None
-    return datetime.fromtimestamp(float(value), UTC) if value else None
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _result(row: HistoryRow, returned: str | None) -> MigrationResult:

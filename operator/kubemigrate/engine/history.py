@@ -123,11 +123,10 @@ _RETURNING = (" RETURNING json_build_array(tables_created, tables_altered, table
               " extract(epoch FROM started_at), extract(epoch FROM finished_at), duration_ms)")
 """What both INSERTs return: the tables, and the times (when the server's clock gave them)."""
 
-START_CLOCK = ("extract(epoch FROM"
-               " set_config('kubemigrate.started', clock_timestamp()::text, true)::timestamptz)")
-"""To select first in a migration's transaction whose row takes the server's times (see
+START_CLOCK = "SELECT set_config('kubemigrate.started', clock_timestamp()::text, true)"
+"""Run first in a migration's transaction whose row takes the server's times (see
 ``server_times``): the server's clock when the migration started, kept as a transaction
-setting, and returned (seconds since the epoch)."""
+setting (and returned, as text in the session's DateStyle)."""
 
 _STARTED = "current_setting('kubemigrate.started')::timestamptz"
 _SERVER_TIMES = {
