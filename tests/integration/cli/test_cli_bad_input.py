@@ -191,3 +191,42 @@ def test_kill_9_during_a_long_migration_leaves_nothing_applied_and_no_lock(
     rerun = kubemigrate("apply")
     assert rerun.returncode == 0, rerun
     assert {"a", "slow"} <= tables(kubemigrate.url)
+
+
+def test_kill_9_during_a_batched_run_leaves_each_migration_whole(
+        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    """Killed while batches of DDL are in flight: every migration is applied with its history
+    row or not at all, in order, the lock goes, and a re-run finishes the rest."""
+    count = 2000
+    for i in range(1, count + 1):
+        migrations.write(f"{i:04d}_t{i}.up.sql", f"CREATE TABLE t{i} (id int);\n")
+    dbname = kubemigrate.url.rsplit("/", 1)[1]
+    applied = ("SELECT count(*) FROM pg_tables WHERE schemaname = 'kubemigrate'"
+               " AND tablename = 'history'")
+    succeeded = ("SELECT version FROM kubemigrate.history"
+                 " WHERE kind = 'apply' AND status = 'success'")
+    advisory = ("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND d.datname = %s")
+
+    process = kubemigrate.start("apply")
+    try:
+        _wait_for(lambda: query(kubemigrate.url, applied) == [(1,)]
+                  and len(query(kubemigrate.url, succeeded)) >= 50, 60,
+                  "the first batches to commit")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+    _wait_for(lambda: query(kubemigrate.url, advisory, [dbname]) == [(0,)], 10,
+              "the killed runner's advisory lock to go")
+    done = sorted(int(v) for (v,) in query(kubemigrate.url, succeeded))
+    assert done == list(range(1, len(done) + 1)), "applied in order, none twice"
+    assert len(done) < count, "killed before the end"
+    assert tables(kubemigrate.url) == {f"t{i}" for i in done}
+    rerun = kubemigrate("apply")
+    assert rerun.returncode == 0, rerun
+    assert len(tables(kubemigrate.url)) == count
+    assert len(query(kubemigrate.url, succeeded)) == count
