@@ -31,7 +31,6 @@ from kubemigrate.engine.catalog import (
     created_tables,
     diff_mode,
     named_tables,
-    quote_text,
 )
 from kubemigrate.engine.execution import (
     Failure,
@@ -44,6 +43,7 @@ from kubemigrate.engine.execution import (
     setting_values,
 )
 from kubemigrate.engine.history import START_CLOCK, HistoryRow
+from kubemigrate.engine.literals import quote
 from kubemigrate.engine.results import MigrationResult
 from kubemigrate.engine.session import ScriptOutcome
 from kubemigrate.engine.transactional import TransactionalRunner
@@ -161,7 +161,7 @@ class BatchRunner:
         ctx = self.ctx
         assert step.statements is not None
         settings = setting_values(step.source, ctx.settings)
-        head = f"BEGIN;{START_CLOCK};" + "".join(f"SET LOCAL {name} = {quote_text(value)};"
+        head = f"BEGIN;{START_CLOCK};" + "".join(f"SET LOCAL {name} = {quote(value)};"
                                                   for name, value in settings) + "\n"
         row = self._row(step)
         created = created_tables(step.statements, ctx.history.schema)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from kubemigrate.engine.literals import quote
 from kubemigrate.engine.session import Session
 
 if TYPE_CHECKING:  # the parser is loaded only when there is SQL to run
@@ -71,8 +72,10 @@ def diff_mode(statements: Sequence[Statement] | None) -> DiffMode:
 def created_tables(statements: Sequence[Statement], history_schema: str) -> str | None:
     """SQL for the text[] of the tables statements create, when the statements alone make that
     certain and it is all they change in tables: plain ``CREATE TABLE`` (not IF NOT EXISTS, not
-    temporary) naming no other relation (no LIKE, INHERITS, PARTITION OF, REFERENCES), among
-    statements that change no table. Otherwise None: the catalog must tell. An unqualified table
+    temporary) of one table naming no other relation (no LIKE, INHERITS, PARTITION OF,
+    REFERENCES), among statements that change no table. Otherwise None: the catalog must tell
+    (the SQL goes into an EXECUTE's parameters, where a subquery cannot sort several names).
+    An unqualified table
     is created in ``current_schema()``, the first schema of the search path that exists."""
     names = []
     for s in statements:
@@ -86,16 +89,11 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
                 or schema in (history_schema, "information_schema")
                 or (schema or "").startswith("pg_")):
             return None
-        where = "current_schema()" if schema is None else quote_text(schema)
-        names.append(f"format('%I.%I', {where}, {quote_text(relation['relname'])})")
-    if len(names) < 2:
-        return f"ARRAY[{names[0]}]" if names else "'{}'::text[]"
-    return f"ARRAY(SELECT t FROM unnest(ARRAY[{', '.join(names)}]) AS t ORDER BY t)"
-
-
-def quote_text(text: str) -> str:
-    """text as a standard SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
+        where = "current_schema()" if schema is None else quote(schema)
+        names.append(f"format('%I.%I', {where}, {quote(relation['relname'])})")
+    if len(names) > 1:
+        return None  # sorted by the database's collation, like the catalog's answer: ask it
+    return f"ARRAY[{names[0]}]" if names else "'{}'::text[]"
 
 
 def named_tables(statements: Sequence[Statement]) -> list[str]:

@@ -24,17 +24,18 @@ def test_batched_history_rows_match_their_results(engine: Engine, database_url: 
         src("6", "CREATE TABLE b (id int);\nCREATE TABLE a (id int);\n"
                  "ALTER TABLE old ADD COLUMN note text;"),
         src("7", ""),
+        src("8", 'CREATE TABLE "tàble" (id int);\nCREATE TABLE "back\\slash" (id int);'),
     ]
     report = engine.apply(sources)
 
     assert report.ok, report.failed
     expected = [
         ["public.plain"], ["app.qualified"], ['public."Mixed Case"'], ["public.child"], [],
-        ["public.a", "public.b"], [],
+        ["public.a", "public.b"], [], ['public."back\\slash"', 'public."tàble"'],
     ]
     assert [list(r.tables_created) for r in report.results] == expected
     # The foreign key adds triggers to old: the catalog counts it altered.
-    altered = [[], [], [], ["public.old"], [], ["public.old"], []]
+    altered = [[], [], [], ["public.old"], [], ["public.old"], [], []]
     assert [list(r.tables_altered) for r in report.results] == altered
     rows = history(database_url)
     assert [r["tables_created"] for r in rows] == expected

@@ -57,9 +57,6 @@ def test_plain_create_table_names_what_it_creates() -> None:
     assert created('CREATE TABLE app."O\'Brien" (id int)') == (
         "ARRAY[format('%I.%I', 'app', 'O''Brien')]")
     assert created("CREATE INDEX ON t (id)") == "'{}'::text[]"
-    both = created("CREATE TABLE b (id int); CREATE TABLE a (id int)")
-    assert both is not None and both.startswith("ARRAY(SELECT t FROM unnest(") \
-        and both.endswith("ORDER BY t)")
 
 
 @pytest.mark.parametrize("sql", [
@@ -70,6 +67,7 @@ def test_plain_create_table_names_what_it_creates() -> None:
     "CREATE TABLE t PARTITION OF u FOR VALUES IN (1)",
     "CREATE TABLE kubemigrate.t (id int)",  # the history's schema is not counted
     "CREATE TABLE t (id int); ALTER TABLE u ADD COLUMN c int",
+    "CREATE TABLE b (id int); CREATE TABLE a (id int)",  # sorted as the database sorts
 ])
 def test_the_catalog_decides_the_rest(sql: str) -> None:
     assert created(sql) is None
