@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
+
+import psycopg
 
 from kubemigrate.engine.catalog import (
     DiffMode,
@@ -32,6 +34,7 @@ from kubemigrate.engine.catalog import (
     diff_mode,
     named_tables,
 )
+from kubemigrate.engine.clock import from_microseconds
 from kubemigrate.engine.execution import (
     Failure,
     RunContext,
@@ -109,35 +112,38 @@ class BatchRunner:
         self.single = single
         """Runs a migration on its own: retries after lock_timeout, and syntax errors."""
 
-    def run(self, steps: Sequence[Step]) -> Iterator[MigrationResult]:
-        """Each step's result in order, as soon as it is known; none after a failure."""
-        session = self.ctx.session
-        self.ctx.history.prepare()
+    def run(self, steps: Sequence[Step]) -> Generator[MigrationResult, None, None]:
+        """Each step's result in order, as soon as it is known; none after a failure. Closed
+        early (the caller failed on a result), it cancels the batch still running."""
         self.ctx.history.prepare_run(self._row(steps[0]))
         queue = deque(steps)
         size = FIRST_BATCH
         flying: _Batch | None = None
-        while queue or flying is not None:
-            if flying is None:
-                flying = self._take(queue, size)
-                session.send(flying.text)
-            size = min(size * 2, MAX_BATCH)
-            following = self._take(queue, size) if queue else None
-            ran = session.receive()
-            if ran.error is None:
+        try:
+            while queue or flying is not None:
+                if flying is None:
+                    flying = self._send(self._take(queue, size))
+                size = min(size * 2, MAX_BATCH)
+                following = self._take(queue, size) if queue else None
+                ran = self.ctx.session.receive()
+                if ran.error is None:
+                    done = self._committed(flying, ran)
+                    flying = self._send(following) if following is not None else None
+                    yield from done
+                    continue
                 if following is not None:
-                    session.send(following.text)
-                yield from self._committed(flying, ran)
-                flying = following
-                continue
-            if following is not None:
-                queue.extendleft(reversed([e.step for e in following.entries]))
-            results, rest = self._recover(flying, ran)
-            yield from results
-            if not results or not results[-1].ok:
-                return
-            queue.extendleft(reversed(rest))
-            flying, size = None, FIRST_BATCH
+                    queue.extendleft(reversed([e.step for e in following.entries]))
+                landed = flying
+                flying = None
+                results, rest = self._recover(landed, ran)
+                yield from results
+                if not results or not results[-1].ok:
+                    return
+                queue.extendleft(reversed(rest))
+                size = FIRST_BATCH
+        finally:
+            if flying is not None:
+                self._abandon()
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -152,10 +158,25 @@ class BatchRunner:
             offsets.append(length)
             parts.append(entry.text)
             length += len(entry.text)
-        first, last = entries[0].step, entries[-1].step
-        self.ctx.progress(f"{first.kind} {first.version}..{last.version}:"
-                          f" {len(entries)} migration(s) in one message")
         return _Batch(tuple(entries), "".join(parts), tuple(offsets))
+
+    def _send(self, batch: _Batch) -> _Batch:
+        first, last = batch.entries[0].step, batch.entries[-1].step
+        self.ctx.progress(f"{first.kind} {first.version}..{last.version}:"
+                          f" {len(batch.entries)} migration(s) in one message")
+        self.ctx.session.send(batch.text)
+        return batch
+
+    def _abandon(self) -> None:
+        """Stop the batch the server is running: cancel it and roll back the migration it was
+        in (those it committed stay, each with its row), so that nothing more is applied."""
+        session = self.ctx.session
+        try:
+            session.cancel()
+            session.receive()
+            session.rollback_if_open()
+        except psycopg.Error:
+            pass  # the connection is gone: the server rolls back and stops by itself
 
     def _entry(self, step: Step) -> _Entry:
         ctx = self.ctx
@@ -241,19 +262,14 @@ def _failure(entry: _Entry, ran: ScriptOutcome, begin: int, offset: int) -> Fail
 
 
 def _started(ran: ScriptOutcome, begin: int) -> datetime | None:
-    """The server's clock when the failing migration began, if its clock statement ran and
-    the session's DateStyle is ISO (PostgreSQL's default)."""
+    """The server's clock when the failing migration began, if its clock statement ran."""
     assert ran.failed_at is not None
-    value = ran.value(begin + 1) if ran.failed_at > begin + 1 else None
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
+    return from_microseconds(ran.value(begin + 1)) if ran.failed_at > begin + 1 else None
 
 
 def _result(row: HistoryRow, returned: str | None) -> MigrationResult:
     """row's result with what its INSERT returned: the tables, and the server's times."""
     created, altered, dropped, started, finished, duration_ms = json.loads(returned or "null")
-    timed = replace(row, started_at=datetime.fromtimestamp(started, UTC),
-                    finished_at=datetime.fromtimestamp(finished, UTC), duration_ms=duration_ms)
+    timed = replace(row, started_at=from_microseconds(started) or row.started_at,
+                    finished_at=from_microseconds(finished), duration_ms=duration_ms)
     return result_of(timed, tables=TableChanges(tuple(created), tuple(altered), tuple(dropped)))

@@ -70,16 +70,21 @@ def diff_mode(statements: Sequence[Statement] | None) -> DiffMode:
 
 
 def created_tables(statements: Sequence[Statement], history_schema: str) -> str | None:
-    """SQL for the text[] of the tables statements create, when the statements alone make that
-    certain and it is all they change in tables: plain ``CREATE TABLE`` (not IF NOT EXISTS, not
-    temporary) of one table naming no other relation (no LIKE, INHERITS, PARTITION OF,
-    REFERENCES), among statements that change no table. Otherwise None: the catalog must tell
-    (the SQL goes into an EXECUTE's parameters, where a subquery cannot sort several names).
-    An unqualified table
-    is created in ``current_schema()``, the first schema of the search path that exists."""
-    names = []
+    """SQL for the text[] of the tables statements create, without asking the catalog, when the
+    statements give the same answer the catalog query would (see ``NAMED_DIFF``): one plain
+    ``CREATE TABLE`` (not IF NOT EXISTS, not temporary) naming no other relation (no LIKE,
+    INHERITS, PARTITION OF, REFERENCES), the other statements neutral and naming no relation
+    but that table (a GRANT or trigger on another table changes its catalog row). '{}' when
+    they create no table and are all neutral (nothing to look up); otherwise None, and the
+    catalog tells (several tables too: their order is the database's collation's, and a
+    subquery to sort them cannot go into an EXECUTE's parameters). An unqualified table is
+    created in ``current_schema()``, the first schema of the search path that exists."""
+    names: list[str] = []
+    created: set[str] = set()
+    named: set[str] = set()
     for s in statements:
         if s.command in _NEUTRAL:
+            named.update(s.relations)
             continue
         node = s.tree.get("CreateStmt") if s.command == "CREATE TABLE" else None
         relation = (node or {}).get("relation") or {}
@@ -89,11 +94,14 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
                 or schema in (history_schema, "information_schema")
                 or (schema or "").startswith("pg_")):
             return None
+        created.update(s.relations)
         where = "current_schema()" if schema is None else quote(schema)
         names.append(f"format('%I.%I', {where}, {quote(relation['relname'])})")
-    if len(names) > 1:
-        return None  # sorted by the database's collation, like the catalog's answer: ask it
-    return f"ARRAY[{names[0]}]" if names else "'{}'::text[]"
+    if not names:
+        return "'{}'::text[]"
+    if len(names) > 1 or not named <= created:
+        return None
+    return f"ARRAY[{names[0]}]"
 
 
 def named_tables(statements: Sequence[Statement]) -> list[str]:

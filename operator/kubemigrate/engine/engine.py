@@ -13,7 +13,7 @@ import re
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -25,6 +25,7 @@ from kubemigrate.engine.dryrun import dry_run as run_dry_run
 from kubemigrate.engine.errors import (
     DriftDetected,
     EngineError,
+    InvalidSources,
     NoRollbackSql,
     OutOfOrder,
     TransactionForbidden,
@@ -298,9 +299,11 @@ class Engine:
         for together, segment in _segments(steps, batch=can_batch):
             if together:
                 # Each result is reported as soon as its batch is back, not at the end.
-                if not (self._collect(runner.flush(), results, on_result)
-                        and self._collect(batches.run(segment), results, on_result)):
+                if not self._collect(runner.flush(), results, on_result):
                     return results
+                with closing(batches.run(segment)) as batched:
+                    if not self._collect(batched, results, on_result):
+                        return results
                 continue
             for index, step in enumerate(segment):
                 if self._on_progress is not None:
@@ -371,8 +374,12 @@ def _segments(steps: Sequence[Step], *, batch: bool) -> Iterator[tuple[bool, lis
 
 
 def _refuse_forbidden(steps: Sequence[Step]) -> None:
-    """TransactionForbidden for the first statement a transactional step cannot run."""
+    """TransactionForbidden for the first statement a transactional step cannot run;
+    InvalidSources for SQL with a NUL character (the protocol ends a query at it)."""
     for step in steps:
+        if "\x00" in step.sql:
+            raise InvalidSources(f"migration {step.version}: its {step.kind} SQL holds a NUL"
+                                 " character, which PostgreSQL cannot take")
         if not step.source.transactional or not step.statements:
             continue
         for s in step.statements:

@@ -23,6 +23,7 @@ from psycopg import sql
 
 from kubemigrate import __version__
 from kubemigrate.engine.catalog import NAMED_DIFF, array_literal, user_tables_filter
+from kubemigrate.engine.clock import from_microseconds, microseconds_sql
 from kubemigrate.engine.errors import EngineError, HistoryTooNew
 from kubemigrate.engine.literals import Value, literal
 from kubemigrate.engine.results import Kind, Origin, Status
@@ -120,15 +121,18 @@ COLUMNS = (
 )
 _TABLE_COLUMNS = 3  # the last three: given, or found by the catalog query in the INSERT
 _RETURNING = (" RETURNING json_build_array(tables_created, tables_altered, tables_dropped,"
-              " extract(epoch FROM started_at), extract(epoch FROM finished_at), duration_ms)")
+              f" {microseconds_sql('started_at')}, {microseconds_sql('finished_at')},"
+              " duration_ms)")
 """What both INSERTs return: the tables, and the times (when the server's clock gave them)."""
 
-START_CLOCK = "SELECT set_config('kubemigrate.started', clock_timestamp()::text, true)"
+START_CLOCK = ("SELECT set_config('kubemigrate.started',"
+               f" {microseconds_sql('clock_timestamp()')}::text, true)")
 """Run first in a migration's transaction whose row takes the server's times (see
-``server_times``): the server's clock when the migration started, kept as a transaction
-setting (and returned, as text in the session's DateStyle)."""
+``server_times``): the server's clock when the migration started, in microseconds since the
+epoch (text in no DateStyle or time zone), kept as a transaction setting and returned."""
 
-_STARTED = "current_setting('kubemigrate.started')::timestamptz"
+_STARTED = ("(timestamptz 'epoch' + current_setting('kubemigrate.started')::bigint"
+            " * interval '1 microsecond')")
 _SERVER_TIMES = {
     "started_at": _STARTED,
     "finished_at": "clock_timestamp()",
@@ -213,6 +217,8 @@ class History:
         self.schema = schema
         self.prepared = False
         self.prepared_again = False
+        self._run_insert: str | None = None
+        """The PREPARE of ``prepare_run`` in force on the session, if any."""
 
     def _render(self, query: sql.Composed) -> str:
         return query.as_string(self.session.conn)
@@ -293,14 +299,16 @@ class History:
                                   f" {layout}; run apply once to upgrade it")
             self._upgrade(layout)
         rows = self.session.execute(sql.SQL(
-            "SELECT version, description, state, checksum, applied_at, duration_ms,"
+            "SELECT version, description, state, checksum,"
+            f" {microseconds_sql('applied_at')}, duration_ms,"
             " rollback_available, sqlstate, error FROM {}.version_state"
         ).format(sql.Identifier(self.schema)))
         records = {}
         for version, desc, state, checksum, applied_at, ms, rollback, sqlstate, error in rows:
             key = version_key(version)
             records[key] = VersionRecord(version, key, desc, cast(RecordState, state), checksum,
-                                         applied_at, ms, bool(rollback), sqlstate, error)
+                                         from_microseconds(applied_at), ms, bool(rollback),
+                                         sqlstate, error)
         return records
 
     # -- writing -------------------------------------------------------------------------------
@@ -333,10 +341,11 @@ class History:
         self.prepared = True
 
     def prepare_run(self, template: HistoryRow) -> None:
-        """Prepare the INSERT of ``insert_run_sql``: template's values that every successful
-        migration of a run shares (run id, kind, who, engine version, resource) written in,
-        and the times taken from the server's clock (see ``START_CLOCK``) by the statement
-        itself. Its EXECUTE is a fraction of the full one for the server to parse."""
+        """Prepare the INSERT of ``insert_run_sql`` (and make sure the others are prepared):
+        template's values that every successful migration of a run shares (run id, kind, who,
+        engine version, resource) written in, and the times taken from the server's clock (see
+        ``START_CLOCK``) by the statement itself. Its EXECUTE is a fraction of the full one for
+        the server to parse."""
         values = dict(zip((c for c, _ in COLUMNS), _literals(template.values(), False),
                           strict=True))
         for number, column in enumerate(_PER_MIGRATION, start=1):
@@ -345,13 +354,25 @@ class History:
                       duration_ms="1000 * extract(epoch FROM t.f - t.s)")
         types = dict(COLUMNS)
         names = ", ".join(sql.Identifier(c).as_string(self.session.conn) for c in values)
-        outcome = self.session.script(
-            f"PREPARE {INSERT_RUN} ({', '.join(types[c] for c in _PER_MIGRATION)}) AS"
-            f" INSERT INTO {self._qualified('history')} ({names})"
-            f" SELECT {', '.join(values.values())} FROM (SELECT {_STARTED} AS s,"
-            " clock_timestamp() AS f) AS t" + _RETURNING)
+        prepare = (f"PREPARE {INSERT_RUN} ({', '.join(types[c] for c in _PER_MIGRATION)}) AS"
+                   f" INSERT INTO {self._qualified('history')} ({names})"
+                   f" SELECT {', '.join(values.values())} FROM (SELECT {_STARTED} AS s,"
+                   " clock_timestamp() AS f) AS t" + _RETURNING)
+        # A migration run alone in between (DEALLOCATE ALL, DISCARD ALL in a no-transaction
+        # one) may have dropped any of the session's prepared statements: look, then redo.
+        present = {name for (name,) in self.session.execute(
+            "SELECT name FROM pg_prepared_statements WHERE name = ANY (%s)",
+            [[INSERT, INSERT_NAMED, INSERT_RUN]])}
+        if {INSERT, INSERT_NAMED} - present:
+            self.prepared = False
+            self.prepare()
+        if INSERT_RUN in present and prepare == self._run_insert:
+            return  # the same run's next stretch of batches
+        text = f"DEALLOCATE {INSERT_RUN};{prepare}" if INSERT_RUN in present else prepare
+        outcome = self.session.script(text)
         if outcome.error is not None:
             raise EngineError(f"cannot prepare the history INSERT: {outcome.error.message}")
+        self._run_insert = prepare
 
     def insert_run_sql(self, row: HistoryRow, created: str) -> str:
         """The INSERT of row with the statement ``prepare_run`` made, the SQL ``created`` giving

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from kubemigrate.engine.clock import from_microseconds, microseconds_sql
 from kubemigrate.engine.errors import LockTimeout
 from kubemigrate.engine.session import Session
 
@@ -51,13 +52,13 @@ class LockHolder:
 
 _HOLDER_SQL = """
 SELECT a.pid, coalesce(a.application_name, ''), a.usename::text, a.client_addr::text,
-       a.backend_start, a.state
+       {since}, a.state
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid AND l.objsubid = 1
 LIMIT 1
-"""
+""".replace("{since}", microseconds_sql("a.backend_start"))
 
 
 class AdvisoryLock:
@@ -106,7 +107,7 @@ class AdvisoryLock:
         if not rows:
             return None
         pid, app, user, client, since, state = rows[0]
-        return LockHolder(pid, app, user, client, since, state)
+        return LockHolder(pid, app, user, client, from_microseconds(since), state)
 
     def release(self) -> None:
         if self.held and not self.session.conn.closed:

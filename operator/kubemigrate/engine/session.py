@@ -184,6 +184,11 @@ class Session:
                                      index)
         return ScriptOutcome(results, None, None)
 
+    def cancel(self) -> None:
+        """Ask the server to cancel what it is running on this connection (what ``send``
+        sent); ``receive`` still collects the results, up to the cancelled statement's."""
+        self.conn.cancel_safe()
+
     @property
     def in_transaction(self) -> bool:
         return self.pgconn.transaction_status != pq.TransactionStatus.IDLE

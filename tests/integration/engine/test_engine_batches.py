@@ -11,6 +11,7 @@ import pytest
 from integration.engine.conftest import EngineFactory
 from integration.engine.engine_helpers import history, query, src, tables
 from kubemigrate.engine.engine import Engine
+from kubemigrate.engine.errors import InvalidSources
 
 
 def test_batched_history_rows_match_their_results(engine: Engine, database_url: str) -> None:
@@ -25,6 +26,7 @@ def test_batched_history_rows_match_their_results(engine: Engine, database_url: 
                  "ALTER TABLE old ADD COLUMN note text;"),
         src("7", ""),
         src("8", 'CREATE TABLE "tàble" (id int);\nCREATE TABLE "back\\slash" (id int);'),
+        src("9", "CREATE TABLE g (id int);\nGRANT SELECT ON old TO public;"),
     ]
     report = engine.apply(sources)
 
@@ -32,10 +34,11 @@ def test_batched_history_rows_match_their_results(engine: Engine, database_url: 
     expected = [
         ["public.plain"], ["app.qualified"], ['public."Mixed Case"'], ["public.child"], [],
         ["public.a", "public.b"], [], ['public."back\\slash"', 'public."tàble"'],
+        ["public.g"],
     ]
     assert [list(r.tables_created) for r in report.results] == expected
     # The foreign key adds triggers to old: the catalog counts it altered.
-    altered = [[], [], [], ["public.old"], [], ["public.old"], [], []]
+    altered = [[], [], [], ["public.old"], [], ["public.old"], [], [], ["public.old"]]
     assert [list(r.tables_altered) for r in report.results] == altered
     rows = history(database_url)
     assert [r["tables_created"] for r in rows] == expected
@@ -128,3 +131,74 @@ def test_lock_timeout_in_a_batch_is_retried_alone(make_engine: EngineFactory,
     assert report.results[2].tables_altered == ("public.busy",)
     assert {"public.first", "public.fifth"} <= tables(database_url)
     assert [r["status"] for r in history(database_url)] == ["success"] * 5
+
+
+def test_batches_either_side_of_migrations_run_alone(engine: Engine, database_url: str) -> None:
+    """Two stretches of batches in one run, with a migration that drops every prepared
+    statement of the session in between."""
+    report = engine.apply([
+        src("1", "CREATE TABLE a (id int);"), src("2", "CREATE TABLE b (id int);"),
+        src("3", "INSERT INTO a VALUES (1);\nDEALLOCATE ALL;"),
+        src("4", "CREATE TABLE c (id int);"), src("5", "CREATE TABLE d (id int);"),
+        src("6", "INSERT INTO a VALUES (2);"),
+        src("7", "CREATE TABLE e (id int);"), src("8", "CREATE TABLE f (id int);"),
+    ])
+    assert report.ok, report.failed
+    assert [r.rows_affected for r in report.results] == [0, 0, 1, 0, 0, 1, 0, 0]
+    assert tables(database_url) == {f"public.{t}" for t in "abcdef"}
+    assert [r["status"] for r in history(database_url)] == ["success"] * 8
+
+
+@pytest.mark.parametrize(("datestyle", "timezone"), [
+    ("SQL, DMY", "Africa/Harare"), ("Postgres, MDY", "Asia/Kolkata"), ("German", "UTC")])
+def test_server_times_whatever_the_date_style(engine: Engine, database_url: str,
+                                              datestyle: str, timezone: str) -> None:
+    dbname = database_url.rsplit("/", 1)[1]
+    query(database_url, f"ALTER DATABASE \"{dbname}\" SET DateStyle = '{datestyle}'")
+    query(database_url, f"ALTER DATABASE \"{dbname}\" SET TimeZone = '{timezone}'")
+    report = engine.apply([src("1", "CREATE TABLE a (id int);"),
+                           src("2", "CREATE TABLE b (id int);"),
+                           src("3", "CREATE TABLE c (id int REFERENCES missing (id));")])
+    assert [r.status for r in report.results] == ["success", "success", "failed"]
+    rows = query(database_url, "SELECT extract(epoch FROM started_at)::float8,"
+                 " extract(epoch FROM finished_at)::float8, duration_ms"
+                 " FROM kubemigrate.history ORDER BY id")
+    for started, finished, duration_ms in rows:
+        assert 0 <= finished - started < 5
+        assert 0 <= duration_ms < 5000
+    assert abs(report.results[0].started_at.timestamp() - rows[0][0]) < 0.001
+    states = engine.status([src("1", "CREATE TABLE a (id int);")])
+    assert states[0].applied_at is not None
+
+
+def test_a_caller_failing_on_a_result_cancels_the_batch_in_flight(
+        make_engine: EngineFactory, database_url: str) -> None:
+    query(database_url, "CREATE TABLE big AS SELECT g AS v FROM generate_series(1, 1000000) g")
+
+    def stop(result: object) -> None:
+        raise RuntimeError("the caller gives up")
+
+    sources = [src(f"{i:02}", f"CREATE TABLE t{i} (id int);") for i in range(1, 31)]
+    sources[5] = src("06", "CREATE INDEX slow ON big (v);")  # in the second batch (5..12)
+    with pytest.raises(RuntimeError, match="gives up"):
+        make_engine().apply(sources, on_result=stop)
+    # Cancelled, not left to run until the server notices the client has gone.
+    running = ("SELECT count(*) FROM pg_stat_activity"
+               " WHERE query LIKE '%%CREATE INDEX slow%%' AND pid <> pg_backend_pid()")
+    assert query(database_url, running) == [(0,)]
+
+    applied = [r["version"] for r in history(database_url) if r["status"] == "success"]
+    assert applied[:4] == ["01", "02", "03", "04"]
+    assert "06" not in applied, "the running batch was cancelled"
+    assert tables(database_url) - {"public.big"} == {f"public.t{int(v)}" for v in applied}
+    assert query(database_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'slow'") \
+        == [(0,)]
+
+
+def test_sql_with_a_nul_character_is_refused_before_anything_runs(
+        engine: Engine, database_url: str) -> None:
+    with pytest.raises(InvalidSources, match=r"migration 2: .*NUL character"):
+        engine.apply([src("1", "CREATE TABLE a (id int);"),
+                      src("2", "CREATE TABLE b (id int); -- \x00 and more")])
+    assert tables(database_url) == set()
+    assert query(database_url, "SELECT to_regclass('kubemigrate.history')") == [(None,)]

@@ -57,6 +57,8 @@ def test_plain_create_table_names_what_it_creates() -> None:
     assert created('CREATE TABLE app."O\'Brien" (id int)') == (
         "ARRAY[format('%I.%I', 'app', 'O''Brien')]")
     assert created("CREATE INDEX ON t (id)") == "'{}'::text[]"
+    assert created("CREATE TABLE t (id int); CREATE INDEX ON t (id); COMMENT ON TABLE t IS 'x'"
+                   ) == "ARRAY[format('%I.%I', current_schema(), 't')]"
 
 
 @pytest.mark.parametrize("sql", [
@@ -68,6 +70,9 @@ def test_plain_create_table_names_what_it_creates() -> None:
     "CREATE TABLE kubemigrate.t (id int)",  # the history's schema is not counted
     "CREATE TABLE t (id int); ALTER TABLE u ADD COLUMN c int",
     "CREATE TABLE b (id int); CREATE TABLE a (id int)",  # sorted as the database sorts
+    "CREATE TABLE t (id int); GRANT SELECT ON u TO public",  # u's catalog row changes
+    "CREATE TABLE t (id int); CREATE TRIGGER g AFTER INSERT ON u"
+    " FOR EACH ROW EXECUTE FUNCTION f()",
 ])
 def test_the_catalog_decides_the_rest(sql: str) -> None:
     assert created(sql) is None
