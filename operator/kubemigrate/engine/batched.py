@@ -34,7 +34,7 @@ from kubemigrate.engine.catalog import (
     diff_mode,
     named_tables,
 )
-from kubemigrate.engine.clock import from_microseconds
+from kubemigrate.engine.clock import from_microseconds, microseconds_sql
 from kubemigrate.engine.execution import (
     Failure,
     RunContext,
@@ -234,8 +234,10 @@ class BatchRunner:
         if single.wait_to_retry(entry.step, failure, 1):
             done.extend(single.run(entry.step, attempt=2))
             return done, steps[index + 1:]
-        started_at = _started(ran, begin) or now()
-        finished_at = now()
+        # The server's clock for both ends, as for the migrations that succeeded.
+        clock = session.execute(f"SELECT {microseconds_sql('clock_timestamp()')}")[0][0]
+        finished_at = from_microseconds(clock) or now()
+        started_at = _started(ran, begin) or finished_at
         done.append(single.failed(entry.step, failure, started_at,
                                   max(0.0, (finished_at - started_at).total_seconds()), 1))
         return done, []
