@@ -258,7 +258,8 @@ def _failure(entry: _Entry, ran: ScriptOutcome, begin: int, offset: int) -> Fail
     within = ran.failed_at - begin - entry.prefix
     if not 0 <= within < len(entry.step.statements):
         return Failure(ran.error)
-    own = ScriptOutcome(ran.results[begin:ran.failed_at], ran.error, ran.failed_at - begin)
+    own = ScriptOutcome(ran.results[begin:ran.failed_at], ran.error, ran.failed_at - begin,
+                        ran.encoding)
     return locate(own, entry.step.sql, entry.step.statements,
                   offset=offset + entry.sql_offset, skipped_results=entry.prefix)
 

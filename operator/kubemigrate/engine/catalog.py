@@ -95,13 +95,20 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
                 or (schema or "").startswith("pg_")):
             return None
         created.update(s.relations)
-        where = "current_schema()" if schema is None else quote(schema)
-        names.append(f"format('%I.%I', {where}, {quote(relation['relname'])})")
+        if schema is not None:
+            names.append(f"ARRAY[format('%I.%I', {quote(schema)}, {quote(relation['relname'])})]")
+            continue
+        # Left out, as the catalog query leaves them out, when the search path puts the table
+        # in the history's schema, information_schema, or pg_temp (a temporary table).
+        names.append(
+            f"CASE WHEN current_schema() = ANY (ARRAY[{quote(history_schema)},"
+            " 'information_schema']) OR current_schema() LIKE 'pg\\_%' THEN '{}'::text[]"
+            f" ELSE ARRAY[format('%I.%I', current_schema(), {quote(relation['relname'])})] END")
     if not names:
         return "'{}'::text[]"
     if len(names) > 1 or not named <= created:
         return None
-    return f"ARRAY[{names[0]}]"
+    return names[0]
 
 
 def named_tables(statements: Sequence[Statement]) -> list[str]:

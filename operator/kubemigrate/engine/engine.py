@@ -380,6 +380,12 @@ def _refuse_forbidden(steps: Sequence[Step]) -> None:
         if "\x00" in step.sql:
             raise InvalidSources(f"migration {step.version}: its {step.kind} SQL holds a NUL"
                                  " character, which PostgreSQL cannot take")
+        discard = next((s for s in step.statements or () if s.command == "DISCARD ALL"), None)
+        if discard is not None:
+            raise TransactionForbidden(
+                step.version, discard.index, discard.line, discard.command,
+                "DISCARD ALL would release the migration lock and the engine's prepared"
+                " statements; use DISCARD PLANS, DISCARD TEMP or DISCARD SEQUENCES")
         if not step.source.transactional or not step.statements:
             continue
         for s in step.statements:

@@ -67,6 +67,8 @@ def run_non_transactional(ctx: RunContext, step: Step) -> MigrationResult:
     finally:
         session.rollback_if_open()
         session.reset()
+    if step.statements is None or any(s.command == "DEALLOCATE" for s in step.statements):
+        ctx.history.prepared = False  # the history's prepared INSERTs may be gone
     tables = catalog.diff(before, catalog.snapshot())
     row = history_row(ctx, step, "failed" if failure else "success", started_at=started_at,
                       finished_at=now(), duration=time.perf_counter() - clock, rows=rows,

@@ -86,6 +86,8 @@ class ScriptOutcome:
     error: SqlError | None
     failed_at: int | None
     """0-based index of the failing statement among the script's statements, if one failed."""
+    encoding: str = "utf-8"
+    """The connection's client encoding, for the values of results."""
 
     def rowcounts(self, start: int = 0) -> int:
         """Rows affected by the statements from ``start`` on (SELECTs count rows returned)."""
@@ -98,7 +100,7 @@ class ScriptOutcome:
         if result.status != pq.ExecStatus.TUPLES_OK or result.ntuples <= row:
             return None
         raw = result.get_value(row, column)
-        return raw.decode() if raw is not None else None
+        return raw.decode(self.encoding) if raw is not None else None
 
 
 class Session:
@@ -116,8 +118,10 @@ class Session:
     def connect(cls, url: str, *, application_name: str, connect_timeout: int = 10) -> Session:
         """Connect, or raise ConnectionFailed with one line that holds no password."""
         try:
+            # UTF8 whatever the database's encoding: migrations are read as UTF-8 text, and
+            # the server converts them, refusing what the database cannot hold (22P05).
             conn = psycopg.connect(url, autocommit=True, application_name=application_name,
-                                   connect_timeout=connect_timeout)
+                                   connect_timeout=connect_timeout, client_encoding="UTF8")
         except psycopg.Error as exc:
             raise connection_failed(url, exc) from None
         session = cls(conn)
@@ -181,8 +185,8 @@ class Session:
         for index, result in enumerate(results):
             if result.status not in _OK:
                 return ScriptOutcome(results[:index], SqlError.from_result(result, self.encoding),
-                                     index)
-        return ScriptOutcome(results, None, None)
+                                     index, self.encoding)
+        return ScriptOutcome(results, None, None, self.encoding)
 
     def cancel(self) -> None:
         """Ask the server to cancel what it is running on this connection (what ``send``

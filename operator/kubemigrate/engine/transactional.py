@@ -41,6 +41,10 @@ from kubemigrate.engine.history import HistoryRow
 from kubemigrate.engine.results import MigrationResult
 from kubemigrate.engine.session import ScriptOutcome
 
+_WHOLE_MESSAGE = frozenset({"42601", "22021", "22P05"})
+"""Errors the server raises for a whole message before running any of it: a syntax error,
+characters it cannot convert to the database's encoding."""
+
 
 @dataclass(frozen=True)
 class _Waiting:
@@ -190,11 +194,12 @@ class TransactionalRunner:
     def _settle(self, carried: _Waiting, ran: ScriptOutcome,
                 head_length: int) -> MigrationResult | None:
         """The waiting migration's result from the head of ran, or None when nothing of ran
-        executed because of a syntax error after the head."""
+        executed: a syntax error after the head, or text the server could not convert to the
+        database's encoding (the whole message is refused before any of it runs)."""
         error = ran.error
         if error is not None and (ran.failed_at or 0) < carried.statements:
-            if ran.failed_at == 0 and error.position is not None \
-                    and error.position > head_length:
+            if ran.failed_at == 0 and (error.sqlstate in _WHOLE_MESSAGE or (
+                    error.position is not None and error.position > head_length)):
                 return None
             return self._commit_failed(carried, ran)
         return self._committed(carried, ran)
@@ -225,9 +230,13 @@ class TransactionalRunner:
         if ran.error.sqlstate == "26000" and not self.ctx.history.prepared_again:
             self.ctx.history.prepare(again=True)
             return self.run(waiting.step)[-1]
-        row = waiting.row
-        return self.failed(waiting.step, Failure(ran.error), row.started_at,
-                            (row.duration_ms or 0) / 1000, row.attempts)
+        row, failure = waiting.row, Failure(ran.error)
+        if self.wait_to_retry(waiting.step, failure, row.attempts):
+            # lock_timeout in the history INSERT (a lock on the history): the whole
+            # transaction again, as for one in the migration's own statements.
+            return self.run(waiting.step, attempt=row.attempts + 1)[-1]
+        return self.failed(waiting.step, failure, row.started_at,
+                           (row.duration_ms or 0) / 1000, row.attempts)
 
     def failed(self, step: Step, failure: Failure, started_at: datetime, duration: float,
                attempts: int) -> MigrationResult:

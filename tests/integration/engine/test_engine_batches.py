@@ -3,15 +3,17 @@ what a migration run alone records, and a failure stops the run exactly where it
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import psycopg
 import pytest
 
+from harness import databases
 from integration.engine.conftest import EngineFactory
 from integration.engine.engine_helpers import history, query, src, tables
 from kubemigrate.engine.engine import Engine
-from kubemigrate.engine.errors import InvalidSources
+from kubemigrate.engine.errors import InvalidSources, TransactionForbidden
 
 
 def test_batched_history_rows_match_their_results(engine: Engine, database_url: str) -> None:
@@ -202,3 +204,71 @@ def test_sql_with_a_nul_character_is_refused_before_anything_runs(
                       src("2", "CREATE TABLE b (id int); -- \x00 and more")])
     assert tables(database_url) == set()
     assert query(database_url, "SELECT to_regclass('kubemigrate.history')") == [(None,)]
+
+
+def test_discard_all_is_refused_and_deallocate_is_survived(engine: Engine,
+                                                           database_url: str) -> None:
+    """DISCARD ALL would release the migration lock; a no-transaction DEALLOCATE ALL drops
+    the history's prepared INSERTs, which the run prepares again."""
+    with pytest.raises(TransactionForbidden, match="release the migration lock"):
+        engine.apply([src("1", "-- kubemigrate: no-transaction\nDISCARD ALL;",
+                          transactional=False)])
+    report = engine.apply([
+        src("1", "CREATE TABLE a (id int);"), src("2", "CREATE TABLE b (id int);"),
+        src("3", "DEALLOCATE ALL;", transactional=False),
+        src("4", "CREATE TABLE c (id int);"), src("5", "CREATE TABLE d (id int);"),
+    ])
+    assert report.ok, report.failed
+    assert [r["status"] for r in history(database_url) if r["version"] != "3"] == \
+        ["success"] * 4
+
+
+def test_search_path_into_the_history_schema_records_what_the_catalog_would(
+        engine: Engine, database_url: str) -> None:
+    dbname = database_url.rsplit("/", 1)[1]
+    query(database_url, f'ALTER DATABASE "{dbname}" SET search_path = kubemigrate, public')
+    report = engine.apply([src("1", "CREATE TABLE a (id int);"),
+                           src("2", "CREATE TABLE app_b (id int);")])
+    assert report.ok, report.failed
+    # The tables went into the history's schema, which the engine never counts as the users'.
+    assert [r.tables_created for r in report.results] == [(), ()]
+
+
+def test_a_lock_on_the_history_is_retried_like_any_lock_timeout(
+        make_engine: EngineFactory, database_url: str) -> None:
+    """The INSERT of the history row can meet a lock too (here a migration run alone, on the
+    one-at-a-time path): retried like a lock_timeout in the migration's own statements."""
+    make_engine().apply([src("1", "CREATE TABLE a (id int);")])
+    with psycopg.connect(database_url) as blocker:
+
+        def progress(message: str) -> None:
+            if message.startswith("apply 2 "):  # the run is ready: lock its history now
+                blocker.execute("LOCK kubemigrate.history IN SHARE MODE")
+            elif "lock not available" in message and not blocker.closed:
+                blocker.commit()
+
+        report = make_engine(default_lock_timeout=0.05, on_progress=progress).apply(
+            [src("1", "CREATE TABLE a (id int);"), src("2", "INSERT INTO a VALUES (1);")])
+    assert report.ok, report.failed
+    assert report.results[-1].attempts == 2
+
+
+def test_a_latin1_database(pg_admin_url: str) -> None:
+    """Values come back in the database's encoding; text it cannot hold is refused whole,
+    and blamed on the migration that holds it."""
+    url = pg_admin_url.rsplit("/", 1)[0] + "/review_latin1_" + uuid.uuid4().hex[:8]
+    name = url.rsplit("/", 1)[1]
+    query(pg_admin_url, f'CREATE DATABASE "{name}" ENCODING \'LATIN1\' LC_COLLATE \'C\''
+                        " LC_CTYPE 'C' TEMPLATE template0")
+    try:
+        engine = Engine(url, actor="tests")
+        report = engine.apply([src("1", 'CREATE TABLE "café" (id int);'),
+                               src("2", "CREATE TABLE b (id int);"),
+                               src("3", "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);"),
+                               src("4", "COMMENT ON TABLE b IS '\u2603';")])
+        assert [r.status for r in report.results] == ["success"] * 3 + ["failed"]
+        assert report.results[0].tables_created == ('public."café"',)
+        assert report.results[-1].version == "4"
+        assert report.results[-1].sqlstate == "22P05"
+    finally:
+        databases.drop(pg_admin_url, url)

@@ -52,13 +52,15 @@ def created(sql: str) -> str | None:
 
 
 def test_plain_create_table_names_what_it_creates() -> None:
-    assert created("CREATE TABLE t (id int)") == (
-        "ARRAY[format('%I.%I', current_schema(), 't')]")
+    unqualified = created("CREATE TABLE t (id int)")
+    assert unqualified is not None
+    assert "ELSE ARRAY[format('%I.%I', current_schema(), 't')] END" in unqualified
+    assert "current_schema() = ANY (ARRAY['kubemigrate', 'information_schema'])" in unqualified
     assert created('CREATE TABLE app."O\'Brien" (id int)') == (
         "ARRAY[format('%I.%I', 'app', 'O''Brien')]")
     assert created("CREATE INDEX ON t (id)") == "'{}'::text[]"
     assert created("CREATE TABLE t (id int); CREATE INDEX ON t (id); COMMENT ON TABLE t IS 'x'"
-                   ) == "ARRAY[format('%I.%I', current_schema(), 't')]"
+                   ) == unqualified
 
 
 @pytest.mark.parametrize("sql", [
