@@ -88,7 +88,7 @@ def test_failure_in_a_later_batch_stops_there(make_engine: EngineFactory,
 
 
 def test_a_syntax_error_only_the_server_finds(engine: Engine, database_url: str) -> None:
-    """PostgreSQL 17's grammar (the parser's) accepts what an older server refuses; the
+    """A newer grammar (the parser's: PostgreSQL 18) accepts what an older server refuses; the
     server then rejects the whole message before running any of it."""
     if query(database_url, "SHOW server_version_num")[0][0] >= "170000":
         pytest.skip("needs a server older than the parser's grammar")
