@@ -63,7 +63,8 @@ class ControlPlane:
             with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:  # noqa: S310
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+            with e:  # it holds the response's socket: a ResourceWarning when collected
+                return e.code, e.read().decode()
         except (OSError, ssl.SSLError) as e:
             return 0, str(e)
 
