@@ -52,8 +52,8 @@ def test_backup_is_verified_and_restores_what_was_dropped(
     assert dump.stat().st_size == st["sizeBytes"]
     # The test restore's scratch database is gone again.
     assert not databases_like(database_url, "kubemigrate_verify_%")
-    metrics = urllib.request.urlopen(
-        f"http://127.0.0.1:{operator.metrics_port}/metrics").read().decode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics") as resp:
+        metrics = resp.read().decode()
     counter = f'kubemigrate_backups_total{{namespace="{namespace}",outcome="succeeded"}} 1.0'
     assert counter in metrics
     assert "kubemigrate_backup_size_bytes{" in metrics
