@@ -162,6 +162,26 @@ def _wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+_ADVISORY = ("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+             "WHERE l.locktype = 'advisory' AND d.datname = %s")
+
+
+def _kill_9_apply(kubemigrate: Kubemigrate, ready: object, what: str) -> None:
+    """Start ``apply``, SIGKILL it once ready() holds, then wait for its lock to go."""
+    dbname = kubemigrate.url.rsplit("/", 1)[1]
+    process = kubemigrate.start("apply")
+    try:
+        _wait_for(ready, 60, what)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    _wait_for(lambda: query(kubemigrate.url, _ADVISORY, [dbname]) == [(0,)], 10,
+              "the killed runner's advisory lock to go")
+
+
 def test_kill_9_during_a_long_migration_leaves_nothing_applied_and_no_lock(
         kubemigrate: Kubemigrate, migrations: Migrations) -> None:
     migrations.write("001_a.up.sql", "CREATE TABLE a (id int);")
@@ -170,23 +190,11 @@ def test_kill_9_during_a_long_migration_leaves_nothing_applied_and_no_lock(
     dbname = kubemigrate.url.rsplit("/", 1)[1]
     sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
                 "AND query LIKE '%%pg_sleep(30)%%' AND pid <> pg_backend_pid()")
-    advisory = ("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                "WHERE l.locktype = 'advisory' AND d.datname = %s")
 
-    process = kubemigrate.start("apply")
-    try:
-        _wait_for(lambda: query(kubemigrate.url, sleeping, [dbname]) == [(1,)], 30,
+    _kill_9_apply(kubemigrate, lambda: query(kubemigrate.url, sleeping, [dbname]) == [(1,)],
                   "the slow migration to run")
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
 
     assert "slow" not in tables(kubemigrate.url)
-    _wait_for(lambda: query(kubemigrate.url, advisory, [dbname]) == [(0,)], 10,
-              "the killed runner's advisory lock to go")
     migrations.write("002_slow.up.sql", "CREATE TABLE slow (id int);\n")  # fixed, and fast
     rerun = kubemigrate("apply")
     assert rerun.returncode == 0, rerun
@@ -200,28 +208,15 @@ def test_kill_9_during_a_batched_run_leaves_each_migration_whole(
     count = 2000
     for i in range(1, count + 1):
         migrations.write(f"{i:04d}_t{i}.up.sql", f"CREATE TABLE t{i} (id int);\n")
-    dbname = kubemigrate.url.rsplit("/", 1)[1]
     applied = ("SELECT count(*) FROM pg_tables WHERE schemaname = 'kubemigrate'"
                " AND tablename = 'history'")
     succeeded = ("SELECT version FROM kubemigrate.history"
                  " WHERE kind = 'apply' AND status = 'success'")
-    advisory = ("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                "WHERE l.locktype = 'advisory' AND d.datname = %s")
 
-    process = kubemigrate.start("apply")
-    try:
-        _wait_for(lambda: query(kubemigrate.url, applied) == [(1,)]
-                  and len(query(kubemigrate.url, succeeded)) >= 50, 60,
+    _kill_9_apply(kubemigrate, lambda: query(kubemigrate.url, applied) == [(1,)]
+                  and len(query(kubemigrate.url, succeeded)) >= 50,
                   "the first batches to commit")
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
 
-    _wait_for(lambda: query(kubemigrate.url, advisory, [dbname]) == [(0,)], 10,
-              "the killed runner's advisory lock to go")
     done = sorted(int(v) for (v,) in query(kubemigrate.url, succeeded))
     assert done == list(range(1, len(done) + 1)), "applied in order, none twice"
     assert len(done) < count, "killed before the end"
