@@ -149,9 +149,11 @@ _RUNNER = textwrap.dedent("""
 """)
 
 
-def test_a_killed_runner_leaves_nothing_applied_and_no_lock(make_engine: Callable[..., Engine],
-                                                             database_url: str) -> None:
-    runner = subprocess.Popen([sys.executable, "-c", _RUNNER, database_url])
+def _kill_9_while_sleeping(database_url: str, program: str, *args: str) -> None:
+    """Run program (python -c) with the URL and args, SIGKILL it once its migration sits in
+    pg_sleep, and wait until the backend has noticed (client_connection_check_interval),
+    rolled back and dropped the session lock."""
+    runner = subprocess.Popen([sys.executable, "-c", program, database_url, *args])
     try:
         _wait_for(lambda: query(database_url, """
             SELECT count(*) FROM pg_stat_activity
@@ -162,10 +164,13 @@ def test_a_killed_runner_leaves_nothing_applied_and_no_lock(make_engine: Callabl
     finally:
         if runner.poll() is None:
             runner.kill()
-    # The backend notices its client is gone (client_connection_check_interval) and ends,
-    # rolling back the migration and dropping the session lock.
     _wait_for(lambda: query(database_url, "SELECT count(*) FROM pg_locks"
                                           " WHERE locktype = 'advisory'") == [(0,)])
+
+
+def test_a_killed_runner_leaves_nothing_applied_and_no_lock(make_engine: Callable[..., Engine],
+                                                             database_url: str) -> None:
+    _kill_9_while_sleeping(database_url, _RUNNER)
     assert tables(database_url) == set()
     assert history(database_url) == []
 
@@ -188,19 +193,7 @@ def test_a_killed_no_transaction_migration_is_incomplete_then_rerun(
     query(database_url, "CREATE TABLE a (id int)")
     slow = ("CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\n"
             "SELECT pg_sleep(60);")
-    runner = subprocess.Popen([sys.executable, "-c", _NO_TRANSACTION_RUNNER, database_url, slow])
-    try:
-        _wait_for(lambda: query(database_url, """
-            SELECT count(*) FROM pg_stat_activity
-            WHERE application_name = 'kubemigrate' AND query LIKE '%%pg_sleep%%'
-              AND state = 'active'""") == [(1,)])
-        os.kill(runner.pid, signal.SIGKILL)
-        runner.wait(10)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-    _wait_for(lambda: query(database_url, "SELECT count(*) FROM pg_locks"
-                                          " WHERE locktype = 'advisory'") == [(0,)])
+    _kill_9_while_sleeping(database_url, _NO_TRANSACTION_RUNNER, slow)
     engine = make_engine()
     fixed = src("1", "CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\n"
                      "SELECT pg_sleep(0);", transactional=False)
