@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "operator"))
 
 from harness import databases, postgres  # noqa: E402
 from harness.paths import PG_BIN  # noqa: E402
-from kubemigrate.engine.dumpfile import digest  # noqa: E402
+from kubemigrate.engine.backup.dumpfile import digest  # noqa: E402
 
 KUBEMIGRATE = Path(sys.executable).with_name("kubemigrate")
 PGBENCH = PG_BIN / "pgbench"

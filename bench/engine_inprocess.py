@@ -1,4 +1,4 @@
-"""The engine alone, in process: what ``Engine.apply`` costs without interpreter start-up, CLI
+"""The engine alone, in process: what ``Migrator.apply`` costs without interpreter start-up, CLI
 output or reading files, next to the psql floor, interleaved so both see the same machine.
 
 Reports wall time and client CPU per migration, a re-run with nothing to do, and ``validate``
@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from engine_bench import PSQL, write_floor  # noqa: E402
 
 from harness import databases, postgres  # noqa: E402
-from kubemigrate.engine.engine import Engine  # noqa: E402
-from kubemigrate.engine.sources import MigrationSource  # noqa: E402
+from kubemigrate.engine.migrate.migrator import Migrator  # noqa: E402
+from kubemigrate.engine.migrate.sources import MigrationSource  # noqa: E402
 
 
 def measure(admin: str, count: int, repeat: int, validate_count: int) -> None:
@@ -47,7 +47,7 @@ def measure(admin: str, count: int, repeat: int, validate_count: int) -> None:
                 databases.drop(admin, url)
             url = databases.create(admin, prefix="bench")
             try:
-                engine = Engine(url)
+                engine = Migrator(url)
                 start, cpu = time.perf_counter(), time.process_time()
                 assert engine.apply(sources).ok
                 walls.append(time.perf_counter() - start)
@@ -61,7 +61,7 @@ def measure(admin: str, count: int, repeat: int, validate_count: int) -> None:
         try:
             many = [MigrationSource(str(i), "", f"SELECT {i};\n")
                     for i in range(1, validate_count + 1)]
-            engine = Engine(url)
+            engine = Migrator(url)
             engine.baseline(many, str(validate_count))
             validations = []
             for _ in range(repeat):
@@ -75,7 +75,7 @@ def measure(admin: str, count: int, repeat: int, validate_count: int) -> None:
     print(f"# {count} migrations, median of {repeat}, interleaved with the floor")
     print(f"floor (psql):        {floor:.3f} s  ({floor / count * 1000:.2f} ms/migration)  runs "
           + ", ".join(f"{t:.3f}" for t in floors))
-    print(f"Engine.apply:        {wall:.3f} s  ({wall / count * 1000:.2f} ms/migration, "
+    print(f"Migrator.apply:        {wall:.3f} s  ({wall / count * 1000:.2f} ms/migration, "
           f"{wall / floor:.2f}x floor, client CPU "
           f"{statistics.median(cpus) / count * 1e6:.0f} us/migration)  runs "
           + ", ".join(f"{t:.3f}" for t in walls))

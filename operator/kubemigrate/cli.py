@@ -49,12 +49,12 @@ from kubemigrate.cli_command import (
 )
 from kubemigrate.cli_output import Output, format_duration, status_table
 from kubemigrate.engine import errors
-from kubemigrate.engine.parse_error import ParseError
-from kubemigrate.engine.results import MigrationResult, RunReport, ValidationReport
-from kubemigrate.engine.sources import MigrationSource, SourceError, load_directory
+from kubemigrate.engine.errors import ParseError
+from kubemigrate.engine.migrate.results import MigrationResult, RunReport, ValidationReport
+from kubemigrate.engine.migrate.sources import MigrationSource, SourceError, load_directory
 
 if TYPE_CHECKING:  # the engine loads the database driver: only commands that connect need it
-    from kubemigrate.engine.engine import Engine
+    from kubemigrate.engine.migrate.migrator import Migrator
 
 EPILOG = """\
 exit status: 0 success; 1 a migration failed; 2 usage or source error (nothing run);
@@ -144,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands ----------------------------------------------------------------------------------
 
 
-def _engine(args: argparse.Namespace, out: Output) -> Engine:
-    from kubemigrate.engine.engine import Engine  # noqa: PLC0415
+def _engine(args: argparse.Namespace, out: Output) -> Migrator:
+    from kubemigrate.engine.migrate.migrator import Migrator  # noqa: PLC0415
 
-    return Engine(args.database_url, history_schema=args.history_schema,
+    return Migrator(args.database_url, history_schema=args.history_schema,
                   lock_wait_seconds=args.lock_wait, on_progress=out.detail)
 
 
@@ -273,7 +273,7 @@ def _progress(out: Output, args: argparse.Namespace,
 
 
 def _statement_lines(sql: str) -> list[str]:
-    from kubemigrate.engine.statements import split_statements  # noqa: PLC0415 (pglast: slow)
+    from kubemigrate.engine.migrate.statements import split_statements  # noqa: PLC0415 (pglast: slow)
 
     try:
         statements = split_statements(sql)

@@ -26,8 +26,8 @@ from kubemigrate.cli_output import Output, format_duration
 # The backup engine's modules are imported when one of these commands runs, not on every start
 # of the CLI: a ``kubemigrate apply`` in a Job or a CI step should not pay for loading them.
 if TYPE_CHECKING:
-    from kubemigrate.engine.restore import RestoreResult
-    from kubemigrate.engine.verify import VerifyResult
+    from kubemigrate.engine.backup.restore import RestoreResult
+    from kubemigrate.engine.backup.verify import VerifyResult
 
 FORMATS = ("custom", "plain", "directory")
 """pg_dump's formats, as ``engine.dumpfile.FORMATS`` (a unit test keeps the two the same)."""
@@ -128,9 +128,12 @@ def _set(parser: argparse.ArgumentParser, runner: Runner) -> None:
 
 def _run(args: argparse.Namespace, runner: Runner) -> int:
     """Run one command: its own redacting Output, one error line, the termination log."""
-    from kubemigrate.engine.backup_errors import UnsupportedOption  # noqa: PLC0415
-    from kubemigrate.engine.errors import ConnectionFailed, EngineError  # noqa: PLC0415
-    from kubemigrate.engine.libpq import InvalidUrl, password_of  # noqa: PLC0415
+    from kubemigrate.engine.errors import (  # noqa: PLC0415
+        ConnectionFailed,
+        EngineError,
+        UnsupportedOption,
+    )
+    from kubemigrate.engine.pg.libpq import InvalidUrl, password_of  # noqa: PLC0415
     from kubemigrate.termination import error_json, write_termination_log  # noqa: PLC0415
 
     if hasattr(args, "database_url"):
@@ -180,7 +183,7 @@ def _redacted(value: Any, out: Output) -> Any:
 
 
 def _backup(args: argparse.Namespace, out: Output) -> dict[str, Any]:
-    from kubemigrate.engine.backup import take_backup  # noqa: PLC0415
+    from kubemigrate.engine.backup.dump import take_backup  # noqa: PLC0415
     from kubemigrate.termination import backup_json  # noqa: PLC0415
 
     out.detail(f"backing up to {args.output} ({args.format} format)")
@@ -210,7 +213,7 @@ def _row_counts(args: argparse.Namespace) -> bool:
 
 
 def _restore(args: argparse.Namespace, out: Output) -> dict[str, Any]:
-    from kubemigrate.engine.restore import restore_backup  # noqa: PLC0415
+    from kubemigrate.engine.backup.restore import restore_backup  # noqa: PLC0415
     from kubemigrate.termination import restore_json  # noqa: PLC0415
 
     out.detail(f"restoring {args.file}{' (clean)' if args.clean else ''}")
@@ -228,7 +231,7 @@ def _restore(args: argparse.Namespace, out: Output) -> dict[str, Any]:
 
 def _delete(args: argparse.Namespace, out: Output) -> dict[str, Any]:
     """Remove the dump, its sidecar, and the hidden partial files of an interrupted run."""
-    from kubemigrate.engine import dumpfile  # noqa: PLC0415
+    from kubemigrate.engine.backup import dumpfile  # noqa: PLC0415
 
     path = Path(args.file).absolute()
     sidecar = dumpfile.sidecar_path(path)
@@ -254,13 +257,13 @@ def _verify(args: argparse.Namespace, out: Output) -> dict[str, Any]:
 def _check(path: Path, args: argparse.Namespace,
            out: Output) -> tuple[VerifyResult, RestoreResult | None]:
     """verify_backup, then a test restore when a scratch server is given; say what was found."""
-    from kubemigrate.engine import verify  # noqa: PLC0415
+    from kubemigrate.engine.backup import verify  # noqa: PLC0415
 
     checked = verify.verify_backup(path, pg_restore=getattr(args, "pg_restore", "pg_restore"))
     restored = None
     if checked.ok and args.scratch_url:
         out.detail("test restore into a scratch database")
-        restored = verify.test_restore(path, args.scratch_url,
+        restored = verify.trial_restore(path, args.scratch_url,
                                        pg_restore=getattr(args, "pg_restore", "pg_restore"))
     if not args.json:
         state = "OK" if checked.ok else "FAILED"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubemigrate.cli_output import Output
-from kubemigrate.engine.versions import validate_version
+from kubemigrate.engine.migrate.versions import validate_version
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from kubemigrate.cli_command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command
 from kubemigrate.cli_output import Output
-from kubemigrate.engine.redact import redact
-from kubemigrate.engine.sources import MigrationSource
+from kubemigrate.engine.migrate.sources import MigrationSource
+from kubemigrate.engine.pg.redact import redact
 
 
 def termination_log_arg(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +35,8 @@ def _preflight_args(parser: argparse.ArgumentParser) -> None:
 
 def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
     """Check the plan's migration against the database; exit 0 only when every check passed."""
-    from kubemigrate.engine.engine import Engine  # noqa: PLC0415 - loads the driver
-    from kubemigrate.engine.preflight import run_preflight  # noqa: PLC0415 - only Jobs run it
+    from kubemigrate.engine.migrate.migrator import Migrator  # noqa: PLC0415 - loads the driver
+    from kubemigrate.engine.migrate.preflight import run_preflight  # noqa: PLC0415 - only Jobs run it
 
     try:
         plan = json.loads(args.plan.read_text())
@@ -49,7 +49,7 @@ def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
             {"ok": False, "retryable": False, "checks": [
                 {"name": "plan", "passed": False, "message": f"cannot read the plan: {exc}"}]}))
         return EXIT_USAGE
-    engine = Engine(args.database_url, history_schema=plan.get("historySchema", "kubemigrate"),
+    engine = Migrator(args.database_url, history_schema=plan.get("historySchema", "kubemigrate"),
                     application_name="kubemigrate-preflight", lock_wait_seconds=args.lock_wait)
     report = run_preflight(engine, args.database_url, source,
                            requires=[str(v) for v in plan.get("requires", [])],

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from kubemigrate.engine.redact import redact
-from kubemigrate.engine.results import VersionState
+from kubemigrate.engine.migrate.results import VersionState
+from kubemigrate.engine.pg.redact import redact
 
 STATUS_HEADERS = ("Version", "Description", "State", "Applied at (UTC)", "Duration", "Rollback")
 

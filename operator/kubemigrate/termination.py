@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kubemigrate.engine.backup import BackupResult
-    from kubemigrate.engine.restore import RestoreResult
-    from kubemigrate.engine.rowcounts import CountCheck
-    from kubemigrate.engine.verify import VerifyResult
+    from kubemigrate.engine.backup.dump import BackupResult
+    from kubemigrate.engine.backup.restore import RestoreResult
+    from kubemigrate.engine.backup.rowcounts import CountCheck
+    from kubemigrate.engine.backup.verify import VerifyResult
 
 LIMIT = 4096
 MAX_MISMATCHES = 5

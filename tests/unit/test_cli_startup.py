@@ -10,11 +10,12 @@ import subprocess
 import sys
 
 from kubemigrate import cli_backup
-from kubemigrate.engine import dumpfile
+from kubemigrate.engine.backup import dumpfile
 
-LOADED_LATER = ("psycopg", "pglast", "kubemigrate.engine.engine", "kubemigrate.engine.backup",
-                "kubemigrate.engine.restore", "kubemigrate.engine.verify",
-                "kubemigrate.engine.dumpfile", "kubemigrate.engine.preflight",
+LOADED_LATER = ("psycopg", "pglast", "kubemigrate.engine.migrate.migrator",
+                "kubemigrate.engine.backup.dump",
+                "kubemigrate.engine.backup.restore", "kubemigrate.engine.backup.verify",
+                "kubemigrate.engine.backup.dumpfile", "kubemigrate.engine.migrate.preflight",
                 "kubemigrate.termination")
 
 

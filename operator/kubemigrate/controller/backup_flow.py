@@ -44,7 +44,7 @@ from kubemigrate.controller.resource_flow import (
     utcnow,
 )
 from kubemigrate.controller.status import rfc3339
-from kubemigrate.engine.durations import parse_duration
+from kubemigrate.engine.migrate.durations import parse_duration
 from kubemigrate.models.backup import DatabaseBackupSpec
 
 PLURAL = "databasebackups"

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kubemigrate.controller import status
 from kubemigrate.controller.jobs import API_VERSION, Owner, job_name, owner_reference
 from kubemigrate.engine.errors import EngineError
-from kubemigrate.engine.history import History
-from kubemigrate.engine.locking import AdvisoryLock, lock_key
-from kubemigrate.engine.session import Session
+from kubemigrate.engine.migrate.history import History
+from kubemigrate.engine.migrate.locking import AdvisoryLock, lock_key
+from kubemigrate.engine.pg.session import Session
 from kubemigrate.models.migration import MigrationSpec, RollbackStrategy
 
 if TYPE_CHECKING:

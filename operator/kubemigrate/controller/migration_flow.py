@@ -31,11 +31,11 @@ from kubemigrate.controller.queue import (
     rollback_blocker,
 )
 from kubemigrate.controller.resource_flow import ResourceFlow
-from kubemigrate.engine.durations import parse_duration
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import ConnectionFailed, EngineError, LockTimeout
-from kubemigrate.engine.results import MigrationResult, Origin, RunReport
-from kubemigrate.engine.sources import MigrationSource
+from kubemigrate.engine.migrate.durations import parse_duration
+from kubemigrate.engine.migrate.migrator import Migrator
+from kubemigrate.engine.migrate.results import MigrationResult, Origin, RunReport
+from kubemigrate.engine.migrate.sources import MigrationSource
 from kubemigrate.models.migration import MigrationSpec, RollbackStrategy
 from kubemigrate.settings import Settings
 
@@ -357,9 +357,9 @@ class MigrationFlow(ResourceFlow):
             await self._transient(obj, "SecretNotFound", str(exc), ctx)
             return None
 
-    def _engine(self, url: str, obj: dict[str, Any], spec: MigrationSpec, ctx: Context) -> Engine:
+    def _engine(self, url: str, obj: dict[str, Any], spec: MigrationSpec, ctx: Context) -> Migrator:
         meta, settings = obj["metadata"], ctx.settings
-        return Engine(
+        return Migrator(
             url, history_schema=spec.history_schema, application_name="kubemigrate-operator",
             lock_wait_seconds=settings.lock_wait_seconds,
             default_lock_timeout=settings.lock_timeout_seconds,

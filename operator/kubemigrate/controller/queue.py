@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubemigrate.engine.versions import version_key
+from kubemigrate.engine.migrate.versions import version_key
 
 APPLIED = "Succeeded"
 ROLLED_BACK = "RolledBack"

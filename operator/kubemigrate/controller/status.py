@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubemigrate.controller.conditions import build_conditions, health
-from kubemigrate.engine.results import MigrationResult, RunReport
+from kubemigrate.engine.migrate.results import MigrationResult, RunReport
 
 MAX_MESSAGE = 1024
 

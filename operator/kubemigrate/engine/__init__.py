@@ -1,6 +1,140 @@
-"""The migration engine: PostgreSQL only, no Kubernetes code (enforced by import-linter).
+"""The engine: PostgreSQL only, no Kubernetes code (enforced by import-linter).
 
-The public API is ``Engine`` (``kubemigrate.engine.engine``), the records it returns
-(``kubemigrate.engine.results``) and the errors it raises (``kubemigrate.engine.errors``).
-Submodules are imported on their own, so reading sources does not load the database driver.
+Three rooms over one shared layer:
+
+- ``pg``: sessions, redaction, SQL literals, the server clock, libpq connection strings;
+- ``migrate``: sources, planning, the migrator and its runners, history, the advisory lock;
+- ``backup``: pg_dump/pg_restore, dump files, verification, row counts.
+
+The names below are the engine's public face; the CLI and the controller import only these
+(an import-linter contract holds them to it). Errors load at once (they are small and caught
+everywhere); everything else loads on first use, so parsing the CLI's arguments never costs
+importing the database driver or the SQL parser.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from kubemigrate.engine.errors import (
+    BackupError,
+    ConnectionFailed,
+    DriftDetected,
+    EngineError,
+    HistoryTooNew,
+    InvalidBackup,
+    InvalidSources,
+    LockTimeout,
+    MigrationFailed,
+    NoRollbackSql,
+    OutOfOrder,
+    ParseError,
+    TargetNotEmpty,
+    ToolFailed,
+    ToolMissing,
+    ToolTooOld,
+    TransactionForbidden,
+    UnsupportedOption,
+)
+
+if TYPE_CHECKING:
+    from kubemigrate.engine.backup.dump import BackupResult, take_backup
+    from kubemigrate.engine.backup.dumpfile import FORMATS, BackupMeta, Format, read_sidecar
+    from kubemigrate.engine.backup.restore import RestoreResult, restore_backup
+    from kubemigrate.engine.backup.rowcounts import CountCheck
+    from kubemigrate.engine.backup.verify import VerifyResult, trial_restore, verify_backup
+    from kubemigrate.engine.migrate.durations import parse_duration
+    from kubemigrate.engine.migrate.migrator import Migrator
+    from kubemigrate.engine.migrate.preflight import run_preflight
+    from kubemigrate.engine.migrate.results import (
+        MigrationResult,
+        Origin,
+        RunReport,
+        ValidationReport,
+        VersionState,
+    )
+    from kubemigrate.engine.migrate.sources import MigrationSource, SourceError, load_directory
+    from kubemigrate.engine.migrate.statements import split_statements
+    from kubemigrate.engine.migrate.versions import validate_version, version_key
+    from kubemigrate.engine.pg.libpq import InvalidUrl, password_of
+    from kubemigrate.engine.pg.redact import redact
+
+_LAZY = {
+    "kubemigrate.engine.backup.dump": ("BackupResult", "take_backup"),
+    "kubemigrate.engine.backup.dumpfile": ("FORMATS", "BackupMeta", "Format", "read_sidecar"),
+    "kubemigrate.engine.backup.restore": ("RestoreResult", "restore_backup"),
+    "kubemigrate.engine.backup.rowcounts": ("CountCheck",),
+    "kubemigrate.engine.backup.verify": ("VerifyResult", "trial_restore", "verify_backup"),
+    "kubemigrate.engine.migrate.durations": ("parse_duration",),
+    "kubemigrate.engine.migrate.migrator": ("Migrator",),
+    "kubemigrate.engine.migrate.preflight": ("run_preflight",),
+    "kubemigrate.engine.migrate.results": (
+        "MigrationResult", "Origin", "RunReport", "ValidationReport", "VersionState"),
+    "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
+    "kubemigrate.engine.migrate.statements": ("split_statements",),
+    "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),
+    "kubemigrate.engine.pg.libpq": ("InvalidUrl", "password_of"),
+    "kubemigrate.engine.pg.redact": ("redact",),
+}
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
+
+__all__ = [
+    "FORMATS",
+    "BackupError",
+    "BackupMeta",
+    "BackupResult",
+    "ConnectionFailed",
+    "CountCheck",
+    "DriftDetected",
+    "EngineError",
+    "Format",
+    "HistoryTooNew",
+    "InvalidBackup",
+    "InvalidSources",
+    "InvalidUrl",
+    "LockTimeout",
+    "MigrationFailed",
+    "MigrationResult",
+    "MigrationSource",
+    "Migrator",
+    "NoRollbackSql",
+    "Origin",
+    "OutOfOrder",
+    "ParseError",
+    "RestoreResult",
+    "RunReport",
+    "SourceError",
+    "TargetNotEmpty",
+    "ToolFailed",
+    "ToolMissing",
+    "ToolTooOld",
+    "TransactionForbidden",
+    "UnsupportedOption",
+    "ValidationReport",
+    "VerifyResult",
+    "VersionState",
+    "load_directory",
+    "parse_duration",
+    "password_of",
+    "read_sidecar",
+    "redact",
+    "restore_backup",
+    "run_preflight",
+    "split_statements",
+    "take_backup",
+    "trial_restore",
+    "validate_version",
+    "verify_backup",
+    "version_key",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name's module on first use (PEP 562)."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

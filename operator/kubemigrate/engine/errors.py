@@ -2,7 +2,7 @@
 
 Callers (CLI, operator) catch ``EngineError`` to report any of them; the subclasses carry the
 details a status or an exit code needs. A migration that fails while running is not raised by
-``Engine.apply``: it is a result in the returned report (``RunReport.failed``), because the
+``Migrator.apply``: it is a result in the returned report (``RunReport.failed``), because the
 migrations applied before it and the history row matter as much as the failure.
 ``RunReport.raise_for_failure`` turns it into ``MigrationFailed`` for callers that prefer that.
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kubemigrate.engine.results import MigrationResult
+    from kubemigrate.engine.migrate.results import MigrationResult
 
 
 class EngineError(Exception):
@@ -105,3 +105,54 @@ class MigrationFailed(EngineError):
         super().__init__(
             f"{result.kind} of migration {result.version} failed{where}{state}: {result.error}"
         )
+
+class BackupError(EngineError):
+    """A backup, verification or restore failed."""
+
+    reason = "BackupFailed"
+
+
+class ToolMissing(BackupError):
+    """pg_dump, pg_restore or psql is not installed (or not where we were told)."""
+
+    reason = "ToolMissing"
+
+
+class ToolTooOld(BackupError):
+    """pg_dump is older than the server: it would refuse, or miss newer objects."""
+
+    reason = "ToolTooOld"
+
+
+class ToolFailed(BackupError):
+    """A client program exited non-zero; the message is its first error line."""
+
+    reason = "ToolFailed"
+
+
+class InvalidBackup(BackupError):
+    """The backup file is missing, unreadable, truncated, or not what its sidecar says."""
+
+    reason = "InvalidBackup"
+
+
+class TargetNotEmpty(BackupError):
+    """The restore target already holds objects and ``clean`` was not asked for."""
+
+    reason = "TargetNotEmpty"
+
+
+class UnsupportedOption(BackupError):
+    """Options that cannot be combined, e.g. ``clean`` for a plain-SQL backup."""
+
+    reason = "UnsupportedOption"
+
+class ParseError(ValueError):
+    """SQL the PostgreSQL grammar rejects; ``line`` is 1-based, ``message`` the parser's."""
+
+    def __init__(self, message: str, line: int, column: int | None = None) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        where = f"line {line}" + (f", column {column}" if column else "")
+        super().__init__(f"{where}: {message}")

@@ -31,7 +31,7 @@ from kubemigrate.models.common import (
 from kubemigrate.models.storage import BackupStorage
 
 VERSION_PATTERN = r"^[0-9]+([._][0-9]+)*$"
-"""Kept identical to kubemigrate.engine.versions.VERSION_PATTERN (a unit test checks)."""
+"""Kept identical to kubemigrate.engine.migrate.versions.VERSION_PATTERN (a unit test checks)."""
 
 MAX_VERSION_LENGTH = 64
 

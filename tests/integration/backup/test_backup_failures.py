@@ -12,9 +12,8 @@ from psycopg import sql
 
 from harness import databases, postgres
 from harness.ports import free_port
-from kubemigrate.engine.backup import take_backup
-from kubemigrate.engine.backup_errors import BackupError, ToolFailed, ToolTooOld
-from kubemigrate.engine.errors import ConnectionFailed
+from kubemigrate.engine.backup.dump import take_backup
+from kubemigrate.engine.errors import BackupError, ConnectionFailed, ToolFailed, ToolTooOld
 
 from .backup_helpers import populate, query
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kubemigrate.engine import dumpfile
-from kubemigrate.engine.backup import take_backup
-from kubemigrate.engine.backup_errors import TargetNotEmpty, ToolFailed, UnsupportedOption
-from kubemigrate.engine.restore import restore_backup
+from kubemigrate.engine.backup import dumpfile
+from kubemigrate.engine.backup.dump import take_backup
+from kubemigrate.engine.backup.restore import restore_backup
+from kubemigrate.engine.errors import TargetNotEmpty, ToolFailed, UnsupportedOption
 
 from .backup_helpers import ROWS, fingerprint, query
 

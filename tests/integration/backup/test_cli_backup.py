@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from harness.ports import free_port
 from integration.cli.cli_helpers import run_cli
-from kubemigrate.engine import dumpfile
+from kubemigrate.engine.backup import dumpfile
 
 from .backup_helpers import ROWS, fingerprint, query
 

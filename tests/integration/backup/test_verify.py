@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kubemigrate.engine import dumpfile, verify
-from kubemigrate.engine.backup import take_backup
-from kubemigrate.engine.backup_errors import InvalidBackup
-from kubemigrate.engine.restore import restore_backup
+from kubemigrate.engine.backup import dumpfile, verify
+from kubemigrate.engine.backup.dump import take_backup
+from kubemigrate.engine.backup.restore import restore_backup
+from kubemigrate.engine.errors import InvalidBackup
 
 from .backup_helpers import ROWS, fingerprint, query
 
@@ -88,7 +88,7 @@ def test_a_corrupt_dump_is_never_restored(source_url: str, backups: Path,
 def test_test_restore_compares_row_counts(source_url: str, backups: Path,
                                           pg_admin_url: str) -> None:
     backup = take_backup(source_url, backups / "app.dump")
-    restored = verify.test_restore(backup.path, pg_admin_url)
+    restored = verify.trial_restore(backup.path, pg_admin_url)
     assert restored.check is not None and restored.check.matched
     assert restored.tables == ROWS
     assert restored.database.startswith(verify.SCRATCH_PREFIX)
@@ -105,7 +105,7 @@ def test_test_restore_reports_mismatches(source_url: str, backups: Path,
     meta["tables"]["public.gone"] = 3
     sidecar.write_text(json.dumps(meta))
 
-    restored = verify.test_restore(backup.path, pg_admin_url)
+    restored = verify.trial_restore(backup.path, pg_admin_url)
 
     check = restored.check
     assert check is not None and not check.matched

@@ -10,22 +10,22 @@ from typing import Any
 
 import pytest
 
-from kubemigrate.engine.engine import Engine
+from kubemigrate.engine.migrate.migrator import Migrator
 
-EngineFactory = Callable[..., Engine]
+EngineFactory = Callable[..., Migrator]
 
 
 @pytest.fixture
 def make_engine(database_url: str) -> EngineFactory:
-    """Engine(database_url, ...) with fast retries, so tests stay quick."""
-    def make(**kw: Any) -> Engine:
+    """Migrator(database_url, ...) with fast retries, so tests stay quick."""
+    def make(**kw: Any) -> Migrator:
         options: dict[str, Any] = {"lock_retry_delay": 0.02, "lock_retry_max_delay": 0.1,
                                    "lock_wait_seconds": 10.0, "actor": "tests"}
         options.update(kw)
-        return Engine(database_url, **options)
+        return Migrator(database_url, **options)
     return make
 
 
 @pytest.fixture
-def engine(make_engine: EngineFactory) -> Engine:
+def engine(make_engine: EngineFactory) -> Migrator:
     return make_engine()

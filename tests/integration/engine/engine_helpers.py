@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from kubemigrate.engine.sources import MigrationSource
+from kubemigrate.engine.migrate.sources import MigrationSource
 
 
 def src(version: str, up: str, down: str | None = None, **kw: Any) -> MigrationSource:

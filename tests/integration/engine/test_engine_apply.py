@@ -6,11 +6,11 @@ import uuid
 
 from integration.engine.engine_helpers import history, query, src, tables
 from kubemigrate import __version__
-from kubemigrate.engine.engine import Engine
-from kubemigrate.engine.results import Origin
+from kubemigrate.engine.migrate.migrator import Migrator
+from kubemigrate.engine.migrate.results import Origin
 
 
-def test_applies_in_version_order_with_one_history_row_each(engine: Engine,
+def test_applies_in_version_order_with_one_history_row_each(engine: Migrator,
                                                             database_url: str) -> None:
     # "2" < "10" numerically; given out of order on purpose.
     sources = [
@@ -53,7 +53,7 @@ def test_origin_is_recorded(make_engine: object, database_url: str) -> None:
         "add-users", "1234-uid", 7)
 
 
-def test_rerun_does_nothing(engine: Engine, database_url: str) -> None:
+def test_rerun_does_nothing(engine: Migrator, database_url: str) -> None:
     sources = [src(str(i), f"CREATE TABLE t{i} (id int)") for i in range(1, 6)]
     engine.apply(sources)
     again = engine.apply(sources)
@@ -62,7 +62,7 @@ def test_rerun_does_nothing(engine: Engine, database_url: str) -> None:
     assert len(history(database_url)) == 5
 
 
-def test_target_limits_what_is_applied(engine: Engine, database_url: str) -> None:
+def test_target_limits_what_is_applied(engine: Migrator, database_url: str) -> None:
     sources = [src(str(i), f"CREATE TABLE t{i} (id int)") for i in range(1, 6)]
     report = engine.apply(sources, target="3")
     assert [r.version for r in report.results] == ["1", "2", "3"]
@@ -70,7 +70,7 @@ def test_target_limits_what_is_applied(engine: Engine, database_url: str) -> Non
     assert [r.version for r in engine.apply(sources).results] == ["4", "5"]
 
 
-def test_empty_migration_is_a_valid_no_op(engine: Engine, database_url: str) -> None:
+def test_empty_migration_is_a_valid_no_op(engine: Migrator, database_url: str) -> None:
     report = engine.apply([src("1", ""), src("2", "-- only a comment\n"),
                            src("3", "CREATE TABLE t (id int)")])
     assert report.ok
@@ -78,7 +78,7 @@ def test_empty_migration_is_a_valid_no_op(engine: Engine, database_url: str) -> 
     assert [r["status"] for r in history(database_url)] == ["success"] * 3
 
 
-def test_nothing_to_apply_creates_nothing(engine: Engine, database_url: str) -> None:
+def test_nothing_to_apply_creates_nothing(engine: Migrator, database_url: str) -> None:
     report = engine.apply([])
     assert report.ok and report.results == () and report.schema_version is None
     assert query(database_url, "SELECT to_regnamespace('kubemigrate')") == [(None,)]
@@ -92,7 +92,7 @@ def test_history_schema_is_configurable(make_engine: object, database_url: str) 
     assert [s.state for s in engine.status([src("1", "CREATE TABLE t (id int)")])] == ["applied"]
 
 
-def test_status_lists_every_version_with_its_state(engine: Engine) -> None:
+def test_status_lists_every_version_with_its_state(engine: Migrator) -> None:
     sources = [src("1", "CREATE TABLE a (id int)", "DROP TABLE a"),
                src("2", "CREATE TABLE b (id int)"),
                src("3", "SELECT 1/0"),
@@ -108,12 +108,12 @@ def test_status_lists_every_version_with_its_state(engine: Engine) -> None:
     assert four.checksum == sources[3].checksum and four.applied_at is None
 
 
-def test_versions_that_mean_the_same_are_one_version(engine: Engine) -> None:
+def test_versions_that_mean_the_same_are_one_version(engine: Migrator) -> None:
     engine.apply([src("001", "CREATE TABLE a (id int)")])
     assert engine.apply([src("1", "CREATE TABLE a (id int)")]).results == ()
 
 
-def test_statistics_cover_created_altered_and_rows(engine: Engine) -> None:
+def test_statistics_cover_created_altered_and_rows(engine: Migrator) -> None:
     report = engine.apply([
         src("1", "CREATE TABLE a (id int PRIMARY KEY);\nCREATE TABLE b (id int);"),
         src("2", "ALTER TABLE a ALTER COLUMN id SET DEFAULT 0;\n"
@@ -129,7 +129,7 @@ def test_statistics_cover_created_altered_and_rows(engine: Engine) -> None:
     assert four.tables_altered == ("public.d",)
 
 
-def test_session_settings_do_not_leak_into_later_migrations(engine: Engine,
+def test_session_settings_do_not_leak_into_later_migrations(engine: Migrator,
                                                              database_url: str) -> None:
     report = engine.apply([
         src("1", "CREATE SCHEMA app;\nSET search_path TO app;\nCREATE TABLE a (id int);"),

@@ -12,11 +12,11 @@ import pytest
 from harness import databases
 from integration.engine.conftest import EngineFactory
 from integration.engine.engine_helpers import history, query, src, tables
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import InvalidSources, TransactionForbidden
+from kubemigrate.engine.migrate.migrator import Migrator
 
 
-def test_batched_history_rows_match_their_results(engine: Engine, database_url: str) -> None:
+def test_batched_history_rows_match_their_results(engine: Migrator, database_url: str) -> None:
     query(database_url, "CREATE SCHEMA app; CREATE TABLE old (id int PRIMARY KEY)")
     sources = [
         src("1", "CREATE TABLE plain (id int);"),
@@ -87,7 +87,7 @@ def test_failure_in_a_later_batch_stops_there(make_engine: EngineFactory,
     assert len(tables(database_url)) == 40
 
 
-def test_a_syntax_error_only_the_server_finds(engine: Engine, database_url: str) -> None:
+def test_a_syntax_error_only_the_server_finds(engine: Migrator, database_url: str) -> None:
     """A newer grammar (the parser's: PostgreSQL 18) accepts what an older server refuses; the
     server then rejects the whole message before running any of it."""
     if query(database_url, "SHOW server_version_num")[0][0] >= "170000":
@@ -135,7 +135,7 @@ def test_lock_timeout_in_a_batch_is_retried_alone(make_engine: EngineFactory,
     assert [r["status"] for r in history(database_url)] == ["success"] * 5
 
 
-def test_batches_either_side_of_migrations_run_alone(engine: Engine, database_url: str) -> None:
+def test_batches_either_side_of_migrations_run_alone(engine: Migrator, database_url: str) -> None:
     """Two stretches of batches in one run, with a migration that drops every prepared
     statement of the session in between."""
     report = engine.apply([
@@ -153,7 +153,7 @@ def test_batches_either_side_of_migrations_run_alone(engine: Engine, database_ur
 
 @pytest.mark.parametrize(("datestyle", "timezone"), [
     ("SQL, DMY", "Africa/Harare"), ("Postgres, MDY", "Asia/Kolkata"), ("German", "UTC")])
-def test_server_times_whatever_the_date_style(engine: Engine, database_url: str,
+def test_server_times_whatever_the_date_style(engine: Migrator, database_url: str,
                                               datestyle: str, timezone: str) -> None:
     dbname = database_url.rsplit("/", 1)[1]
     query(database_url, f"ALTER DATABASE \"{dbname}\" SET DateStyle = '{datestyle}'")
@@ -198,7 +198,7 @@ def test_a_caller_failing_on_a_result_cancels_the_batch_in_flight(
 
 
 def test_sql_with_a_nul_character_is_refused_before_anything_runs(
-        engine: Engine, database_url: str) -> None:
+        engine: Migrator, database_url: str) -> None:
     with pytest.raises(InvalidSources, match=r"migration 2: .*NUL character"):
         engine.apply([src("1", "CREATE TABLE a (id int);"),
                       src("2", "CREATE TABLE b (id int); -- \x00 and more")])
@@ -206,7 +206,7 @@ def test_sql_with_a_nul_character_is_refused_before_anything_runs(
     assert query(database_url, "SELECT to_regclass('kubemigrate.history')") == [(None,)]
 
 
-def test_discard_all_is_refused_and_deallocate_is_survived(engine: Engine,
+def test_discard_all_is_refused_and_deallocate_is_survived(engine: Migrator,
                                                            database_url: str) -> None:
     """DISCARD ALL would release the migration lock; a no-transaction DEALLOCATE ALL drops
     the history's prepared INSERTs, which the run prepares again."""
@@ -224,7 +224,7 @@ def test_discard_all_is_refused_and_deallocate_is_survived(engine: Engine,
 
 
 def test_search_path_into_the_history_schema_records_what_the_catalog_would(
-        engine: Engine, database_url: str) -> None:
+        engine: Migrator, database_url: str) -> None:
     dbname = database_url.rsplit("/", 1)[1]
     query(database_url, f'ALTER DATABASE "{dbname}" SET search_path = kubemigrate, public')
     report = engine.apply([src("1", "CREATE TABLE a (id int);"),
@@ -261,7 +261,7 @@ def test_a_latin1_database(pg_admin_url: str) -> None:
     query(pg_admin_url, f'CREATE DATABASE "{name}" ENCODING \'LATIN1\' LC_COLLATE \'C\''
                         " LC_CTYPE 'C' TEMPLATE template0")
     try:
-        engine = Engine(url, actor="tests")
+        engine = Migrator(url, actor="tests")
         report = engine.apply([src("1", 'CREATE TABLE "café" (id int);'),
                                src("2", "CREATE TABLE b (id int);"),
                                src("3", "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);"),

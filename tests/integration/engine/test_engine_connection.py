@@ -8,8 +8,8 @@ import pytest
 
 from harness.ports import free_port
 from integration.engine.engine_helpers import src
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import ConnectionFailed
+from kubemigrate.engine.migrate.migrator import Migrator
 
 SECRET = "s3cr3t-p@ss/word"
 ENCODED = "s3cr3t-p%40ss%2Fword"
@@ -30,7 +30,7 @@ def _assert_clean(message: str) -> None:
 def test_unreachable_server(database_url: str) -> None:
     url = _with_password(database_url, port=free_port())
     with pytest.raises(ConnectionFailed) as caught:
-        Engine(url, connect_timeout=2).apply([src("1", "SELECT 1")])
+        Migrator(url, connect_timeout=2).apply([src("1", "SELECT 1")])
     message = str(caught.value)
     _assert_clean(message)
     assert message.startswith("cannot connect to postgresql://postgres:****@")
@@ -40,7 +40,7 @@ def test_unreachable_server(database_url: str) -> None:
 def test_unknown_database(database_url: str) -> None:
     url = _with_password(database_url, dbname="no_such_database")
     with pytest.raises(ConnectionFailed) as caught:
-        Engine(url).status([])
+        Migrator(url).status([])
     message = str(caught.value)
     _assert_clean(message)
     assert 'database "no_such_database" does not exist' in message
@@ -51,9 +51,9 @@ def test_password_in_query_string(database_url: str) -> None:
     url = urlunsplit(parts._replace(netloc=f"postgres@{parts.hostname}:{parts.port}",
                                     query=f"password={ENCODED}&sslmode=disable"))
     with pytest.raises(ConnectionFailed) as caught:
-        Engine(url, connect_timeout=2).validate([])
+        Migrator(url, connect_timeout=2).validate([])
     _assert_clean(str(caught.value))
 
 
 def test_repr_masks_the_password(database_url: str) -> None:
-    _assert_clean(repr(Engine(_with_password(database_url))))
+    _assert_clean(repr(Migrator(_with_password(database_url))))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from integration.engine.engine_helpers import history, src, tables
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import DriftDetected, InvalidSources, OutOfOrder
+from kubemigrate.engine.migrate.migrator import Migrator
 
 
-def test_drift_is_refused_listing_versions_and_repair_accepts(engine: Engine,
+def test_drift_is_refused_listing_versions_and_repair_accepts(engine: Migrator,
                                                                database_url: str) -> None:
     sources = [src(str(i), f"CREATE TABLE t{i} (id int);") for i in range(1, 5)]
     engine.apply(sources[:3])
@@ -37,13 +37,13 @@ def test_drift_is_refused_listing_versions_and_repair_accepts(engine: Engine,
     assert ("1", "repair") in kinds and ("3", "repair") in kinds
 
 
-def test_line_endings_are_not_drift(engine: Engine) -> None:
+def test_line_endings_are_not_drift(engine: Migrator) -> None:
     engine.apply([src("1", "CREATE TABLE a (id int);\nCREATE TABLE b (id int);\n")])
     assert engine.apply([src("1", "CREATE TABLE a (id int);\r\nCREATE TABLE b (id int);\r\n")
                          ]).results == ()
 
 
-def test_baseline_marks_versions_applied_without_running(engine: Engine,
+def test_baseline_marks_versions_applied_without_running(engine: Migrator,
                                                          database_url: str) -> None:
     sources = [src(str(i), f"CREATE TABLE t{i} (id int);") for i in range(1, 6)]
     report = engine.baseline(sources, "3")
@@ -56,7 +56,7 @@ def test_baseline_marks_versions_applied_without_running(engine: Engine,
     assert [s.state for s in engine.status(sources)] == ["applied"] * 5
 
 
-def test_baseline_at_a_version_without_a_source_records_a_marker(engine: Engine) -> None:
+def test_baseline_at_a_version_without_a_source_records_a_marker(engine: Migrator) -> None:
     report = engine.baseline([src("5", "CREATE TABLE t5 (id int)")], "4",
                              description="existing schema")
     assert [(r.version, r.description) for r in report.results] == [("4", "existing schema")]
@@ -64,7 +64,7 @@ def test_baseline_at_a_version_without_a_source_records_a_marker(engine: Engine)
     assert [(s.version, s.state) for s in states] == [("4", "missing"), ("5", "pending")]
 
 
-def test_out_of_order_is_refused_unless_allowed(engine: Engine, database_url: str) -> None:
+def test_out_of_order_is_refused_unless_allowed(engine: Migrator, database_url: str) -> None:
     engine.apply([src("1", "CREATE TABLE a (id int)"), src("3", "CREATE TABLE c (id int)")])
     sources = [src("1", "CREATE TABLE a (id int)"), src("2", "CREATE TABLE b (id int)"),
                src("3", "CREATE TABLE c (id int)"), src("4", "CREATE TABLE d (id int)")]
@@ -80,12 +80,12 @@ def test_out_of_order_is_refused_unless_allowed(engine: Engine, database_url: st
     assert report.schema_version == "4"
 
 
-def test_duplicate_versions_are_refused(engine: Engine) -> None:
+def test_duplicate_versions_are_refused(engine: Migrator) -> None:
     with pytest.raises(InvalidSources, match="duplicate version"):
         engine.apply([src("1", "SELECT 1"), src("001", "SELECT 2")])
 
 
-def test_validate_reports_without_changing_anything(engine: Engine,
+def test_validate_reports_without_changing_anything(engine: Migrator,
                                                     database_url: str) -> None:
     sources = [src("1", "CREATE TABLE a (id int)"),
                src("2", "CREATE INDEX CONCURRENTLY a_id ON a (id)"),

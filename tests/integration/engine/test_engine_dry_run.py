@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from integration.engine.engine_helpers import query, src, tables
-from kubemigrate.engine.engine import Engine
+from kubemigrate.engine.migrate.migrator import Migrator
 
 
 def _fingerprint(url: str) -> list[tuple[Any, ...]]:
@@ -19,7 +19,7 @@ def _fingerprint(url: str) -> list[tuple[Any, ...]]:
         ORDER BY 1, 3""") + query(url, "SELECT nspname FROM pg_namespace ORDER BY 1")
 
 
-def test_dry_run_reports_and_changes_nothing(engine: Engine, database_url: str) -> None:
+def test_dry_run_reports_and_changes_nothing(engine: Migrator, database_url: str) -> None:
     engine.apply([src("1", "CREATE TABLE a (id int);\nINSERT INTO a SELECT generate_series(1, 5);"
                            "\nCREATE TABLE gone (id int);")])
     before = _fingerprint(database_url)
@@ -48,7 +48,7 @@ def test_dry_run_reports_and_changes_nothing(engine: Engine, database_url: str) 
     assert query(database_url, "SELECT count(*) FROM a") == [(5,)]
 
 
-def test_dry_run_on_a_new_database_creates_no_history(engine: Engine,
+def test_dry_run_on_a_new_database_creates_no_history(engine: Migrator,
                                                       database_url: str) -> None:
     before = _fingerprint(database_url)
     report = engine.apply([src("1", "CREATE TABLE a (id int)")], dry_run=True)
@@ -57,7 +57,7 @@ def test_dry_run_on_a_new_database_creates_no_history(engine: Engine,
     assert tables(database_url) == set()
 
 
-def test_dry_run_reports_a_failure_without_recording_it(engine: Engine,
+def test_dry_run_reports_a_failure_without_recording_it(engine: Migrator,
                                                         database_url: str) -> None:
     report = engine.apply([src("1", "CREATE TABLE a (id int);"),
                            src("2", "CREATE TABLE b (id int);\nSELECT nope FROM b;"),

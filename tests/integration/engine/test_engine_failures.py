@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from integration.engine.engine_helpers import history, query, src, tables
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import MigrationFailed, TransactionForbidden
+from kubemigrate.engine.migrate.migrator import Migrator
 
 
-def test_failure_leaves_no_trace_but_a_failed_row(engine: Engine, database_url: str) -> None:
+def test_failure_leaves_no_trace_but_a_failed_row(engine: Migrator, database_url: str) -> None:
     report = engine.apply([
         src("1", "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n"
                  "CREATE TABLE b (id int REFERENCES missing (id));"),
@@ -29,7 +29,7 @@ def test_failure_leaves_no_trace_but_a_failed_row(engine: Engine, database_url: 
         report.raise_for_failure()
 
 
-def test_syntax_error_in_the_middle_then_fixed(engine: Engine, database_url: str) -> None:
+def test_syntax_error_in_the_middle_then_fixed(engine: Migrator, database_url: str) -> None:
     sources = [src(f"{i:03}", f"-- migration {i}\nCREATE TABLE t{i} (id int);")
                for i in range(1, 101)]
     broken = "-- migration 50\nCREATE TABLE t50 (id int);\nCREATE TABEL oops (id int);\n"
@@ -57,7 +57,7 @@ def test_syntax_error_in_the_middle_then_fixed(engine: Engine, database_url: str
     assert statuses.count(("050", "failed")) == 1 and statuses.count(("050", "success")) == 1
 
 
-def test_runtime_error_names_statement_and_line(engine: Engine) -> None:
+def test_runtime_error_names_statement_and_line(engine: Migrator) -> None:
     sql = ("CREATE TABLE a (id int UNIQUE);\n\n"
            "INSERT INTO a VALUES (1);\n"
            "INSERT INTO a\n  VALUES (1);\n")
@@ -70,14 +70,14 @@ def test_runtime_error_names_statement_and_line(engine: Engine) -> None:
     assert "detail: Key (id)=(1) already exists" in (failed.error or "")
 
 
-def test_error_position_maps_to_the_line_in_the_file(engine: Engine) -> None:
+def test_error_position_maps_to_the_line_in_the_file(engine: Migrator) -> None:
     sql = "CREATE TABLE a (id int);\nSELECT\n  id,\n  nope\nFROM a;\n"
     failed = engine.apply([src("1", sql)]).failed
     assert failed is not None
     assert (failed.sqlstate, failed.statement_index, failed.line) == ("42703", 2, 4)
 
 
-def test_a_failure_stops_the_run_and_never_blocks_the_next(engine: Engine,
+def test_a_failure_stops_the_run_and_never_blocks_the_next(engine: Migrator,
                                                            database_url: str) -> None:
     sources = [src("1", "CREATE TABLE a (id int)"), src("2", "SELECT 1/0"),
                src("3", "CREATE TABLE c (id int)")]
@@ -90,7 +90,7 @@ def test_a_failure_stops_the_run_and_never_blocks_the_next(engine: Engine,
     assert [r.version for r in engine.apply(sources).results] == ["2", "3"]
 
 
-def test_verify_sql_passes_on_true_or_no_rows(engine: Engine) -> None:
+def test_verify_sql_passes_on_true_or_no_rows(engine: Migrator) -> None:
     report = engine.apply([
         src("1", "CREATE TABLE a (id int)", verify_sql="SELECT to_regclass('a') IS NOT NULL"),
         src("2", "INSERT INTO a VALUES (1)", verify_sql="SELECT 1 FROM a WHERE id <> 1"),
@@ -104,7 +104,7 @@ def test_verify_sql_passes_on_true_or_no_rows(engine: Engine) -> None:
     ("SELECT id, id FROM a", "the check returned 1 rows of 2 columns"),
     ("SELECT 1/0", "verification failed: division by zero"),
 ])
-def test_verify_sql_failure_rolls_back(engine: Engine, database_url: str, verify: str,
+def test_verify_sql_failure_rolls_back(engine: Migrator, database_url: str, verify: str,
                                        message: str) -> None:
     report = engine.apply([src("1", "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);",
                                verify_sql=verify)])
@@ -116,7 +116,7 @@ def test_verify_sql_failure_rolls_back(engine: Engine, database_url: str, verify
 
 
 def test_transaction_control_in_a_transactional_migration_is_refused(
-        engine: Engine, database_url: str) -> None:
+        engine: Migrator, database_url: str) -> None:
     with pytest.raises(TransactionForbidden, match=r"statement 2 \(line 3, COMMIT\)"):
         engine.apply([src("1", "CREATE TABLE a (id int);\n\nCOMMIT;")])
     assert query(database_url, "SELECT to_regnamespace('kubemigrate')") == [(None,)]
@@ -130,7 +130,7 @@ def test_statement_timeout_applies(make_engine: object) -> None:
     assert own.ok
 
 
-def test_server_syntax_error_the_parser_accepted(engine: Engine, database_url: str) -> None:
+def test_server_syntax_error_the_parser_accepted(engine: Migrator, database_url: str) -> None:
     # IS JSON is PostgreSQL 16 syntax: the statement splitter (a newer grammar) accepts it, a
     # 15 server refuses the whole query before running any of it, including the commit of the
     # migration before, which travels in the same query.
@@ -148,7 +148,7 @@ def test_server_syntax_error_the_parser_accepted(engine: Engine, database_url: s
         ("1", "success"), ("2", "failed")]
 
 
-def test_error_at_commit_fails_that_migration(engine: Engine, database_url: str) -> None:
+def test_error_at_commit_fails_that_migration(engine: Migrator, database_url: str) -> None:
     report = engine.apply([
         src("1", "CREATE TABLE p (id int PRIMARY KEY);\n"
                  "CREATE TABLE c (p int REFERENCES p DEFERRABLE INITIALLY DEFERRED);\n"
@@ -161,7 +161,7 @@ def test_error_at_commit_fails_that_migration(engine: Engine, database_url: str)
     assert [(r["version"], r["status"]) for r in history(database_url)] == [("1", "failed")]
 
 
-def test_a_migration_may_deallocate_prepared_statements(engine: Engine,
+def test_a_migration_may_deallocate_prepared_statements(engine: Migrator,
                                                         database_url: str) -> None:
     report = engine.apply([src("1", "CREATE TABLE a (id int)"),
                            src("2", "DEALLOCATE ALL;\nCREATE TABLE b (id int);"),

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from integration.engine.engine_helpers import history, query, src, tables
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import LockTimeout
-from kubemigrate.engine.locking import lock_key
-from kubemigrate.engine.results import RunReport
+from kubemigrate.engine.migrate.locking import lock_key
+from kubemigrate.engine.migrate.migrator import Migrator
+from kubemigrate.engine.migrate.results import RunReport
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -29,7 +29,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_lock_timeout_is_retried_until_the_lock_is_free(make_engine: Callable[..., Engine],
+def test_lock_timeout_is_retried_until_the_lock_is_free(make_engine: Callable[..., Migrator],
                                                         database_url: str) -> None:
     engine = make_engine(default_lock_timeout=0.1, lock_retry_attempts=30)
     engine.apply([src("1", "CREATE TABLE a (id int)")])
@@ -48,7 +48,7 @@ def test_lock_timeout_is_retried_until_the_lock_is_free(make_engine: Callable[..
     assert history(database_url)[-1]["attempts"] == report.results[0].attempts
 
 
-def test_lock_timeout_fails_after_the_last_attempt(make_engine: Callable[..., Engine],
+def test_lock_timeout_fails_after_the_last_attempt(make_engine: Callable[..., Migrator],
                                                    database_url: str) -> None:
     engine = make_engine(default_lock_timeout=0.05, lock_retry_attempts=3)
     engine.apply([src("1", "CREATE TABLE a (id int)")])
@@ -67,13 +67,13 @@ def test_lock_timeout_fails_after_the_last_attempt(make_engine: Callable[..., En
     assert engine.apply(sources).ok  # nothing to clean up
 
 
-def test_other_errors_are_not_retried(make_engine: Callable[..., Engine]) -> None:
+def test_other_errors_are_not_retried(make_engine: Callable[..., Migrator]) -> None:
     engine = make_engine(lock_retry_attempts=5)
     failed = engine.apply([src("1", "SELECT 1/0")]).failed
     assert failed is not None and failed.attempts == 1
 
 
-def test_three_runners_at_once_on_a_new_database(make_engine: Callable[..., Engine],
+def test_three_runners_at_once_on_a_new_database(make_engine: Callable[..., Migrator],
                                                  database_url: str) -> None:
     sources = [src(str(i), f"CREATE TABLE t{i} (id int);\nINSERT INTO t{i} VALUES ({i});")
                for i in range(1, 31)]
@@ -105,7 +105,7 @@ def test_three_runners_at_once_on_a_new_database(make_engine: Callable[..., Engi
     assert len(tables(database_url)) == 30
 
 
-def test_a_waiting_runner_reports_who_holds_the_lock(make_engine: Callable[..., Engine],
+def test_a_waiting_runner_reports_who_holds_the_lock(make_engine: Callable[..., Migrator],
                                                      database_url: str) -> None:
     messages: list[str] = []
     engine = make_engine(lock_wait_seconds=0.5, on_progress=messages.append)
@@ -130,7 +130,7 @@ def test_a_waiting_runner_reports_who_holds_the_lock(make_engine: Callable[..., 
     assert tables(database_url) == {"public.a"}
 
 
-def test_status_does_not_wait_for_the_lock(make_engine: Callable[..., Engine],
+def test_status_does_not_wait_for_the_lock(make_engine: Callable[..., Migrator],
                                            database_url: str) -> None:
     engine = make_engine(lock_wait_seconds=0.1)
     engine.apply([src("1", "CREATE TABLE a (id int)")])
@@ -142,9 +142,9 @@ def test_status_does_not_wait_for_the_lock(make_engine: Callable[..., Engine],
 
 _RUNNER = textwrap.dedent("""
     import sys
-    from kubemigrate.engine.engine import Engine
-    from kubemigrate.engine.sources import MigrationSource
-    Engine(sys.argv[1]).apply([MigrationSource(
+    from kubemigrate.engine.migrate.migrator import Migrator
+    from kubemigrate.engine.migrate.sources import MigrationSource
+    Migrator(sys.argv[1]).apply([MigrationSource(
         "1", "slow", "CREATE TABLE a (id int);\\nSELECT pg_sleep(60);")])
 """)
 
@@ -168,7 +168,7 @@ def _kill_9_while_sleeping(database_url: str, program: str, *args: str) -> None:
                                           " WHERE locktype = 'advisory'") == [(0,)])
 
 
-def test_a_killed_runner_leaves_nothing_applied_and_no_lock(make_engine: Callable[..., Engine],
+def test_a_killed_runner_leaves_nothing_applied_and_no_lock(make_engine: Callable[..., Migrator],
                                                              database_url: str) -> None:
     _kill_9_while_sleeping(database_url, _RUNNER)
     assert tables(database_url) == set()
@@ -181,15 +181,15 @@ def test_a_killed_runner_leaves_nothing_applied_and_no_lock(make_engine: Callabl
 
 _NO_TRANSACTION_RUNNER = textwrap.dedent("""
     import sys
-    from kubemigrate.engine.engine import Engine
-    from kubemigrate.engine.sources import MigrationSource
-    Engine(sys.argv[1]).apply([MigrationSource(
+    from kubemigrate.engine.migrate.migrator import Migrator
+    from kubemigrate.engine.migrate.sources import MigrationSource
+    Migrator(sys.argv[1]).apply([MigrationSource(
         "1", "index", sys.argv[2], transactional=False)])
 """)
 
 
 def test_a_killed_no_transaction_migration_is_incomplete_then_rerun(
-        make_engine: Callable[..., Engine], database_url: str) -> None:
+        make_engine: Callable[..., Migrator], database_url: str) -> None:
     query(database_url, "CREATE TABLE a (id int)")
     slow = ("CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\n"
             "SELECT pg_sleep(60);")

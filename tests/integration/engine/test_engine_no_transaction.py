@@ -7,11 +7,11 @@ from collections.abc import Callable
 import pytest
 
 from integration.engine.engine_helpers import history, query, src, tables
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import TransactionForbidden
+from kubemigrate.engine.migrate.migrator import Migrator
 
 
-def test_forbidden_statement_is_refused_before_anything_runs(engine: Engine,
+def test_forbidden_statement_is_refused_before_anything_runs(engine: Migrator,
                                                              database_url: str) -> None:
     sources = [
         src("1", "CREATE TABLE a (id int);"),
@@ -27,7 +27,7 @@ def test_forbidden_statement_is_refused_before_anything_runs(engine: Engine,
     assert query(database_url, "SELECT to_regnamespace('kubemigrate')") == [(None,)]
 
 
-def test_concurrent_index_runs_outside_a_transaction(engine: Engine,
+def test_concurrent_index_runs_outside_a_transaction(engine: Migrator,
                                                      database_url: str) -> None:
     sources = [
         src("1", "CREATE TABLE a (id int, name text);\nINSERT INTO a VALUES (1, 'x'), (2, 'y');"),
@@ -53,7 +53,7 @@ def test_concurrent_index_runs_outside_a_transaction(engine: Engine,
         ("rollback", "pending"), ("rollback", "success")]
 
 
-def test_invalid_index_is_dropped_before_a_retry(make_engine: Callable[..., Engine],
+def test_invalid_index_is_dropped_before_a_retry(make_engine: Callable[..., Migrator],
                                                   database_url: str) -> None:
     messages: list[str] = []
     engine = make_engine(on_progress=messages.append)
@@ -77,7 +77,7 @@ def test_invalid_index_is_dropped_before_a_retry(make_engine: Callable[..., Engi
     assert any("dropping invalid index public.a_id" in m for m in messages)
 
 
-def test_no_transaction_failure_midway_records_failed(engine: Engine,
+def test_no_transaction_failure_midway_records_failed(engine: Migrator,
                                                       database_url: str) -> None:
     source = src("1", "CREATE TABLE a (id int);\nCREATE TABLE a (id int);\n"
                       "CREATE TABLE c (id int);", transactional=False)

@@ -6,9 +6,9 @@ import json
 
 import psycopg
 
-from kubemigrate.engine.engine import Engine
-from kubemigrate.engine.preflight import MAX_REPORT_BYTES, run_preflight
-from kubemigrate.engine.sources import MigrationSource
+from kubemigrate.engine.migrate.migrator import Migrator
+from kubemigrate.engine.migrate.preflight import MAX_REPORT_BYTES, run_preflight
+from kubemigrate.engine.migrate.sources import MigrationSource
 
 ONE = MigrationSource("1", "users", "CREATE TABLE users (id int);")
 TWO = MigrationSource(
@@ -23,7 +23,7 @@ def checks(report: object) -> dict[str, tuple[bool, str]]:
     return {c.name: (c.passed, c.message) for c in report.checks}  # type: ignore[attr-defined]
 
 
-def test_all_pass_on_a_ready_database(engine: Engine, database_url: str) -> None:
+def test_all_pass_on_a_ready_database(engine: Migrator, database_url: str) -> None:
     engine.apply([ONE])
     report = run_preflight(
         engine, database_url, TWO, requires=["1"], expected={"1": ONE.checksum}, dry_run=True
@@ -48,7 +48,7 @@ def test_all_pass_on_a_ready_database(engine: Engine, database_url: str) -> None
     assert columns == [("id",)]
 
 
-def test_missing_requirement_and_drift_fail(engine: Engine, database_url: str) -> None:
+def test_missing_requirement_and_drift_fail(engine: Migrator, database_url: str) -> None:
     engine.apply([ONE])
     report = run_preflight(
         engine, database_url, TWO, requires=["1", "1.5"], expected={"1": "sha256:" + "0" * 64}
@@ -60,7 +60,7 @@ def test_missing_requirement_and_drift_fail(engine: Engine, database_url: str) -
     assert report.retryable is False  # drift needs a change, waiting will not help
 
 
-def test_a_session_holding_a_lock_on_the_table_blocks(engine: Engine, database_url: str) -> None:
+def test_a_session_holding_a_lock_on_the_table_blocks(engine: Migrator, database_url: str) -> None:
     engine.apply([ONE])
     with psycopg.connect(database_url, application_name="long-report") as holder:
         holder.execute("SELECT * FROM users")  # AccessShareLock, held until the transaction ends
@@ -73,7 +73,8 @@ def test_a_session_holding_a_lock_on_the_table_blocks(engine: Engine, database_u
     assert report.retryable is True
 
 
-def test_old_transactions_block_a_concurrent_index_build(engine: Engine, database_url: str) -> None:
+def test_old_transactions_block_a_concurrent_index_build(engine: Migrator,
+                                                         database_url: str) -> None:
     engine.apply([ONE])
     concurrent = MigrationSource(
         "2", "index", "CREATE INDEX CONCURRENTLY users_id ON users (id);", transactional=False
@@ -86,9 +87,9 @@ def test_old_transactions_block_a_concurrent_index_build(engine: Engine, databas
     assert "idle-in-tx" in found["long-transactions"][1]
 
 
-def test_unreachable_database_is_one_check_and_fits_a_termination_message(engine: Engine) -> None:
+def test_unreachable_database_is_one_check_and_fits_a_termination_message(engine: Migrator) -> None:
     url = "postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere"
-    report = run_preflight(Engine(url, connect_timeout=2), url, ONE)
+    report = run_preflight(Migrator(url, connect_timeout=2), url, ONE)
     assert [c.name for c in report.checks] == ["connectivity"]
     assert not report.ok and report.retryable
     text = report.to_json()

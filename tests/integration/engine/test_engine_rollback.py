@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from integration.engine.engine_helpers import history, src, tables
-from kubemigrate.engine.engine import Engine
 from kubemigrate.engine.errors import NoRollbackSql
+from kubemigrate.engine.migrate.migrator import Migrator
 
 
 def _sources() -> list:  # type: ignore[type-arg]
@@ -14,7 +14,7 @@ def _sources() -> list:  # type: ignore[type-arg]
             for i in range(1, 6)]
 
 
-def test_rollback_to_target_reverts_newest_first(engine: Engine, database_url: str) -> None:
+def test_rollback_to_target_reverts_newest_first(engine: Migrator, database_url: str) -> None:
     sources = _sources()
     engine.apply(sources)
     report = engine.rollback(sources, target="2")
@@ -32,7 +32,7 @@ def test_rollback_to_target_reverts_newest_first(engine: Engine, database_url: s
     assert [r.version for r in engine.apply(sources).results] == ["3", "4", "5"]
 
 
-def test_rollback_to_zero_reverts_everything(engine: Engine, database_url: str) -> None:
+def test_rollback_to_zero_reverts_everything(engine: Migrator, database_url: str) -> None:
     sources = _sources()
     engine.apply(sources)
     report = engine.rollback(sources, target="0")
@@ -41,7 +41,7 @@ def test_rollback_to_zero_reverts_everything(engine: Engine, database_url: str) 
     assert tables(database_url) == set()
 
 
-def test_rollback_by_steps_and_default_one(engine: Engine, database_url: str) -> None:
+def test_rollback_by_steps_and_default_one(engine: Migrator, database_url: str) -> None:
     sources = _sources()
     engine.apply(sources)
     assert [r.version for r in engine.rollback(sources, steps=2).results] == ["5", "4"]
@@ -49,7 +49,7 @@ def test_rollback_by_steps_and_default_one(engine: Engine, database_url: str) ->
     assert tables(database_url) == {"public.t1", "public.t2"}
 
 
-def test_rollback_of_exactly_one_version(engine: Engine, database_url: str) -> None:
+def test_rollback_of_exactly_one_version(engine: Migrator, database_url: str) -> None:
     sources = _sources()
     engine.apply(sources)
     report = engine.rollback(sources, versions=["3"])
@@ -59,7 +59,7 @@ def test_rollback_of_exactly_one_version(engine: Engine, database_url: str) -> N
     assert engine.rollback(sources, versions=["3"]).results == ()  # not applied any more
 
 
-def test_missing_down_sql_stops_before_any_change(engine: Engine, database_url: str) -> None:
+def test_missing_down_sql_stops_before_any_change(engine: Migrator, database_url: str) -> None:
     sources = _sources()
     sources[2] = src("3", "CREATE TABLE t3 (id int);")
     engine.apply(sources)
@@ -75,7 +75,7 @@ def test_missing_down_sql_stops_before_any_change(engine: Engine, database_url: 
 
 
 def test_failed_rollback_changes_nothing_and_keeps_the_version_applied(
-        engine: Engine, database_url: str) -> None:
+        engine: Migrator, database_url: str) -> None:
     sources = [src("1", "CREATE TABLE a (id int);", "DROP TABLE a; SELECT 1/0;")]
     engine.apply(sources)
     report = engine.rollback(sources)
@@ -87,7 +87,7 @@ def test_failed_rollback_changes_nothing_and_keeps_the_version_applied(
         ("apply", "success"), ("rollback", "failed")]
 
 
-def test_rollback_dry_run_changes_nothing(engine: Engine, database_url: str) -> None:
+def test_rollback_dry_run_changes_nothing(engine: Migrator, database_url: str) -> None:
     sources = _sources()
     engine.apply(sources)
     report = engine.rollback(sources, steps=2, dry_run=True)

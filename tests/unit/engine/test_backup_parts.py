@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from kubemigrate import termination
-from kubemigrate.engine import dumpfile, pgtools
-from kubemigrate.engine.dumpfile import BackupMeta
-from kubemigrate.engine.libpq import InvalidUrl, password_of, tool_connection
-from kubemigrate.engine.rowcounts import compare
+from kubemigrate.engine.backup import dumpfile, pgtools
+from kubemigrate.engine.backup.dumpfile import BackupMeta
+from kubemigrate.engine.backup.rowcounts import compare
+from kubemigrate.engine.pg.libpq import InvalidUrl, password_of, tool_connection
 
 
 def test_the_password_goes_to_the_environment_not_the_command_line() -> None:

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from kubemigrate.engine.checksum import sql_checksum
+from kubemigrate.engine.migrate.checksum import sql_checksum
 
 
 def test_format_is_prefixed_sha256_of_utf8() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubemigrate.engine.durations import parse_duration
+from kubemigrate.engine.migrate.durations import parse_duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from kubemigrate.engine.batched import batchable
-from kubemigrate.engine.catalog import created_tables
-from kubemigrate.engine.execution import Step
-from kubemigrate.engine.sources import MigrationSource
+from kubemigrate.engine.migrate.batched import batchable
+from kubemigrate.engine.migrate.catalog import created_tables
+from kubemigrate.engine.migrate.sources import MigrationSource
+from kubemigrate.engine.migrate.step import Step
 
 
 def step(sql: str, **kw: object) -> Step:

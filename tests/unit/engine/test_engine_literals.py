@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kubemigrate.engine.literals import literal
+from kubemigrate.engine.pg.literals import literal
 
 
 @pytest.mark.parametrize(("value", "expected"), [

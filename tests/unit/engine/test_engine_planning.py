@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from kubemigrate.engine import planning
 from kubemigrate.engine.errors import InvalidSources
-from kubemigrate.engine.history import RecordState, VersionRecord
-from kubemigrate.engine.sources import MigrationSource
-from kubemigrate.engine.versions import version_key
+from kubemigrate.engine.migrate import planning
+from kubemigrate.engine.migrate.history import RecordState, VersionRecord
+from kubemigrate.engine.migrate.sources import MigrationSource
+from kubemigrate.engine.migrate.versions import version_key
 
 
 def record(version: str, state: RecordState = "applied", sql: str | None = None,

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from kubemigrate.engine.redact import mask_url, redact
+from kubemigrate.engine.pg.redact import mask_url, redact
 
 
 @pytest.mark.parametrize(("url", "masked"), [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kubemigrate.engine.checksum import sql_checksum
-from kubemigrate.engine.sources import (
+from kubemigrate.engine.migrate.checksum import sql_checksum
+from kubemigrate.engine.migrate.sources import (
     MigrationSource,
     SourceError,
     check_unique,

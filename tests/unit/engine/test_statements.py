@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubemigrate.engine.statements import (
+from kubemigrate.engine.migrate.statements import (
     ParseError,
     Statement,
     forbidden_in_transaction,

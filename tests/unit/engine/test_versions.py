@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from kubemigrate.engine.versions import VERSION_PATTERN, validate_version, version_key
+from kubemigrate.engine.migrate.versions import VERSION_PATTERN, validate_version, version_key
 
 
 @pytest.mark.parametrize("v", ["0", "001", "1", "2024.12.20.1", "1_1", "20241220103000000000",

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from kubemigrate.engine import versions
-from kubemigrate.engine.durations import parse_duration
+from kubemigrate.engine.migrate import versions
+from kubemigrate.engine.migrate.durations import parse_duration
 from kubemigrate.models import base, migration
 
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import psycopg
 
-from kubemigrate.engine import dumpfile, pgtools
-from kubemigrate.engine.backup_errors import BackupError, ToolFailed, ToolTooOld, UnsupportedOption
-from kubemigrate.engine.dumpfile import BackupMeta, Format
-from kubemigrate.engine.libpq import ToolConnection, tool_connection
-from kubemigrate.engine.redact import redact
-from kubemigrate.engine.rowcounts import count_tables
-from kubemigrate.engine.session import connection_failed, one_line
+from kubemigrate.engine.backup import dumpfile, pgtools
+from kubemigrate.engine.backup.dumpfile import BackupMeta, Format
+from kubemigrate.engine.backup.rowcounts import count_tables
+from kubemigrate.engine.errors import BackupError, ToolFailed, ToolTooOld, UnsupportedOption
+from kubemigrate.engine.pg.libpq import ToolConnection, tool_connection
+from kubemigrate.engine.pg.redact import redact
+from kubemigrate.engine.pg.session import connection_failed, one_line
 
 APPLICATION_NAME = "kubemigrate-backup"
 

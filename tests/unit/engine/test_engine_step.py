@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from kubemigrate.engine.catalog import DiffMode, diff_mode
-from kubemigrate.engine.execution import (
+from kubemigrate.engine.migrate.catalog import DiffMode, diff_mode
+from kubemigrate.engine.migrate.sources import MigrationSource
+from kubemigrate.engine.migrate.statements import split_statements
+from kubemigrate.engine.migrate.step import (
     RetryPolicy,
-    Settings,
+    RunSettings,
     local_settings,
     statement_number_at,
 )
-from kubemigrate.engine.sources import MigrationSource
-from kubemigrate.engine.statements import split_statements
 
 
 def test_local_settings_prefer_the_migration_s_own() -> None:
     source = MigrationSource("1.2", "", "", lock_timeout=5.0)
-    text = local_settings(source, Settings(lock_timeout=2.0, statement_timeout=0.0))
+    text = local_settings(source, RunSettings(lock_timeout=2.0, statement_timeout=0.0))
     assert text == ("SET LOCAL kubemigrate.version = '1.2';SET LOCAL lock_timeout = '5000ms';"
                     "SET LOCAL statement_timeout = '0ms';")
-    assert local_settings(source, Settings(lock_timeout=None), local=False) == (
+    assert local_settings(source, RunSettings(lock_timeout=None), local=False) == (
         "SET kubemigrate.version = '1.2';SET lock_timeout = '5000ms';")
     tiny = MigrationSource("1", "", "", lock_timeout=0.0001)
-    assert "lock_timeout = '1ms'" in local_settings(tiny, Settings())
+    assert "lock_timeout = '1ms'" in local_settings(tiny, RunSettings())
 
 
 def test_statement_number_counts_non_empty_statements() -> None:

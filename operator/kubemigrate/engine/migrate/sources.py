@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from kubemigrate.engine.checksum import sql_checksum
-from kubemigrate.engine.durations import parse_duration
-from kubemigrate.engine.versions import validate_version, version_key
+from kubemigrate.engine.migrate.checksum import sql_checksum
+from kubemigrate.engine.migrate.durations import parse_duration
+from kubemigrate.engine.migrate.versions import validate_version, version_key
 
 _SIMPLE = re.compile(
     r"(?P<version>[0-9]+(?:\.[0-9]+)*)(?:_(?P<name>.*?))?(?:\.(?P<kind>up|down|verify))?\.sql"

@@ -31,7 +31,7 @@ from typing import Any
 
 from pglast import parser
 
-from kubemigrate.engine.parse_error import ParseError
+from kubemigrate.engine.errors import ParseError
 
 __all__ = ["ParseError", "Statement", "forbidden_in_transaction", "split_statements"]
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from kubemigrate.engine.clock import from_microseconds, microseconds_sql
 from kubemigrate.engine.errors import LockTimeout
-from kubemigrate.engine.session import Session
+from kubemigrate.engine.pg.clock import from_microseconds, microseconds_sql
+from kubemigrate.engine.pg.session import Session
 
 LOCK_NAMESPACE = "kubemigrate.migrations"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from psycopg import conninfo
 
-from kubemigrate.engine.redact import mask_url
+from kubemigrate.engine.pg.redact import mask_url
 
 # Keys that are secrets: kept out of the conninfo string that lands in argv.
 _SECRET_KEYS = {"password": "PGPASSWORD"}

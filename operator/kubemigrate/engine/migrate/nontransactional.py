@@ -17,8 +17,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from kubemigrate.engine.catalog import TableChanges
-from kubemigrate.engine.execution import (
+from kubemigrate.engine.migrate.catalog import TableChanges
+from kubemigrate.engine.migrate.results import MigrationResult
+from kubemigrate.engine.migrate.step import (
     LOCK_NOT_AVAILABLE,
     Failure,
     RunContext,
@@ -31,11 +32,10 @@ from kubemigrate.engine.execution import (
     rows_affected,
     verify,
 )
-from kubemigrate.engine.results import MigrationResult
-from kubemigrate.engine.session import ScriptOutcome
+from kubemigrate.engine.pg.session import ScriptOutcome
 
 if TYPE_CHECKING:  # the parser is loaded only when there is SQL to run
-    from kubemigrate.engine.statements import Statement
+    from kubemigrate.engine.migrate.statements import Statement
 
 def run_non_transactional(ctx: RunContext, step: Step) -> MigrationResult:
     session, catalog = ctx.session, ctx.catalog

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 from psycopg import pq
 
-from kubemigrate.engine.catalog import Catalog, TableChanges
-from kubemigrate.engine.history import History, HistoryRow
-from kubemigrate.engine.results import Kind, MigrationResult, Origin, Status
-from kubemigrate.engine.session import ScriptOutcome, Session, SqlError
-from kubemigrate.engine.sources import MigrationSource
+from kubemigrate.engine.migrate.catalog import Catalog, TableChanges
+from kubemigrate.engine.migrate.history import History, HistoryRow
+from kubemigrate.engine.migrate.results import Kind, MigrationResult, Origin, Status
+from kubemigrate.engine.migrate.sources import MigrationSource
+from kubemigrate.engine.pg.session import ScriptOutcome, Session, SqlError
 
 if TYPE_CHECKING:  # the parser is loaded only when there is SQL to run
-    from kubemigrate.engine.statements import Statement
+    from kubemigrate.engine.migrate.statements import Statement
 
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -40,8 +40,8 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Engine-wide defaults a migration's own settings override."""
+class RunSettings:
+    """Run-wide defaults a migration's own settings override."""
 
     lock_timeout: float | None = 2.0
     statement_timeout: float | None = None
@@ -55,7 +55,7 @@ class RunContext:
     session: Session
     history: History
     catalog: Catalog
-    settings: Settings
+    settings: RunSettings
     run_id: uuid.UUID
     actor: str | None
     origin: Origin | None
@@ -79,7 +79,7 @@ class Step:
 
     @classmethod
     def of(cls, source: MigrationSource, kind: Kind, server_version: int) -> Step:
-        from kubemigrate.engine.statements import (  # noqa: PLC0415 - pglast only when needed
+        from kubemigrate.engine.migrate.statements import (  # noqa: PLC0415 - pglast only when needed
             ParseError,
             split_statements,
         )
@@ -102,7 +102,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def local_settings(source: MigrationSource, settings: Settings, *, local: bool = True) -> str:
+def local_settings(source: MigrationSource, settings: RunSettings, *, local: bool = True) -> str:
     """``SET [LOCAL]`` statements for the migration's timeouts, and its version as a setting
     (``kubemigrate.version``) that triggers or functions may read. Always at least one statement,
     so a syntax error (which stops a script before its first statement runs) is told apart."""
@@ -111,7 +111,7 @@ def local_settings(source: MigrationSource, settings: Settings, *, local: bool =
                    for name, value in setting_values(source, settings))
 
 
-def setting_values(source: MigrationSource, settings: Settings) -> list[tuple[str, str]]:
+def setting_values(source: MigrationSource, settings: RunSettings) -> list[tuple[str, str]]:
     """(name, value) of the settings ``local_settings`` makes."""
     values = [("kubemigrate.version", source.version)]
     for name, value in (("lock_timeout", _pick(source.lock_timeout, settings.lock_timeout)),

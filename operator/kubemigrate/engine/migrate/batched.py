@@ -27,15 +27,16 @@ from datetime import datetime
 
 import psycopg
 
-from kubemigrate.engine.catalog import (
+from kubemigrate.engine.migrate.catalog import (
     DiffMode,
     TableChanges,
     created_tables,
     diff_mode,
     named_tables,
 )
-from kubemigrate.engine.clock import from_microseconds, microseconds_sql
-from kubemigrate.engine.execution import (
+from kubemigrate.engine.migrate.history import START_CLOCK, HistoryRow
+from kubemigrate.engine.migrate.results import MigrationResult
+from kubemigrate.engine.migrate.step import (
     Failure,
     RunContext,
     Step,
@@ -45,11 +46,10 @@ from kubemigrate.engine.execution import (
     result_of,
     setting_values,
 )
-from kubemigrate.engine.history import START_CLOCK, HistoryRow
-from kubemigrate.engine.literals import quote
-from kubemigrate.engine.results import MigrationResult
-from kubemigrate.engine.session import ScriptOutcome
-from kubemigrate.engine.transactional import TransactionalRunner
+from kubemigrate.engine.migrate.transactional import TransactionalRunner
+from kubemigrate.engine.pg.clock import from_microseconds, microseconds_sql
+from kubemigrate.engine.pg.literals import quote
+from kubemigrate.engine.pg.session import ScriptOutcome
 
 MIN_SERVER = 130000
 """From PostgreSQL 13, statement_timeout applies to each statement of a message, not the whole."""

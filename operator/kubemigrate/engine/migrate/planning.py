@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from kubemigrate.engine.errors import InvalidSources
-from kubemigrate.engine.history import VersionRecord
-from kubemigrate.engine.results import DriftedVersion, State, VersionState
-from kubemigrate.engine.sources import MigrationSource, SourceError, check_unique
-from kubemigrate.engine.versions import version_key
+from kubemigrate.engine.migrate.history import VersionRecord
+from kubemigrate.engine.migrate.results import DriftedVersion, State, VersionState
+from kubemigrate.engine.migrate.sources import MigrationSource, SourceError, check_unique
+from kubemigrate.engine.migrate.versions import version_key
 
 Key = tuple[int, ...]
 Records = Mapping[Key, VersionRecord]

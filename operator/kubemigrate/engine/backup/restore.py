@@ -18,19 +18,19 @@ from typing import Any
 
 import psycopg
 
-from kubemigrate.engine import dumpfile, pgtools
-from kubemigrate.engine.backup_errors import (
+from kubemigrate.engine.backup import dumpfile, pgtools
+from kubemigrate.engine.backup.contents import user_objects
+from kubemigrate.engine.backup.dumpfile import BackupMeta, Format
+from kubemigrate.engine.backup.rowcounts import CountCheck, compare, count_tables
+from kubemigrate.engine.errors import (
     BackupError,
     InvalidBackup,
     TargetNotEmpty,
     UnsupportedOption,
 )
-from kubemigrate.engine.dumpfile import BackupMeta, Format
-from kubemigrate.engine.libpq import ToolConnection, tool_connection
-from kubemigrate.engine.redact import redact
-from kubemigrate.engine.rowcounts import CountCheck, compare, count_tables
-from kubemigrate.engine.session import connection_failed, one_line
-from kubemigrate.engine.target import user_objects
+from kubemigrate.engine.pg.libpq import ToolConnection, tool_connection
+from kubemigrate.engine.pg.redact import redact
+from kubemigrate.engine.pg.session import connection_failed, one_line
 
 APPLICATION_NAME = "kubemigrate-restore"
 

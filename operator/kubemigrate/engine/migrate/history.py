@@ -22,13 +22,13 @@ from typing import Literal, cast
 from psycopg import sql
 
 from kubemigrate import __version__
-from kubemigrate.engine.catalog import NAMED_DIFF, array_literal, user_tables_filter
-from kubemigrate.engine.clock import from_microseconds, microseconds_sql
 from kubemigrate.engine.errors import EngineError, HistoryTooNew
-from kubemigrate.engine.literals import Value, literal
-from kubemigrate.engine.results import Kind, Origin, Status
-from kubemigrate.engine.session import Session
-from kubemigrate.engine.versions import version_key
+from kubemigrate.engine.migrate.catalog import NAMED_DIFF, array_literal, user_tables_filter
+from kubemigrate.engine.migrate.results import Kind, Origin, Status
+from kubemigrate.engine.migrate.versions import version_key
+from kubemigrate.engine.pg.clock import from_microseconds, microseconds_sql
+from kubemigrate.engine.pg.literals import Value, literal
+from kubemigrate.engine.pg.session import Session
 
 RecordState = Literal["applied", "rolled_back", "failed", "incomplete"]
 

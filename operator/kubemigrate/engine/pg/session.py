@@ -23,7 +23,7 @@ from psycopg.pq.abc import PGresult
 from psycopg.rows import TupleRow
 
 from kubemigrate.engine.errors import ConnectionFailed, EngineError
-from kubemigrate.engine.redact import mask_url, redact
+from kubemigrate.engine.pg.redact import mask_url, redact
 
 _OK = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})

@@ -5,7 +5,7 @@ bit rot since the backup), then ``pg_restore --list`` (the archive's table of co
 or for plain SQL pg_dump's closing line. Without a sidecar nothing proves the data section is
 whole, so the whole archive is read and decompressed (``pg_restore --file=/dev/null``).
 
-``test_restore`` is the real proof: restore into a scratch database created for it (the URL's
+``trial_restore`` is the real proof: restore into a scratch database created for it (the URL's
 role needs CREATEDB), compare every table's row count with the sidecar's, drop the database.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo, sql
 
-from kubemigrate.engine import pgtools
-from kubemigrate.engine.backup_errors import BackupError, InvalidBackup, ToolFailed
-from kubemigrate.engine.dumpfile import BackupMeta, Format, plain_is_complete
-from kubemigrate.engine.libpq import parse
-from kubemigrate.engine.restore import RestoreResult, check_backup_file, restore_backup
-from kubemigrate.engine.session import connection_failed
+from kubemigrate.engine.backup import pgtools
+from kubemigrate.engine.backup.dumpfile import BackupMeta, Format, plain_is_complete
+from kubemigrate.engine.backup.restore import RestoreResult, check_backup_file, restore_backup
+from kubemigrate.engine.errors import BackupError, InvalidBackup, ToolFailed
+from kubemigrate.engine.pg.libpq import parse
+from kubemigrate.engine.pg.session import connection_failed
 
 SCRATCH_PREFIX = "kubemigrate_verify_"
 
@@ -75,7 +75,7 @@ def verify_backup(path: Path, *, pg_restore: str = "pg_restore") -> VerifyResult
     return VerifyResult(path, fmt, tuple(checks), (), entries=entries, meta=meta)
 
 
-def test_restore(path: Path, scratch_url: str, *, pg_restore: str = "pg_restore",
+def trial_restore(path: Path, scratch_url: str, *, pg_restore: str = "pg_restore",
                  psql: str = "psql") -> RestoreResult:
     """Restore into a new database on scratch_url's server, count, compare, drop it.
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from kubemigrate.engine.backup_errors import InvalidBackup
+from kubemigrate.engine.errors import InvalidBackup
 
 Format = Literal["custom", "plain", "directory"]
 FORMATS: tuple[Format, ...] = ("custom", "plain", "directory")

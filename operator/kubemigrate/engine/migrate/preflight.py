@@ -13,13 +13,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from kubemigrate.engine.engine import Engine
-from kubemigrate.engine.errors import EngineError
-from kubemigrate.engine.parse_error import ParseError
-from kubemigrate.engine.redact import redact
-from kubemigrate.engine.results import VersionState
-from kubemigrate.engine.session import Session
-from kubemigrate.engine.sources import MigrationSource
+from kubemigrate.engine.errors import EngineError, ParseError
+from kubemigrate.engine.migrate.migrator import Migrator
+from kubemigrate.engine.migrate.results import VersionState
+from kubemigrate.engine.migrate.sources import MigrationSource
+from kubemigrate.engine.pg.redact import redact
+from kubemigrate.engine.pg.session import Session
 
 MAX_REPORT_BYTES = 4000
 APPLIED_STATES = frozenset({"applied", "missing", "drifted"})
@@ -86,7 +85,7 @@ class PreflightReport:
 
 
 def _relations(source: MigrationSource) -> list[str]:
-    from kubemigrate.engine.statements import split_statements  # noqa: PLC0415 (pglast: slow)
+    from kubemigrate.engine.migrate.statements import split_statements  # noqa: PLC0415 (pglast: slow)
 
     try:
         statements = split_statements(source.up_sql)
@@ -149,7 +148,7 @@ def _drift(states: Sequence[VersionState], source: MigrationSource,
     return Check("drift", True, "applied checksums match")
 
 
-def _dry_run(engine: Engine, source: MigrationSource) -> tuple[Check, dict[str, object]]:
+def _dry_run(engine: Migrator, source: MigrationSource) -> tuple[Check, dict[str, object]]:
     report = engine.apply([source], dry_run=True, allow_out_of_order=True)
     result = report.results[0] if report.results else None
     if result is None:
@@ -165,7 +164,7 @@ def _dry_run(engine: Engine, source: MigrationSource) -> tuple[Check, dict[str, 
     return Check("dry-run", False, f"{result.sqlstate or 'error'}{where}: {result.error}"), summary
 
 
-def run_preflight(engine: Engine, url: str, source: MigrationSource, *,
+def run_preflight(engine: Migrator, url: str, source: MigrationSource, *,
                   requires: Sequence[str] = (), expected: Mapping[str, str] | None = None,
                   dry_run: bool = False, long_transaction_seconds: float = 300.0
                   ) -> PreflightReport:

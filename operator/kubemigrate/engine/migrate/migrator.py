@@ -1,4 +1,4 @@
-"""``Engine``: the public face of the migration engine, used by the CLI and the operator.
+"""``Migrator``: the public face of the migration engine, used by the CLI and the operator.
 
 Every call opens one connection, and calls that change anything take the database's migration
 lock on it first, create the history if needed, read the history's state in one query, check
@@ -18,10 +18,6 @@ from dataclasses import dataclass
 
 import psycopg
 
-from kubemigrate.engine import planning
-from kubemigrate.engine.batched import MIN_SERVER, BatchRunner, batchable
-from kubemigrate.engine.catalog import Catalog
-from kubemigrate.engine.dryrun import dry_run as run_dry_run
 from kubemigrate.engine.errors import (
     DriftDetected,
     EngineError,
@@ -30,20 +26,14 @@ from kubemigrate.engine.errors import (
     OutOfOrder,
     TransactionForbidden,
 )
-from kubemigrate.engine.execution import (
-    RetryPolicy,
-    RunContext,
-    Settings,
-    Step,
-    history_row,
-    now,
-    result_of,
-)
-from kubemigrate.engine.history import History
-from kubemigrate.engine.locking import AdvisoryLock, lock_key
-from kubemigrate.engine.nontransactional import run_non_transactional
-from kubemigrate.engine.redact import redact
-from kubemigrate.engine.results import (
+from kubemigrate.engine.migrate import planning
+from kubemigrate.engine.migrate.batched import MIN_SERVER, BatchRunner, batchable
+from kubemigrate.engine.migrate.catalog import Catalog
+from kubemigrate.engine.migrate.dryrun import dry_run as run_dry_run
+from kubemigrate.engine.migrate.history import History
+from kubemigrate.engine.migrate.locking import AdvisoryLock, lock_key
+from kubemigrate.engine.migrate.nontransactional import run_non_transactional
+from kubemigrate.engine.migrate.results import (
     Kind,
     MigrationResult,
     Origin,
@@ -51,9 +41,19 @@ from kubemigrate.engine.results import (
     ValidationReport,
     VersionState,
 )
-from kubemigrate.engine.session import Session, connection_failed, one_line
-from kubemigrate.engine.sources import MigrationSource
-from kubemigrate.engine.transactional import TransactionalRunner
+from kubemigrate.engine.migrate.sources import MigrationSource
+from kubemigrate.engine.migrate.step import (
+    RetryPolicy,
+    RunContext,
+    RunSettings,
+    Step,
+    history_row,
+    now,
+    result_of,
+)
+from kubemigrate.engine.migrate.transactional import TransactionalRunner
+from kubemigrate.engine.pg.redact import redact
+from kubemigrate.engine.pg.session import Session, connection_failed, one_line
 
 ResultCallback = Callable[[MigrationResult], None]
 _COPY_STDIO = re.compile(r"\b(stdin|stdout)\b", re.IGNORECASE)
@@ -74,7 +74,7 @@ class _Plan:
     sources: planning.Sources
 
 
-class Engine:
+class Migrator:
     """Applies, reverts, checks and reports migrations on one PostgreSQL database."""
 
     def __init__(
@@ -103,7 +103,7 @@ class Engine:
         self.history_schema = history_schema
         self.application_name = application_name
         self.lock_wait_seconds = lock_wait_seconds
-        self.settings = Settings(
+        self.settings = RunSettings(
             lock_timeout=default_lock_timeout, statement_timeout=default_statement_timeout,
             retry=RetryPolicy(lock_retry_attempts, lock_retry_delay, lock_retry_max_delay))
         self.actor = actor or _default_actor()
@@ -115,14 +115,14 @@ class Engine:
         if self._on_progress is not None:
             self._on_progress(message)
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Migrator:
         return self
 
     def __exit__(self, *exc: object) -> None:
         """Nothing to release: every call opens and closes its own connection."""
 
     def __repr__(self) -> str:
-        return f"Engine({redact(self._url)!r}, history_schema={self.history_schema!r})"
+        return f"Migrator({redact(self._url)!r}, history_schema={self.history_schema!r})"
 
     # -- public API ----------------------------------------------------------------------------
 

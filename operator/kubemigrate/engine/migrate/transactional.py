@@ -24,8 +24,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from kubemigrate.engine.catalog import DiffMode, TableChanges, diff_mode, named_tables
-from kubemigrate.engine.execution import (
+from kubemigrate.engine.migrate.catalog import DiffMode, TableChanges, diff_mode, named_tables
+from kubemigrate.engine.migrate.history import HistoryRow
+from kubemigrate.engine.migrate.results import MigrationResult
+from kubemigrate.engine.migrate.step import (
     Failure,
     RunContext,
     Step,
@@ -37,9 +39,7 @@ from kubemigrate.engine.execution import (
     rows_affected,
     verify,
 )
-from kubemigrate.engine.history import HistoryRow
-from kubemigrate.engine.results import MigrationResult
-from kubemigrate.engine.session import ScriptOutcome
+from kubemigrate.engine.pg.session import ScriptOutcome
 
 _WHOLE_MESSAGE = frozenset({"42601", "22021", "22P05"})
 """Errors the server raises for a whole message before running any of it: a syntax error,

@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from kubemigrate.engine.execution import (
+from kubemigrate.engine.migrate.results import MigrationResult
+from kubemigrate.engine.migrate.step import (
     Failure,
     RunContext,
     Step,
@@ -24,7 +25,6 @@ from kubemigrate.engine.execution import (
     rows_affected,
     verify,
 )
-from kubemigrate.engine.results import MigrationResult
 
 _SAVEPOINT = "kubemigrate_dry_run"
 

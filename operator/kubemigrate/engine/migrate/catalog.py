@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from kubemigrate.engine.literals import quote
-from kubemigrate.engine.session import Session
+from kubemigrate.engine.pg.literals import quote
+from kubemigrate.engine.pg.session import Session
 
 if TYPE_CHECKING:  # the parser is loaded only when there is SQL to run
-    from kubemigrate.engine.statements import Statement
+    from kubemigrate.engine.migrate.statements import Statement
 
 
 class DiffMode(enum.Enum):

@@ -11,8 +11,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kubemigrate.engine.backup_errors import ToolFailed, ToolMissing
-from kubemigrate.engine.redact import redact
+from kubemigrate.engine.errors import ToolFailed, ToolMissing
+from kubemigrate.engine.pg.redact import redact
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 _MAX_MESSAGE = 600
