@@ -305,20 +305,25 @@ class Migrator:
                     if not self._collect(batched, results, on_result):
                         return results
                 continue
-            for index, step in enumerate(segment):
-                if self._on_progress is not None:
-                    self._progress(f"{step.kind} {step.version} {step.source.description}"
-                                   .rstrip())
-                if step.source.transactional:
-                    done = runner.run(step, defer=index + 1 < len(segment))
-                else:
-                    done = runner.flush()
-                    if all(r.ok for r in done):
-                        done.append(run_non_transactional(ctx, step))
-                if not self._collect(done, results, on_result):
-                    return results
+            if not self._collect(self._one_at_a_time(ctx, runner, segment), results, on_result):
+                return results
         self._collect(runner.flush(), results, on_result)
         return results
+
+    def _one_at_a_time(self, ctx: RunContext, runner: TransactionalRunner,
+                       segment: list[Step]) -> Iterator[MigrationResult]:
+        """segment's results as its steps run one by one; the caller stops at a failure, and
+        no step after it runs (a generator runs its next step only when asked)."""
+        for index, step in enumerate(segment):
+            if self._on_progress is not None:
+                self._progress(f"{step.kind} {step.version} {step.source.description}".rstrip())
+            if step.source.transactional:
+                done = runner.run(step, defer=index + 1 < len(segment))
+            else:
+                done = runner.flush()
+                if all(r.ok for r in done):
+                    done.append(run_non_transactional(ctx, step))
+            yield from done
 
     def _collect(self, done: Iterable[MigrationResult], results: list[MigrationResult],
                  on_result: ResultCallback | None) -> bool:

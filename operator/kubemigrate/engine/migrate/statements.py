@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -192,34 +193,56 @@ def _option_true(options: list[Json] | None, name: str, default: bool) -> bool:
 
 def _forbidden_reason(kind: str, node: Json, version: int) -> str | None:
     """Why PostgreSQL refuses the statement inside a transaction block, or None."""
-    why = " cannot run inside a transaction block"
-    if kind == "IndexStmt" and node.get("concurrent"):
-        return "CREATE INDEX CONCURRENTLY" + why
-    if kind == "DropStmt" and node.get("concurrent"):
-        return "DROP INDEX CONCURRENTLY" + why
-    if kind == "ReindexStmt":
-        if _option_true(node.get("params"), "concurrently", default=False):
-            return "REINDEX CONCURRENTLY" + why
-        if node.get("kind") in ("REINDEX_OBJECT_SCHEMA", "REINDEX_OBJECT_SYSTEM",
-                                "REINDEX_OBJECT_DATABASE"):
-            return f"REINDEX {_enum_words(node['kind'], 'REINDEX_OBJECT_')}" + why
-    if kind == "VacuumStmt" and node.get("is_vacuumcmd"):
-        return "VACUUM" + why
-    if kind == "ClusterStmt" and node.get("relation") is None:
-        return "CLUSTER without a table name" + why
-    if kind == "AlterDatabaseStmt" and _has_option(node.get("options"), "tablespace"):
-        return "ALTER DATABASE ... SET TABLESPACE" + why
+    why = _IN_A_TRANSACTION
     if kind in _ALWAYS_FORBIDDEN:
         return _ALWAYS_FORBIDDEN[kind] + why
-    if kind == "AlterEnumStmt" and node.get("oldVal") is None and version < MODERN_SERVER:
-        return "ALTER TYPE ... ADD VALUE" + why + " before PostgreSQL 12"
-    if kind == "AlterTableStmt" and any(
-        cmd.get("AlterTableCmd", {}).get("subtype") == "AT_DetachPartition"
-        and cmd["AlterTableCmd"].get("def", {}).get("PartitionCmd", {}).get("concurrent")
-        for cmd in node.get("cmds", ())
-    ):
-        return "ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY" + why
-    return _subscription_reason(kind, node, why) or _other_reason(kind, node, why)
+    check = _FORBIDDEN_WHEN.get(kind)
+    reason = check(node, version) if check is not None else None
+    return reason or _subscription_reason(kind, node, why) or _other_reason(kind, node, why)
+
+
+_IN_A_TRANSACTION = " cannot run inside a transaction block"
+
+
+def _reindex_forbidden(node: Json, _version: int) -> str | None:
+    if _option_true(node.get("params"), "concurrently", default=False):
+        return "REINDEX CONCURRENTLY" + _IN_A_TRANSACTION
+    if node.get("kind") in ("REINDEX_OBJECT_SCHEMA", "REINDEX_OBJECT_SYSTEM",
+                            "REINDEX_OBJECT_DATABASE"):
+        return f"REINDEX {_enum_words(node['kind'], 'REINDEX_OBJECT_')}" + _IN_A_TRANSACTION
+    return None
+
+
+def _detach_concurrently(node: Json, _version: int) -> str | None:
+    if any(cmd.get("AlterTableCmd", {}).get("subtype") == "AT_DetachPartition"
+           and cmd["AlterTableCmd"].get("def", {}).get("PartitionCmd", {}).get("concurrent")
+           for cmd in node.get("cmds", ())):
+        return "ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY" + _IN_A_TRANSACTION
+    return None
+
+
+def _when(condition: Callable[[Json, int], object], what: str,
+          *, suffix: str = "") -> Callable[[Json, int], str | None]:
+    """A check that refuses ``what`` when ``condition`` holds for the statement's fields."""
+    reason = what + _IN_A_TRANSACTION + suffix
+    return lambda node, version: reason if condition(node, version) else None
+
+
+_FORBIDDEN_WHEN: dict[str, Callable[[Json, int], str | None]] = {
+    "IndexStmt": _when(lambda node, _: node.get("concurrent"), "CREATE INDEX CONCURRENTLY"),
+    "DropStmt": _when(lambda node, _: node.get("concurrent"), "DROP INDEX CONCURRENTLY"),
+    "ReindexStmt": _reindex_forbidden,
+    "VacuumStmt": _when(lambda node, _: node.get("is_vacuumcmd"), "VACUUM"),
+    "ClusterStmt": _when(lambda node, _: node.get("relation") is None,
+                         "CLUSTER without a table name"),
+    "AlterDatabaseStmt": _when(lambda node, _: _has_option(node.get("options"), "tablespace"),
+                               "ALTER DATABASE ... SET TABLESPACE"),
+    "AlterEnumStmt": _when(
+        lambda node, version: node.get("oldVal") is None and version < MODERN_SERVER,
+        "ALTER TYPE ... ADD VALUE", suffix=" before PostgreSQL 12"),
+    "AlterTableStmt": _detach_concurrently,
+}
+"""Statements PostgreSQL refuses in a transaction only with certain fields (checked per kind)."""
 
 
 _ALWAYS_FORBIDDEN = {
@@ -314,37 +337,46 @@ def command_of(kind: str, node: Json) -> str:
     """A short command name in PostgreSQL's style: "CREATE TABLE", "DROP INDEX CONCURRENTLY".
 
     kind is the statement's node type (``"IndexStmt"``), node its fields."""
-    if kind == "IndexStmt":
-        return "CREATE INDEX CONCURRENTLY" if node.get("concurrent") else "CREATE INDEX"
-    if kind == "DropStmt":
-        what = _object_words(node.get("removeType"))
-        return f"DROP {what} CONCURRENTLY" if node.get("concurrent") else f"DROP {what}"
-    if kind == "AlterTableStmt":
-        return f"ALTER {_object_words(node.get('objtype'))}"
-    if kind == "RenameStmt":
-        return f"ALTER {_object_words(node.get('renameType'))}"
-    if kind == "CreateTableAsStmt":
-        if node.get("objtype") == "OBJECT_MATVIEW":
-            return "CREATE MATERIALIZED VIEW"
-        return "SELECT INTO" if node.get("is_select_into") else "CREATE TABLE AS"
-    if kind == "SelectStmt":
-        return "SELECT INTO" if node.get("intoClause") is not None else "SELECT"
-    if kind == "ReindexStmt":
-        concurrently = _option_true(node.get("params"), "concurrently", default=False)
-        return "REINDEX CONCURRENTLY" if concurrently else "REINDEX"
-    if kind == "RefreshMatViewStmt":
-        return "REFRESH MATERIALIZED VIEW" + (" CONCURRENTLY" if node.get("concurrent") else "")
-    if kind == "VacuumStmt":
-        return "VACUUM" if node.get("is_vacuumcmd") else "ANALYZE"
-    if kind == "CreateFunctionStmt":
-        return "CREATE PROCEDURE" if node.get("is_procedure") else "CREATE FUNCTION"
-    if kind in ("GrantStmt", "GrantRoleStmt"):
-        return "GRANT" if node.get("is_grant") else "REVOKE"
-    if kind == "TransactionStmt":
-        return _enum_words(node.get("kind"), "TRANS_STMT_")
-    if kind == "DiscardStmt":
-        return f"DISCARD {_enum_words(node.get('target'), 'DISCARD_')}"
+    named = _NAMED_BY_FIELDS.get(kind)
+    if named is not None:
+        return named(node)
     return _COMMANDS.get(kind) or _words_of_class(kind)
+
+
+def _concurrently(node: Json) -> str:
+    return " CONCURRENTLY" if node.get("concurrent") else ""
+
+
+def _create_table_as(node: Json) -> str:
+    if node.get("objtype") == "OBJECT_MATVIEW":
+        return "CREATE MATERIALIZED VIEW"
+    return "SELECT INTO" if node.get("is_select_into") else "CREATE TABLE AS"
+
+
+def _reindex(node: Json) -> str:
+    concurrently = _option_true(node.get("params"), "concurrently", default=False)
+    return "REINDEX CONCURRENTLY" if concurrently else "REINDEX"
+
+
+_NAMED_BY_FIELDS: dict[str, Callable[[Json], str]] = {
+    "IndexStmt": lambda node: "CREATE INDEX" + _concurrently(node),
+    "DropStmt": lambda node: f"DROP {_object_words(node.get('removeType'))}"
+                             + _concurrently(node),
+    "AlterTableStmt": lambda node: f"ALTER {_object_words(node.get('objtype'))}",
+    "RenameStmt": lambda node: f"ALTER {_object_words(node.get('renameType'))}",
+    "CreateTableAsStmt": _create_table_as,
+    "SelectStmt": lambda node: "SELECT INTO" if node.get("intoClause") is not None else "SELECT",
+    "ReindexStmt": _reindex,
+    "RefreshMatViewStmt": lambda node: "REFRESH MATERIALIZED VIEW" + _concurrently(node),
+    "VacuumStmt": lambda node: "VACUUM" if node.get("is_vacuumcmd") else "ANALYZE",
+    "CreateFunctionStmt": lambda node: (
+        "CREATE PROCEDURE" if node.get("is_procedure") else "CREATE FUNCTION"),
+    "GrantStmt": lambda node: "GRANT" if node.get("is_grant") else "REVOKE",
+    "GrantRoleStmt": lambda node: "GRANT" if node.get("is_grant") else "REVOKE",
+    "TransactionStmt": lambda node: _enum_words(node.get("kind"), "TRANS_STMT_"),
+    "DiscardStmt": lambda node: f"DISCARD {_enum_words(node.get('target'), 'DISCARD_')}",
+}
+"""Commands whose name depends on the statement's fields, not only on its node type."""
 
 
 _OBJECT_WORDS = {"MATVIEW": "MATERIALIZED VIEW", "FDW": "FOREIGN DATA WRAPPER",

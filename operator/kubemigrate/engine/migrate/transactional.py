@@ -23,6 +23,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from kubemigrate.engine.migrate.catalog import DiffMode, TableChanges, diff_mode, named_tables
 from kubemigrate.engine.migrate.history import HistoryRow
@@ -123,13 +124,9 @@ class TransactionalRunner:
         migration before it failed (in ``done``) and step was not run."""
         ctx, session = self.ctx, self.ctx.session
         mode = diff_mode(step.statements)
-        carried, self._waiting = self._waiting, None
-        if carried is not None and (mode is DiffMode.FULL or step.statements is None
-                                    or carried.deallocates):
-            done.append(self._finish(carried))  # cannot travel with step: commit it now
-            carried = None
-            if not done[-1].ok:
-                return None
+        carried, committed = self._take_waiting(step, mode, done)
+        if not committed:
+            return None
         ctx.history.prepare()  # again, after a migration that ran DEALLOCATE
         settings = "BEGIN;" + local_settings(step.source, ctx.settings)
         before = None
@@ -145,19 +142,10 @@ class TransactionalRunner:
 
         ran = session.script(prefix + step.sql)
         if carried is not None:
-            settled = self._settle(carried, ran, len(head))
-            if settled is None:
-                # A syntax error in step stopped the whole query before the waiting commit
-                # ran, and aborted its transaction: run the waiting migration again alone.
-                session.rollback_if_open()
-                done.extend(self.run(carried.step))
-                return self._attempt(step, started_at, clock, attempt, done) \
-                    if done[-1].ok else None
-            done.append(settled)
-            if not settled.ok:
+            after = self._after_head(carried, ran, len(head), done)
+            if after == "stop":
                 return None
-            if ran.error is not None and (ran.failed_at or 0) < carried.statements:
-                # The head failed, and was recovered by running it again: step did not run.
+            if after == "again":
                 return self._attempt(step, started_at, clock, attempt, done)
         if ran.error is not None:
             return locate(ran, step.sql, step.statements, offset=len(prefix),
@@ -174,16 +162,50 @@ class TransactionalRunner:
         row = history_row(ctx, step, "success", started_at=started_at, finished_at=now(),
                           duration=time.perf_counter() - clock, rows=rows, attempts=attempt,
                           tables=tables)
+        return self._commit_later(step, row, mode)
+
+    def _take_waiting(self, step: Step, mode: DiffMode,
+                      done: list[MigrationResult]) -> tuple[_Waiting | None, bool]:
+        """The waiting migration, to travel at the head of step's message; or, when it cannot
+        travel with step, None after committing it now (False if that commit failed)."""
+        carried, self._waiting = self._waiting, None
+        if carried is None or not (mode is DiffMode.FULL or step.statements is None
+                                   or carried.deallocates):
+            return carried, True
+        done.append(self._finish(carried))
+        return None, done[-1].ok
+
+    def _after_head(self, carried: _Waiting, ran: ScriptOutcome, head_length: int,
+                    done: list[MigrationResult]) -> Literal["go", "again", "stop"]:
+        """Settle the waiting migration that travelled at the head of ran (its result goes in
+        done): "go" on with step's outcome, run step "again" (it did not run), or "stop"."""
+        settled = self._settle(carried, ran, head_length)
+        if settled is None:
+            # A syntax error in step stopped the whole query before the waiting commit ran,
+            # and aborted its transaction: run the waiting migration again alone.
+            self.ctx.session.rollback_if_open()
+            done.extend(self.run(carried.step))
+            return "again" if done[-1].ok else "stop"
+        done.append(settled)
+        if not settled.ok:
+            return "stop"
+        if ran.error is not None and (ran.failed_at or 0) < carried.statements:
+            return "again"  # the head failed and was recovered by running it again
+        return "go"
+
+    def _commit_later(self, step: Step, row: HistoryRow, mode: DiffMode) -> _Waiting:
+        """step ran: its history INSERT and COMMIT, to travel at the head of the next message."""
+        session = self.ctx.session
         named = mode is DiffMode.NAMED and step.statements is not None
         deallocates = step.statements is None or any(
             s.command == "DEALLOCATE" for s in step.statements)
         returning = None
         if named:
             assert step.statements is not None
-            insert, count = ctx.history.insert_named_sql(row, named_tables(step.statements))
+            insert, count = self.ctx.history.insert_named_sql(row, named_tables(step.statements))
             returning = count - 1
         else:
-            insert, count = ctx.history.insert_sql(row, prepared=not deallocates), 1
+            insert, count = self.ctx.history.insert_sql(row, prepared=not deallocates), 1
         finish, count = insert + ";\nCOMMIT", count + 1
         if step.statements is None or any(s.command == "SET" for s in step.statements):
             # Keep a session-level SET (search_path, ...) from leaking into later migrations.
