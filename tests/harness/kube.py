@@ -1,8 +1,10 @@
-"""Talking to the test cluster: a kubectl runner bound to one kubeconfig, and API clients."""
+"""Talking to the test cluster: which cluster it is, a kubectl runner bound to its kubeconfig, and
+API clients."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -44,6 +46,28 @@ class Kubectl:
         self, manifest: str, *args: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return self.run("apply", "-f", "-", *args, input=manifest, check=check)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The cluster the tests run against, and whether it is our local one (with the node runner)."""
+
+    kubeconfig: Path
+    bin_dir: Path
+    local: bool
+    state_dir: Path | None
+
+    @property
+    def kubectl(self) -> Kubectl:
+        return Kubectl(self.bin_dir / "kubectl", self.kubeconfig)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '')}",
+        }
 
 
 def api_client(kubeconfig: Path) -> kubernetes.client.ApiClient:

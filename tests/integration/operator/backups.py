@@ -11,8 +11,7 @@ import psycopg
 import yaml
 
 from harness import node_dirs
-from harness.cluster import Cluster
-from harness.kube import Kubectl, wait_for
+from harness.kube import Cluster, Kubectl, wait_for
 from integration.operator.manifests import query
 
 CLAIM = "backups"
