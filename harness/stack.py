@@ -66,7 +66,7 @@ def _start_node_runner(state_dir: Path, cp: controlplane.ControlPlane) -> None:
         [
             sys.executable,
             "-m",
-            "harness.node_runner",
+            "harness.node.runner",
             "--kubeconfig",
             str(cp.kubeconfig),
             "--state-dir",

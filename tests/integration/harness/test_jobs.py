@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness.kube import Cluster, Kubectl, wait_for
-from harness.node_runner import pod_log_path
+from harness.node.dirs import pod_log_path
 
 pytestmark = pytest.mark.integration
 
