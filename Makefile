@@ -57,7 +57,7 @@ dev-up: venv sysdeps tools ## start the local control plane, PostgreSQL and node
 	$(HARNESS) up
 
 demo: venv sysdeps tools ## the local cluster, the chart, migrations/ applied, a backup and a rollback
-	$(PY) -m harness.demo
+	$(PY) -m harness.examples.demo
 
 dev-down: venv ## stop what dev-up started
 	$(HARNESS) down
