@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +131,10 @@ def _write_kubeconfig(cp: ControlPlane) -> None:
     cp.kubeconfig.chmod(0o600)
 
 
-def _wait(what: str, check: object, timeout: float, log: Path) -> None:
+def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.2)
     tail = log.read_text()[-3000:] if log.exists() else ""

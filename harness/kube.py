@@ -72,7 +72,11 @@ class Cluster:
 
 def api_client(kubeconfig: Path) -> kubernetes.client.ApiClient:
     """A kubernetes-client ApiClient for kubeconfig (not the global default configuration)."""
-    return kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+    # kubernetes.config is not annotated (unlike the client's API classes).
+    client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return client
 
 
 def wait_for(

@@ -130,6 +130,7 @@ class Refs:
         account = self.pod["spec"].get("serviceAccountName") or "default"
         try:
             request = kubernetes.client.AuthenticationV1TokenRequest.from_dict({"spec": spec})
+            assert request is not None  # from_dict gives None only for None
             resp = self.core.create_namespaced_service_account_token(
                 account, self.namespace, request, _preload_content=False)
         except ApiException as e:

@@ -117,7 +117,8 @@ class NodeRunner:
             allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS,
             _preload_content=False, _request_timeout=(10, WATCH_SECONDS + 30))
         try:
-            for line in iter_resp_lines(self._response):
+            # kubernetes.watch is not annotated; the lines are str.
+            for line in iter_resp_lines(self._response):  # type: ignore[no-untyped-call]
                 if self.stopping.is_set():
                     return
                 if not line.strip():
@@ -191,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     config = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(args.kubeconfig),
-                                       client_configuration=config)
+    # kubernetes.config is not annotated (unlike the client's API classes).
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(args.kubeconfig), client_configuration=config
+    )
     config.connection_pool_maxsize = 32  # one watch plus pod workers patching status
     client = kubernetes.client.ApiClient(config)
     node = Node(kubernetes.client.CoreV1Api(client), state_dir, args.path, api_port(client))
