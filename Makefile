@@ -5,9 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-HARNESS := PYTHONPATH=tests $(PY) -m harness
+HARNESS := $(PY) -m harness
 PYTEST_ARGS ?=
-KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $$(tests/cluster/build.sh)/kubectl)
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $$(harness/cluster/build.sh)/kubectl)
 
 .PHONY: help venv lint fmt unit integration test tools sysdeps dev-up dev-down dev-status crds install run demo bench clean manifests
 
@@ -34,16 +34,16 @@ sysdeps: ## install PostgreSQL and bubblewrap from Debian's packages if missing
 	  fi
 
 tools: ## build etcd, kube-apiserver, kube-controller-manager, kubectl and helm (cached outside the repo)
-	@tests/cluster/build.sh >/dev/null
+	@harness/cluster/build.sh >/dev/null
 
 lint: venv ## ruff, mypy --strict and import-linter
-	$(VENV)/bin/ruff check operator tests bench helm
+	$(VENV)/bin/ruff check operator tests bench helm harness
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 fmt: venv ## format the code
-	$(VENV)/bin/ruff check --fix operator tests bench helm
-	$(VENV)/bin/ruff format operator tests bench helm
+	$(VENV)/bin/ruff check --fix operator tests bench helm harness
+	$(VENV)/bin/ruff format operator tests bench helm harness
 
 unit: venv ## the fast, hermetic tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
@@ -57,7 +57,7 @@ dev-up: venv sysdeps tools ## start the local control plane, PostgreSQL and node
 	$(HARNESS) up
 
 demo: venv sysdeps tools ## the local cluster, the chart, migrations/ applied, a backup and a rollback
-	PYTHONPATH=tests $(PY) -m harness.demo
+	$(PY) -m harness.examples.demo
 
 dev-down: venv ## stop what dev-up started
 	$(HARNESS) down
@@ -78,7 +78,7 @@ crds: venv ## regenerate crds/, docs/resources.md and the chart's CRD templates 
 
 manifests: venv tools ## render manifests/install.yaml from the Helm chart
 	$(PY) helm/sync_crds.py
-	$(PY) helm/render_manifests.py --helm "$$(tests/cluster/build.sh)/helm"
+	$(PY) helm/render_manifests.py --helm "$$(harness/cluster/build.sh)/helm"
 
 $(VENV)-bench/.stamp:
 	$(PYTHON) -m venv $(VENV)-bench

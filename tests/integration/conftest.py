@@ -12,8 +12,7 @@ import kubernetes
 import pytest
 
 from harness import controlplane, stack
-from harness.cluster import Cluster
-from harness.kube import Kubectl, api_client, wait_for
+from harness.kube import Cluster, Kubectl, api_client, wait_for
 from harness.paths import DEV_DIR
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cluster import Cluster
 from harness.crds import install_crds
+from harness.kube import Cluster
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from kopf.testing import KopfRunner
 
-from harness.cluster import Cluster
-from harness.kube import Kubectl, wait_for
+from harness.kube import Cluster, Kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from harness.cluster import Cluster
-from harness.kube import Kubectl, wait_for
-from harness.node_runner import pod_log_path
+from harness.kube import Cluster, Kubectl, wait_for
+from harness.node.dirs import pod_log_path
 
 pytestmark = pytest.mark.integration
 

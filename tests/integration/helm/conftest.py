@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cluster import Cluster
+from harness.kube import Cluster
 
 from .helm_helpers import Helm
 

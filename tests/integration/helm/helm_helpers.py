@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cluster import Cluster
+from harness.kube import Cluster
 from harness.paths import REPO
 
 CHART = REPO / "helm" / "kubemigrate"

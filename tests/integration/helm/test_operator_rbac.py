@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.cluster import Cluster
-from harness.kube import Kubectl, wait_for
+from harness.kube import Cluster, Kubectl, wait_for
 from harness.ports import free_port
 
 from .helm_helpers import CHART, Helm

@@ -10,9 +10,8 @@ from typing import Any
 import psycopg
 import yaml
 
-from harness import node_dirs
-from harness.cluster import Cluster
-from harness.kube import Kubectl, wait_for
+from harness.kube import Cluster, Kubectl, wait_for
+from harness.node import dirs as node_dirs
 from integration.operator.manifests import query
 
 CLAIM = "backups"

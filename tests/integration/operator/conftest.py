@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import Cluster
 from harness.crds import install_crds
-from harness.kube import Kubectl
+from harness.kube import Cluster, Kubectl
 from harness.operator import OperatorProcess
 
 

@@ -10,8 +10,7 @@ import psycopg
 import pytest
 
 from harness import databases, postgres
-from harness.cluster import Cluster
-from harness.kube import Kubectl, wait_for
+from harness.kube import Cluster, Kubectl, wait_for
 from harness.operator import OperatorProcess
 from integration.operator.backups import (
     backup,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pod_env import expand
+from harness.node.env import expand
 
 VARS = {"A": "1", "B": "two"}
 

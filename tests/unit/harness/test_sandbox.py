@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import sandbox
-from harness.sandbox import Mount, bwrap_argv, resolve, splice_points
+from harness.node import sandbox
+from harness.node.sandbox import Mount, bwrap_argv, resolve, splice_points
 
 
 def test_symlinked_targets_are_resolved_but_private_ones_are_not() -> None:

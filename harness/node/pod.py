@@ -26,11 +26,12 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from harness import node_dirs, pod_status
-from harness.pod_env import container_argv, container_env, first_container, service_env
-from harness.pod_refs import ConfigError, Obj, PodError, Refs
-from harness.pod_volumes import container_mounts
-from harness.sandbox import bwrap_argv
+from harness.node import dirs
+from harness.node import status as pod_status
+from harness.node.env import container_argv, container_env, first_container, service_env
+from harness.node.refs import ConfigError, Obj, PodError, Refs
+from harness.node.sandbox import bwrap_argv
+from harness.node.volumes import container_mounts
 
 log = logging.getLogger("node-runner")
 
@@ -119,7 +120,7 @@ class PodWorker(threading.Thread):
             if not self._halt.is_set():
                 self._fail(f"node runner error: {e!r}", reason="NodeRunnerError")
         finally:
-            shutil.rmtree(node_dirs.pod_dir(self.node.state_dir, self.uid), ignore_errors=True)
+            shutil.rmtree(dirs.pod_dir(self.node.state_dir, self.uid), ignore_errors=True)
 
     def _live(self) -> None:
         spec = self.pod["spec"]
@@ -201,7 +202,7 @@ class PodWorker(threading.Thread):
         mounts = container_mounts(self.pod, self.container, refs, self.node.state_dir, kube_env)
         hostname = self.pod["spec"].get("hostname") or self.pod_name
         env = {"PATH": self.node.path, "HOME": "/root", "HOSTNAME": hostname, **kube_env}
-        term = node_dirs.termination_log(self.node.state_dir, self.uid)
+        term = dirs.termination_log(self.node.state_dir, self.uid)
         full = bwrap_argv(
             argv, mounts=mounts, termination_log=term,
             termination_path=self.container.get("terminationMessagePath") or "/dev/termination-log",
@@ -212,9 +213,9 @@ class PodWorker(threading.Thread):
 
     def _run_once(self, argv: list[str], env: dict[str, str]) -> Obj:
         """Start the container, report it Running, wait for it; its terminated state."""
-        logfile = node_dirs.pod_log_path(self.node.state_dir, self.namespace, self.pod_name)
+        logfile = dirs.pod_log_path(self.node.state_dir, self.namespace, self.pod_name)
         logfile.parent.mkdir(parents=True, exist_ok=True)
-        term = node_dirs.termination_log(self.node.state_dir, self.uid)
+        term = dirs.termination_log(self.node.state_dir, self.uid)
         term.parent.mkdir(parents=True, exist_ok=True)
         term.write_bytes(b"")
         offset = logfile.stat().st_size if logfile.exists() else 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from harness.pod_refs import POD_IP, Obj
+from harness.node.refs import POD_IP, Obj
 
 NODE_CONDITIONS = ("PodScheduled", "PodReadyToStartContainers", "Initialized",
                    "ContainersReady", "Ready")

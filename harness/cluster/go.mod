@@ -1,4 +1,4 @@
-module kubemigrate.dev/tests/cluster
+module kubemigrate.dev/harness/cluster
 
 go 1.26.0
 

@@ -1,6 +1,6 @@
 """etcd, kube-apiserver and kube-controller-manager as local processes on loopback.
 
-The binaries come from tests/cluster (built from Go modules, cached outside the repo). The
+The binaries come from harness/cluster/ (built from Go modules, cached outside the repo). The
 apiserver uses a bearer token for an admin in system:masters, RBAC authorization, and a
 self-signed serving certificate; the controller manager runs the real Job, garbage-collector,
 namespace and ServiceAccount controllers against it.
@@ -15,13 +15,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from harness import processes
-from harness.paths import REPO
+from harness.paths import BUILD_TOOLS
 from harness.ports import free_port, is_listening
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
@@ -29,9 +30,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 
 def build_tools() -> Path:
     """Build (or find cached) binaries; return their directory."""
-    out = subprocess.run(
-        [str(REPO / "tests/cluster/build.sh")], check=True, text=True, capture_output=True
-    )
+    out = subprocess.run([str(BUILD_TOOLS)], check=True, text=True, capture_output=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -132,10 +131,10 @@ def _write_kubeconfig(cp: ControlPlane) -> None:
     cp.kubeconfig.chmod(0o600)
 
 
-def _wait(what: str, check: object, timeout: float, log: Path) -> None:
+def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.2)
     tail = log.read_text()[-3000:] if log.exists() else ""

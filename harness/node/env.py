@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from harness.pod_refs import Obj, PodError, Refs
+from harness.node.refs import Obj, PodError, Refs
 
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 
@@ -68,7 +68,7 @@ def _value_from(source: Obj, refs: Refs, container: str) -> str | None:
 
 
 def container_env(container: Obj, refs: Refs, services: Mapping[str, str]) -> dict[str, str]:
-    """The variables Kubernetes gives the container (not the image's defaults: see pod_process)."""
+    """The variables Kubernetes gives the container (not the image's defaults: see pod)."""
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
         kind, ref = (("Secret", source["secretRef"]) if "secretRef" in source

@@ -1,6 +1,6 @@
 """What a pod refers to in the API: Secrets, ConfigMaps, its own fields, ServiceAccount tokens.
 
-Shared by the environment (pod_env) and the volumes (pod_volumes) of a pod. Objects are read as
+Shared by the environment (env) and the volumes (volumes) of a pod. Objects are read as
 plain JSON dicts (camelCase, as in manifests) rather than client models. A missing object or key
 that is not optional raises ConfigError: the kubelet retries those until they appear.
 """
@@ -130,6 +130,7 @@ class Refs:
         account = self.pod["spec"].get("serviceAccountName") or "default"
         try:
             request = kubernetes.client.AuthenticationV1TokenRequest.from_dict({"spec": spec})
+            assert request is not None  # from_dict gives None only for None
             resp = self.core.create_namespaced_service_account_token(
                 account, self.namespace, request, _preload_content=False)
         except ApiException as e:

@@ -1,8 +1,10 @@
-"""Talking to the test cluster: a kubectl runner bound to one kubeconfig, and API clients."""
+"""Talking to the test cluster: which cluster it is, a kubectl runner bound to its kubeconfig, and
+API clients."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -46,9 +48,35 @@ class Kubectl:
         return self.run("apply", "-f", "-", *args, input=manifest, check=check)
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """The cluster the tests run against, and whether it is our local one (with the node runner)."""
+
+    kubeconfig: Path
+    bin_dir: Path
+    local: bool
+    state_dir: Path | None
+
+    @property
+    def kubectl(self) -> Kubectl:
+        return Kubectl(self.bin_dir / "kubectl", self.kubeconfig)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '')}",
+        }
+
+
 def api_client(kubeconfig: Path) -> kubernetes.client.ApiClient:
     """A kubernetes-client ApiClient for kubeconfig (not the global default configuration)."""
-    return kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+    # kubernetes.config is not annotated (unlike the client's API classes).
+    client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return client
 
 
 def wait_for(

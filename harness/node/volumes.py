@@ -15,10 +15,10 @@ from pathlib import Path, PurePosixPath
 
 from kubernetes.client.exceptions import ApiException
 
-from harness import node_dirs
-from harness.pod_env import expand
-from harness.pod_refs import ConfigError, Obj, PodError, Refs
-from harness.sandbox import Mount
+from harness.node import dirs
+from harness.node.env import expand
+from harness.node.refs import ConfigError, Obj, PodError, Refs
+from harness.node.sandbox import Mount
 
 Files = dict[str, tuple[bytes, int | None]]  # relative path -> content, mode (None: default)
 DEFAULT_MODE = 0o644
@@ -95,7 +95,7 @@ def _pvc(claim: str, refs: Refs, state_dir: Path) -> Path:
         if e.status == 404:
             raise ConfigError(f'persistentvolumeclaim "{claim}" not found') from e
         raise
-    path = node_dirs.pvc_dir(state_dir, refs.namespace, claim)
+    path = dirs.pvc_dir(state_dir, refs.namespace, claim)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -116,7 +116,7 @@ def _host_path(spec: Obj) -> Path:
 def materialize(volume: Obj, refs: Refs, state_dir: Path, container: str) -> tuple[Path, bool]:
     """The host path holding volume, and whether it must be mounted read-only."""
     uid = refs.pod["metadata"]["uid"]
-    own_dir = node_dirs.volume_dir(state_dir, uid, volume["name"])
+    own_dir = dirs.volume_dir(state_dir, uid, volume["name"])
     if "emptyDir" in volume:
         own_dir.mkdir(parents=True, exist_ok=True)
         return own_dir, False

@@ -1,13 +1,13 @@
 """The local node: runs the pods nothing schedules, as sandboxed host processes (no kubelet).
 
-    python -m harness.node_runner --kubeconfig K --state-dir D --path PATH
+    python -m harness.node.runner --kubeconfig K --state-dir D --path PATH
 
 It watches pods without `spec.nodeName` in all namespaces (leaving nodeName empty) and runs each
-one's first container with bubblewrap (see pod_process and sandbox), reporting pods/status as a
+one's first container with bubblewrap (see pod and sandbox), reporting pods/status as a
 kubelet would, so the real Job, ReplicaSet and Deployment controllers drive them. Every pod is
 run, whoever owns it, unless it has scheduling gates or the annotation
 `kubemigrate.dev/node-runner: skip`. A pod is run at most once per runner; a deleted pod's
-processes are killed. Pod output goes to D/logs/<namespace>_<pod>.log (`pod_log_path`); the
+processes are killed. Pod output goes to D/logs/<namespace>_<pod>.log (`dirs.pod_log_path`); the
 runner's own log goes to stdout.
 """
 
@@ -31,11 +31,10 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from harness.node_dirs import pod_log_path
-from harness.pod_process import Node, PodWorker
-from harness.pod_refs import Obj, read_json
+from harness.node.pod import Node, PodWorker
+from harness.node.refs import Obj, read_json
 
-__all__ = ["NodeRunner", "main", "pod_log_path"]
+__all__ = ["NodeRunner", "main"]
 
 log = logging.getLogger("node-runner")
 
@@ -118,7 +117,8 @@ class NodeRunner:
             allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS,
             _preload_content=False, _request_timeout=(10, WATCH_SECONDS + 30))
         try:
-            for line in iter_resp_lines(self._response):
+            # kubernetes.watch is not annotated; the lines are str.
+            for line in iter_resp_lines(self._response):  # type: ignore[no-untyped-call]
                 if self.stopping.is_set():
                     return
                 if not line.strip():
@@ -180,7 +180,7 @@ def _mtime(path: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="harness.node_runner", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="harness.node.runner", description=__doc__.split("\n")[0])
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--path", default=os.environ.get("PATH", "/usr/bin:/bin"),
@@ -192,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     config = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(args.kubeconfig),
-                                       client_configuration=config)
+    # kubernetes.config is not annotated (unlike the client's API classes).
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(args.kubeconfig), client_configuration=config
+    )
     config.connection_pool_maxsize = 32  # one watch plus pod workers patching status
     client = kubernetes.client.ApiClient(config)
     node = Node(kubernetes.client.CoreV1Api(client), state_dir, args.path, api_port(client))
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         # The control plane was restarted (on new ports): start over, same pid, same pid file.
         log.info("kubeconfig changed: restarting")
         sys.stdout.flush()
-        rerun = [sys.executable, "-m", "harness.node_runner",
+        rerun = [sys.executable, "-m", "harness.node.runner",
                  *(sys.argv[1:] if argv is None else argv)]
         os.execv(sys.executable, rerun)  # noqa: S606 - our own interpreter and module
     log.info("node runner stopped")

@@ -59,14 +59,14 @@ def _start_node_runner(state_dir: Path, cp: controlplane.ControlPlane) -> None:
     if processes.read_pid(state_dir / f"{NODE_RUNNER}.pid"):
         return
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "tests")
+    env["PYTHONPATH"] = str(REPO)
     env["KUBECONFIG"] = str(cp.kubeconfig)
     processes.spawn(
         NODE_RUNNER,
         [
             sys.executable,
             "-m",
-            "harness.node_runner",
+            "harness.node.runner",
             "--kubeconfig",
             str(cp.kubeconfig),
             "--state-dir",

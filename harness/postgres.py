@@ -43,9 +43,9 @@ class PostgresServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
 
 
-def _as_postgres(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+def _as_postgres(args: list[str]) -> subprocess.CompletedProcess[str]:
     cmd = args if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *args]
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)  # type: ignore[call-overload, no-any-return]
+    return subprocess.run(cmd, check=True, text=True, capture_output=True)
 
 
 def _chown_postgres(path: Path) -> None:
