@@ -12,6 +12,7 @@ import kubernetes
 import pytest
 
 from harness import controlplane, stack
+from harness.crds import install_crds
 from harness.kube import Cluster, Kubectl, api_client, wait_for
 from harness.paths import DEV_DIR
 
@@ -85,3 +86,9 @@ def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
     for obj in found.stdout.split():
         kubectl.run("patch", obj, "-n", namespace, "--type=merge",
                     "-p", '{"metadata":{"finalizers":null}}', check=False)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> list[str]:
+    """The names of the project's CRDs, installed or updated from crds/ once per session."""
+    return install_crds(cluster.kubectl)

@@ -280,7 +280,7 @@ def _common_checks(can: Can, ns: str) -> None:
 
 
 def test_namespace_scope_rbac(
-    helm: Helm, kubectl: Kubectl, namespace: str, other_namespace: str
+    helm: Helm, kubectl: Kubectl, namespace: str, other_namespace: str, crds: list[str]
 ) -> None:
     release = "km"
     _install(helm, release, namespace, "rbac.scope=namespace")
@@ -302,7 +302,7 @@ def test_namespace_scope_rbac(
 @pytest.mark.parametrize("cluster_wide_secrets", [True, False], ids=["secrets-all", "secrets-some"])
 def test_cluster_scope_rbac(
     helm: Helm, kubectl: Kubectl, namespace: str, other_namespace: str,
-    cluster_wide_secrets: bool,
+    cluster_wide_secrets: bool, crds: list[str],
 ) -> None:
     # ClusterRoles are cluster-scoped: name the release after the test's namespace.
     release = f"km-{namespace}"

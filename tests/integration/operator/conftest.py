@@ -7,18 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.crds import install_crds
 from harness.kube import Cluster, Kubectl
 from harness.operator import OperatorProcess
 
 
-@pytest.fixture(scope="session")
-def crds(cluster: Cluster) -> None:
-    install_crds(cluster.kubectl)
-
-
 @pytest.fixture
-def db_secret(kubectl: Kubectl, namespace: str, database_url: str, crds: None) -> str:
+def db_secret(kubectl: Kubectl, namespace: str, database_url: str, crds: list[str]) -> str:
     """A Secret `db` (key `url`) in the test namespace pointing at the test's database."""
     kubectl.run(
         "create", "secret", "generic", "db", "-n", namespace, f"--from-literal=url={database_url}"
@@ -28,7 +22,7 @@ def db_secret(kubectl: Kubectl, namespace: str, database_url: str, crds: None) -
 
 @pytest.fixture
 def start_operator(
-    cluster: Cluster, namespace: str, tmp_path: Path, crds: None
+    cluster: Cluster, namespace: str, tmp_path: Path, crds: list[str]
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start operators on demand (a test may kill one and start another); all stopped after."""
     started: list[OperatorProcess] = []

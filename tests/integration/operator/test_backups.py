@@ -80,7 +80,7 @@ def databases_like(url: str, pattern: str) -> list[str]:
 
 def test_wrong_password_fails_and_records_no_backup(
     kubectl: Kubectl, cluster: Cluster, namespace: str, database_url: str, pg_admin_url: str,
-    operator: OperatorProcess, crds: None,
+    operator: OperatorProcess, crds: list[str],
 ) -> None:
     databases.ensure_role(pg_admin_url, postgres.PASSWORD_ROLE, "the-right-one")
     url = databases.with_user(database_url, postgres.PASSWORD_ROLE, WRONG)

@@ -25,7 +25,7 @@ def test_wrong_password_fails_preflight_without_leaking_it(
     database_url: str,
     pg_admin_url: str,
     operator: OperatorProcess,
-    crds: None,
+    crds: list[str],
 ) -> None:
     databases.ensure_role(pg_admin_url, postgres.PASSWORD_ROLE, "the-right-one")
     url = databases.with_user(database_url, postgres.PASSWORD_ROLE, WRONG)
@@ -87,7 +87,7 @@ def test_operator_killed_mid_migration_applies_it_exactly_once(
 
 
 def test_database_outage_recovers_by_itself(
-    kubectl: Kubectl, namespace: str, operator: OperatorProcess, crds: None
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, crds: list[str]
 ) -> None:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="kubemigrate-outage-") as tmp:
