@@ -5,41 +5,80 @@
 #   docker build -t REGISTRY/kubemigrate:TAG .
 #   docker build --build-arg PG_MAJOR=16 -t REGISTRY/kubemigrate:TAG-pg16 .
 #
-# PG_MAJOR picks the client tools from the PostgreSQL project's apt repository (apt.postgresql.org,
-# PGDG), because pg_dump refuses servers newer than itself and Debian bookworm ships only 15.
-# Use the newest major version among the servers you back up; it dumps older servers too.
+# PG_MAJOR picks the client tools; use the newest major version among the servers you back up
+# (pg_dump refuses servers newer than itself and dumps older ones). PG_CLIENT says where they
+# come from:
+#   pgdg     (default) the PostgreSQL project's apt repository, apt.postgresql.org: any version;
+#   debian   Debian's own repository: only the version of the base's release (15 on bookworm);
+#   base     already in PYTHON_IMAGE, which must also have python3 with venv and passwd.
+# `make image` uses `base`, with a Debian bookworm base made by mmdebstrap (harness/image/), for
+# machines that reach neither Docker Hub nor apt.postgresql.org:
+#   buildah bud --build-arg PYTHON_IMAGE=localhost/kubemigrate-base:HASH --build-arg PG_CLIENT=base \
+#     --build-arg PG_MAJOR=15 -t kubemigrate:dev .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+# The dependencies: a virtualenv that changes only when pyproject.toml does. No dev extras; every
+# dependency ships wheels, so no compiler is needed.
+FROM ${PYTHON_IMAGE} AS deps
+# pip's index and CA bundle, for builds behind a mirror or a TLS-inspecting proxy (`make image`
+# mounts the host's bundle); build arguments reach RUN steps as variables, not the image.
+ARG PIP_INDEX_URL
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/kubemigrate
+RUN python3 -m venv /opt/kubemigrate
 WORKDIR /src
 COPY pyproject.toml README.md ./
+RUN /opt/kubemigrate/bin/python -c 'import tomllib; \
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+      > requirements.txt \
+ && /opt/kubemigrate/bin/pip install -r requirements.txt
+
+# The package itself, as a wheel: a change to the code alone rebuilds from here, without PyPI,
+# and adds one small layer to the image instead of a new copy of the virtualenv.
+FROM deps AS wheel
+ARG PIP_INDEX_URL
+ARG PIP_CERT
+RUN /opt/kubemigrate/bin/python -c 'import tomllib; \
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+      > build-requirements.txt \
+ && /opt/kubemigrate/bin/pip install -r build-requirements.txt
 COPY operator ./operator
-# No dev extras; every dependency ships wheels, so no compiler is needed.
-RUN /opt/kubemigrate/bin/pip install . \
- && /opt/kubemigrate/bin/kubemigrate --help >/dev/null
+RUN /opt/kubemigrate/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 ARG PG_MAJOR=17
+ARG PG_CLIENT=pgdg
 RUN set -eux; \
-    apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates curl; \
-    install -d /usr/share/postgresql-common/pgdg; \
-    curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc \
-      https://www.postgresql.org/media/keys/ACCC4CF8.asc; \
-    . /etc/os-release; \
-    echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
-      > /etc/apt/sources.list.d/pgdg.list; \
-    apt-get update; \
-    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
-    apt-get purge -y --auto-remove curl; \
-    rm -rf /var/lib/apt/lists/*; \
+    case "${PG_CLIENT}" in \
+      pgdg) \
+        apt-get update; \
+        apt-get install -y --no-install-recommends ca-certificates curl; \
+        install -d /usr/share/postgresql-common/pgdg; \
+        curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc \
+          https://www.postgresql.org/media/keys/ACCC4CF8.asc; \
+        . /etc/os-release; \
+        echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
+          > /etc/apt/sources.list.d/pgdg.list; \
+        apt-get update; \
+        apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
+        apt-get purge -y --auto-remove curl; \
+        rm -rf /var/lib/apt/lists/*;; \
+      debian) \
+        apt-get update; \
+        apt-get install -y --no-install-recommends ca-certificates "postgresql-client-${PG_MAJOR}"; \
+        rm -rf /var/lib/apt/lists/*;; \
+      base) ;; \
+      *) echo "PG_CLIENT must be pgdg, debian or base, not ${PG_CLIENT}" >&2; exit 2;; \
+    esac; \
+    test -x "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump"; \
     groupadd --system --gid 65532 kubemigrate; \
     useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin kubemigrate
 
-COPY --from=build /opt/kubemigrate /opt/kubemigrate
+COPY --from=deps /opt/kubemigrate /opt/kubemigrate
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    /opt/kubemigrate/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+      /wheels/*.whl
 
 # The chosen major version's tools first on PATH, so no version wrapper has to pick one.
 ENV PATH=/opt/kubemigrate/bin:/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH} \
