@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) and
-# helm from Go modules into a cache outside the repo, keyed by version. Builds only what is
+# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kubectl), helm,
+# and the node runner's runas (cmd/runas) from Go modules into a cache outside the repo, keyed by
+# version. Builds only what is
 # missing, so a warm run costs nothing. Prints the directory holding the binaries.
 #
 # To change the Kubernetes release, regenerate go.mod's replace list (a consumer of
@@ -31,6 +32,9 @@ build etcd ./cmd/etcd
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kubectl k8s.io/kubernetes/cmd/kubectl
+# runas changes with the repository, not with a release: keyed by its source's hash (the node
+# runner computes the same name, harness/node/helper.py).
+build "runas-$(sha256sum "$here/cmd/runas/main.go" | cut -c1-12)" ./cmd/runas
 if [ ! -x "$bin/helm" ]; then
   echo "building helm v$HELM_VERSION ..." >&2
   tmp=$(mktemp -d)
