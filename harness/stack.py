@@ -6,6 +6,7 @@ cluster is up. Bringing it up again reuses every part that is running and health
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -55,9 +56,18 @@ def node_path(bin_dir: Path) -> str:
     )
 
 
+def runas_path(bin_dir: Path) -> Path:
+    """The runas helper harness/cluster/build.sh built beside the control plane (named by its
+    source's hash, so a changed helper is rebuilt)."""
+    source = REPO / "harness" / "cluster" / "cmd" / "runas" / "main.go"
+    return bin_dir / f"runas-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
+
+
 def _start_node_runner(state_dir: Path, cp: controlplane.ControlPlane) -> None:
     if processes.read_pid(state_dir / f"{NODE_RUNNER}.pid"):
         return
+    if not runas_path(cp.bin_dir).exists():
+        controlplane.build_tools()  # a checkout newer than the running control plane's build
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO)
     env["KUBECONFIG"] = str(cp.kubeconfig)
@@ -73,6 +83,8 @@ def _start_node_runner(state_dir: Path, cp: controlplane.ControlPlane) -> None:
             str(state_dir / "node"),
             "--path",
             node_path(cp.bin_dir),
+            "--runas",
+            str(runas_path(cp.bin_dir)),
         ],
         state_dir,
         env=env,

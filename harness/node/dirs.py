@@ -1,9 +1,12 @@
 """Where the node runner keeps pods' files under its state directory.
 
-    logs/<namespace>_<pod>.log     a pod's stdout and stderr (kept after the pod ends)
-    pods/<uid>/                    per-pod files: volumes, the termination-message file (removed
-                                   when the pod's worker ends)
-    pvc/<namespace>/<claim>/       a PersistentVolumeClaim's data, shared by every pod using it
+logs/<namespace>_<pod>.log     a pod's stdout and stderr, all containers (kept after the pod)
+pods/<uid>/                    per-pod files, removed when the pod's worker ends:
+  volumes/<volume>/              emptyDir, Secret, ConfigMap, downward API, projected
+  termination/<container>        the termination-message file bound into the container
+  etc/{hosts,hostname,resolv.conf}  the files a kubelet and its runtime bind into /etc
+  layers/<container>/            the writable layer of a container run from an image
+pvc/<namespace>/<claim>/       a PersistentVolumeClaim's data, shared by every pod using it
 """
 
 from __future__ import annotations
@@ -24,8 +27,16 @@ def volume_dir(state_dir: Path, uid: str, volume: str) -> Path:
     return pod_dir(state_dir, uid) / "volumes" / volume
 
 
-def termination_log(state_dir: Path, uid: str) -> Path:
-    return pod_dir(state_dir, uid) / "termination-log"
+def termination_log(state_dir: Path, uid: str, container: str) -> Path:
+    return pod_dir(state_dir, uid) / "termination" / container
+
+
+def etc_dir(state_dir: Path, uid: str) -> Path:
+    return pod_dir(state_dir, uid) / "etc"
+
+
+def layer_dir(state_dir: Path, uid: str, container: str) -> Path:
+    return pod_dir(state_dir, uid) / "layers" / container
 
 
 def pvc_dir(state_dir: Path, namespace: str, claim: str) -> Path:

@@ -3,6 +3,8 @@
 Order and precedence follow the kubelet: envFrom sources in order, then `env` entries (whose
 literal values may reference earlier variables and the service variables as `$(VAR)`), then the
 service variables the container did not set; `command` and `args` are expanded against the result.
+A container run from an image starts from the image's ENV and ENTRYPOINT/CMD (image_env,
+image_command), as the runtime merges them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from harness.node.refs import Obj, PodError, Refs
 
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # a runtime's
 
 
 def expand(text: str, mapping: Mapping[str, str]) -> str:
@@ -89,14 +92,39 @@ def container_env(container: Obj, refs: Refs, services: Mapping[str, str]) -> di
 
 
 def container_argv(container: Obj, env: Mapping[str, str]) -> list[str]:
-    """command + args with `$(VAR)` expanded; the image is ignored, so command is required."""
+    """command + args with `$(VAR)` expanded, for a pod run as host processes: the image is
+    ignored, so command is required."""
     command: list[str] = container.get("command") or []
     if not command:
         raise PodError(
-            f'container "{container["name"]}" has no command: the local node runner ignores '
-            "images, so pods must set the container's command explicitly")
+            f'container "{container["name"]}" has no command: a pod run as host processes '
+            "ignores its image, so it must set the container's command explicitly")
     args: list[str] = container.get("args") or []
     return [expand(a, env) for a in [*command, *args]]
+
+
+def image_command(container: Obj, env: Mapping[str, str], config: Obj) -> list[str]:
+    """The runtime's rule: `command` replaces the image's ENTRYPOINT and CMD, `args` alone
+    replace CMD; only the pod's own strings are `$(VAR)`-expanded."""
+    command = [expand(a, env) for a in container.get("command") or []]
+    args = [expand(a, env) for a in container.get("args") or []]
+    if command:
+        return [*command, *args]
+    return [*(config.get("Entrypoint") or []), *(args or config.get("Cmd") or [])]
+
+
+def image_env(config: Obj, kube_env: Mapping[str, str], hostname: str,
+              home: str) -> dict[str, str]:
+    """The image's ENV, then HOSTNAME, then the pod's variables; HOME from the user's passwd
+    entry when neither sets it."""
+    env = {"PATH": DEFAULT_PATH}
+    for item in config.get("Env") or []:
+        name, _, value = item.partition("=")
+        env[name] = value
+    env["HOSTNAME"] = hostname
+    env.update(kube_env)
+    env.setdefault("HOME", home)
+    return env
 
 
 def first_container(pod: Obj) -> Obj:

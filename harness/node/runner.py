@@ -1,14 +1,14 @@
-"""The local node: runs the pods nothing schedules, as sandboxed host processes (no kubelet).
+"""The local node: runs the pods nothing schedules, from their images, with no kubelet.
 
-    python -m harness.node.runner --kubeconfig K --state-dir D --path PATH
+    python -m harness.node.runner --kubeconfig K --state-dir D --path PATH --runas RUNAS
 
 It watches pods without `spec.nodeName` in all namespaces (leaving nodeName empty) and runs each
-one's first container with bubblewrap (see pod and sandbox), reporting pods/status as a
-kubelet would, so the real Job, ReplicaSet and Deployment controllers drive them. Every pod is
-run, whoever owns it, unless it has scheduling gates or the annotation
-`kubemigrate.dev/node-runner: skip`. A pod is run at most once per runner; a deleted pod's
-processes are killed. Pod output goes to D/logs/<namespace>_<pod>.log (`dirs.pod_log_path`); the
-runner's own log goes to stdout.
+one's init containers and first container with bubblewrap (see pod, launch and the sandboxes),
+reporting pods/status as a kubelet would, so the real Job, ReplicaSet and Deployment controllers
+drive them. Every pod is run, whoever owns it, unless it has scheduling gates or the annotation
+`kubemigrate.dev/node-runner: skip` (`host` runs it as host processes, ignoring its images).
+A pod is run at most once per runner; a deleted pod's processes are killed. Pod output goes to
+D/logs/<namespace>_<pod>.log (`dirs.pod_log_path`); the runner's own log goes to stdout.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from harness.node.pod import Node, PodWorker
+from harness.node.launch import NODE_ANNOTATION, Node
+from harness.node.pod import PodWorker
 from harness.node.refs import Obj, read_json
 
 __all__ = ["NodeRunner", "main"]
 
 log = logging.getLogger("node-runner")
 
-SKIP_ANNOTATION = "kubemigrate.dev/node-runner"
 UNSCHEDULED = "spec.nodeName="
 WATCH_SECONDS = 300
 RETRY_SECONDS = 2.0
@@ -51,7 +51,7 @@ def wanted(pod: Obj) -> bool:
         meta.get("deletionTimestamp")
         or spec.get("nodeName")
         or spec.get("schedulingGates")
-        or (meta.get("annotations") or {}).get(SKIP_ANNOTATION) == "skip"
+        or (meta.get("annotations") or {}).get(NODE_ANNOTATION) == "skip"
         or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
     )
 
@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--path", default=os.environ.get("PATH", "/usr/bin:/bin"),
-                        help="PATH for containers that do not set one")
+                        help="PATH for host-process containers that do not set one")
+    parser.add_argument("--runas", type=Path,
+                        help="the runas helper (harness/cluster/build.sh), for image containers")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s [%(threadName)s] %(message)s")
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     config.connection_pool_maxsize = 32  # one watch plus pod workers patching status
     client = kubernetes.client.ApiClient(config)
-    node = Node(kubernetes.client.CoreV1Api(client), state_dir, args.path, api_port(client))
+    node = Node(kubernetes.client.CoreV1Api(client), state_dir, args.path, api_port(client),
+                args.runas)
     runner = NodeRunner(node)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -5,11 +5,17 @@ outlives pods (no PersistentVolume is bound: the claim's name is the storage); h
 host path itself. secret, configMap, downwardAPI and projected volumes (including the
 ServiceAccount token volume the admission plugin injects) are files written from the API at each
 container start and mounted read-only, as the kubelet mounts them.
+
+Ownership follows the kubelet too: an emptyDir is world-writable (0777), and with the pod's
+fsGroup set an emptyDir or claim is given to that group, group-writable, with set-group-ID
+directories (SetVolumeOwnership), so a non-root container can write its backups to a claim.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
@@ -87,6 +93,23 @@ def write_files(directory: Path, files: Files, default_mode: int | None) -> None
         path.chmod(mode if mode is not None else default_mode or DEFAULT_MODE)
 
 
+def set_ownership(path: Path, fs_group: int | None) -> None:
+    """The kubelet's SetVolumeOwnership: fsGroup's, group read-write, directories set-gid."""
+    if fs_group is None:
+        return
+    for p in [path, *path.rglob("*")]:
+        if p.is_symlink():
+            continue
+        os.chown(p, -1, fs_group)
+        mode = p.stat().st_mode
+        extra = stat.S_IRGRP | stat.S_IWGRP
+        if stat.S_ISDIR(mode):
+            extra |= stat.S_IXGRP | stat.S_ISGID
+        elif mode & stat.S_IXUSR:
+            extra |= stat.S_IXGRP
+        p.chmod(mode | extra)
+
+
 def _pvc(claim: str, refs: Refs, state_dir: Path) -> Path:
     try:
         refs.core.read_namespaced_persistent_volume_claim(claim, refs.namespace,
@@ -117,14 +140,26 @@ def materialize(volume: Obj, refs: Refs, state_dir: Path, container: str) -> tup
     """The host path holding volume, and whether it must be mounted read-only."""
     uid = refs.pod["metadata"]["uid"]
     own_dir = dirs.volume_dir(state_dir, uid, volume["name"])
+    fs_group = (refs.pod["spec"].get("securityContext") or {}).get("fsGroup")
     if "emptyDir" in volume:
         own_dir.mkdir(parents=True, exist_ok=True)
+        own_dir.chmod(0o777)
+        set_ownership(own_dir, fs_group)
         return own_dir, False
     if "persistentVolumeClaim" in volume:
         pvc = volume["persistentVolumeClaim"]
-        return _pvc(pvc["claimName"], refs, state_dir), bool(pvc.get("readOnly"))
+        claim = _pvc(pvc["claimName"], refs, state_dir)
+        set_ownership(claim, fs_group)
+        return claim, bool(pvc.get("readOnly"))
     if "hostPath" in volume:
         return _host_path(volume["hostPath"]), False
+    files, default_mode = _api_files(volume, refs, container)
+    write_files(own_dir, files, default_mode)
+    return own_dir, True
+
+
+def _api_files(volume: Obj, refs: Refs, container: str) -> tuple[Files, int | None]:
+    """The files of a volume made from the API (secret, configMap, downwardAPI, projected)."""
     if "secret" in volume:
         spec = volume["secret"]
         files = _key_files("Secret", spec, refs, name_field="secretName")
@@ -140,8 +175,7 @@ def materialize(volume: Obj, refs: Refs, state_dir: Path, container: str) -> tup
     else:
         kinds = sorted(set(volume) - {"name"})
         raise PodError(f'volume "{volume["name"]}": unsupported type {kinds}')
-    write_files(own_dir, files, spec.get("defaultMode"))
-    return own_dir, True
+    return files, spec.get("defaultMode")
 
 
 def container_mounts(pod: Obj, container: Obj, refs: Refs, state_dir: Path,

@@ -13,6 +13,8 @@ import pytest
 
 from harness import controlplane, stack
 from harness.crds import install_crds
+from harness.image import build
+from harness.image.store import LocalImage
 from harness.kube import Cluster, Kubectl, api_client, wait_for
 from harness.paths import DEV_DIR
 
@@ -92,3 +94,10 @@ def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
 def crds(cluster: Cluster) -> list[str]:
     """The names of the project's CRDs, installed or updated from crds/ once per session."""
     return install_crds(cluster.kubectl)
+
+
+@pytest.fixture(scope="session")
+def dev_image() -> LocalImage:
+    """The project's image, localhost/kubemigrate:dev, which in-cluster pods run: built (as by
+    `make image`) when it is missing or was built from other sources than the checkout's."""
+    return build.ensure()

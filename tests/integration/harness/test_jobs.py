@@ -1,7 +1,9 @@
 """The local node runner really runs pods: the real Job and Deployment controllers drive them.
 
 Each pod's processes carry a unique KM_TEST_MARKER variable, so a test can see them on the host
-(and see them gone).
+(and see them gone). These pods run as host processes (the `kubemigrate.dev/node-runner: host`
+annotation: their images are placeholders), which shows the kubelet's part on its own;
+test_images.py runs pods from the project's image.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from harness.node.dirs import pod_log_path
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
+HOST = {"kubemigrate.dev/node-runner": "host"}
 
 
 @pytest.fixture
@@ -35,7 +38,8 @@ def container(command: list[str], **extra: Any) -> Obj:
 
 def pod_template(command: list[str], restart: str = "Never", pod: Obj | None = None,
                  **extra: Any) -> Obj:
-    return {"spec": {"restartPolicy": restart, "terminationGracePeriodSeconds": 5,
+    return {"metadata": {"annotations": HOST},
+            "spec": {"restartPolicy": restart, "terminationGracePeriodSeconds": 5,
                      "containers": [container(command, **extra)], **(pod or {})}}
 
 
@@ -233,8 +237,9 @@ def test_active_deadline_fails_job_and_kills_process(kubectl: Kubectl, namespace
 def test_deleting_a_running_pod_kills_its_process(kubectl: Kubectl, namespace: str,
                                                   node_dir: Path) -> None:
     marker = uuid.uuid4().hex
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
-           **pod_template(["sh", "-c", "sleep 60; sleep 60"], env=marker_env(marker))}
+    template = pod_template(["sh", "-c", "sleep 60; sleep 60"], env=marker_env(marker))
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "sleeper", **template["metadata"]}, "spec": template["spec"]}
     kubectl.apply(json.dumps(pod), "-n", namespace)
     kubectl.run("wait", "-n", namespace, "--for=condition=Ready", "pod/sleeper", "--timeout=30s")
     assert processes_with(marker)
@@ -264,7 +269,8 @@ def test_service_account_token_authenticates_in_cluster(kubectl: Kubectl, namesp
 
 def test_pod_without_command_fails_clearly(kubectl: Kubectl, namespace: str,
                                            node_dir: Path) -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "imageonly"},
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "imageonly", "annotations": HOST},
            "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "x"}]}}
     kubectl.apply(json.dumps(pod), "-n", namespace)
     kubectl.run("wait", "-n", namespace, "--for=jsonpath={.status.phase}=Failed",
@@ -288,11 +294,11 @@ def test_on_failure_restarts_in_place_until_backoff_limit(kubectl: Kubectl, name
 def test_deployment_pod_becomes_ready_and_restarts(kubectl: Kubectl, namespace: str,
                                                    node_dir: Path) -> None:
     labels = {"app": "web"}
+    template = pod_template(["sleep", "3600"], restart="Always")
+    template["metadata"]["labels"] = labels
     deploy = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
-                              **pod_template(["sleep", "3600"], restart="Always")}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template},
     }
     kubectl.apply(json.dumps(deploy), "-n", namespace)
     kubectl.run("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
@@ -300,8 +306,10 @@ def test_deployment_pod_becomes_ready_and_restarts(kubectl: Kubectl, namespace: 
     assert condition(pod, "Ready")["status"] == "True"
     assert pod["status"]["containerStatuses"][0]["ready"] is True
 
-    crash = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
-             **pod_template(["sh", "-c", "exit 3"], restart="Always")}
+    crash_template = pod_template(["sh", "-c", "exit 3"], restart="Always")
+    crash = {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "crasher", **crash_template["metadata"]},
+             "spec": crash_template["spec"]}
     kubectl.apply(json.dumps(crash), "-n", namespace)
 
     def restarts() -> int:
