@@ -33,6 +33,20 @@ sysdeps: ## install PostgreSQL and bubblewrap from Debian's packages if missing
 	    DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing >/dev/null; \
 	  fi
 
+.PHONY: image-deps image
+image-deps: ## install buildah and mmdebstrap from Debian's packages if missing
+	@missing=""; \
+	  command -v buildah >/dev/null || missing="$$missing buildah"; \
+	  command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing >/dev/null; \
+	  fi
+
+image: venv image-deps ## build localhost/kubemigrate:dev with buildah (Debian base cached outside the repo)
+	$(PY) -m harness.image
+
 tools: ## build etcd, kube-apiserver, kube-controller-manager, kubectl and helm (cached outside the repo)
 	@harness/cluster/build.sh >/dev/null
 
@@ -48,7 +62,7 @@ fmt: venv ## format the code
 unit: venv ## the fast, hermetic tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
-integration: venv sysdeps tools ## the tests against a real control plane and PostgreSQL
+integration: venv sysdeps tools image ## the tests against a real control plane and PostgreSQL
 	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
 
 test: lint unit integration ## everything CI runs
@@ -56,7 +70,7 @@ test: lint unit integration ## everything CI runs
 dev-up: venv sysdeps tools ## start the local control plane, PostgreSQL and node runner; writes .dev/env
 	$(HARNESS) up
 
-demo: venv sysdeps tools ## the local cluster, the chart, migrations/ applied, a backup and a rollback
+demo: venv sysdeps tools image ## the local cluster, the chart, migrations/ applied, a backup and a rollback
 	$(PY) -m harness.examples.demo
 
 dev-down: venv ## stop what dev-up started
@@ -85,7 +99,7 @@ $(VENV)-bench/.stamp:
 	$(VENV)-bench/bin/pip install --quiet alembic yoyo-migrations 'psycopg[binary]'
 	touch $@
 
-bench: venv sysdeps $(VENV)-bench/.stamp ## the benchmarks; results go in docs/benchmarks.md
+bench: venv sysdeps image $(VENV)-bench/.stamp ## the benchmarks; results go in docs/benchmarks.md
 	$(PY) bench/engine_bench.py
 	$(PY) bench/backup_bench.py
 	$(PY) bench/operator_bench.py

@@ -1,7 +1,9 @@
 """The kubemigrate operator as a subprocess of the tests, the way `make run` starts it.
 
 A subprocess (not KopfRunner in a thread) so a test can kill it with SIGKILL mid-migration and
-start it again, and read everything it logged to check that no password ever reached a log.
+start it again, and read everything it logged to check that no password ever reached a log. The
+Jobs it creates run from the project's image (localhost/kubemigrate:dev, `make image`), as the
+chart's operator's do.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.image.build import DEV_IMAGE
 from harness.kube import wait_for
 from harness.ports import free_port
 
@@ -33,7 +36,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "KUBEMIGRATE_METRICS_PORT": str(self.metrics_port),
-            "KUBEMIGRATE_IMAGE": "kubemigrate:test",
+            "KUBEMIGRATE_IMAGE": DEV_IMAGE,
             "KUBEMIGRATE_RETRY_MAX_SECONDS": "4",
             **self.extra_env,
         }

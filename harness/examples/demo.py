@@ -1,9 +1,11 @@
 """`make demo`: the whole mission on the local cluster, in about a minute once things are built.
 
-It starts the local stack (control plane, PostgreSQL, node runner), installs the Helm chart into
-its own namespace (the operator runs there as the Deployment's pod, in-cluster, with the chart's
-ServiceAccount and namespace-scoped RBAC), applies the example migrations in `migrations/`,
-waits for Ready, takes a backup, rolls the newest migration back, and says how to clean up.
+It starts the local stack (control plane, PostgreSQL, node runner), builds the project's image if
+it is missing or stale (`make image`), installs the Helm chart into its own namespace with that
+image (the operator runs there as the Deployment's pod, in-cluster, from the image, with the
+chart's ServiceAccount and namespace-scoped RBAC; its preflight and backup Jobs run from it too),
+applies the example migrations in `migrations/`, waits for Ready, takes a backup, rolls the
+newest migration back, and says how to clean up.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 
 from harness import databases, stack
 from harness.crds import install_crds
+from harness.image import build
 from harness.kube import Kubectl, wait_for
 from harness.paths import DEV_DIR, REPO
 from harness.ports import free_port
@@ -68,6 +71,10 @@ def main() -> int:
     say("Starting the local cluster and PostgreSQL (the first run builds Kubernetes from Go "
         "modules: about five minutes)")
     s = stack.up(DEV_DIR)
+    say("Building the image localhost/kubemigrate:dev with buildah, unless it is up to date "
+        "(the first build makes a Debian base with mmdebstrap: about two minutes)")
+    image = build.ensure()
+    print(f"  {image.name} {image.digest}")
     kubectl = Kubectl(s.control_plane.bin_dir / "kubectl", s.kubeconfig)
     helm = s.control_plane.bin_dir / "helm"
     reset(kubectl, str(helm), str(s.kubeconfig))
@@ -79,8 +86,13 @@ def main() -> int:
                     "--kubeconfig", str(s.kubeconfig), "--namespace", NAMESPACE,
                     "--create-namespace", "--set", "crds.create=false",
                     "--set", "rbac.scope=namespace", "--set", f"metrics.port={free_port()}",
+                    "--set", f"liveness.port={free_port()}",
+                    "--set", f"image.repository={build.DEV_REPOSITORY}",
+                    "--set", f"image.tag={build.DEV_TAG}",
                     "--wait", "--timeout", "120s"], check=True, capture_output=True, text=True)
     show(kubectl, "get", "deployment,pods", "-n", NAMESPACE)
+    show(kubectl, "get", "pods", "-n", NAMESPACE, "-o",
+         "custom-columns=POD:.metadata.name,IMAGE-ID:.status.containerStatuses[0].imageID")
 
     say("Creating the database and its Secret")
     url = databases.create(s.database.url, "demo")

@@ -18,7 +18,8 @@ from pathlib import Path
 from harness.image import base, store
 from harness.paths import REPO
 
-DEV_IMAGE = "localhost/kubemigrate:dev"
+DEV_REPOSITORY, DEV_TAG = "localhost/kubemigrate", "dev"
+DEV_IMAGE = f"{DEV_REPOSITORY}:{DEV_TAG}"
 SOURCE_LABEL = "dev.kubemigrate.source"
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
 CONTEXT_DIRS = ("operator",)

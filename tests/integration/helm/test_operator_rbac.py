@@ -1,26 +1,26 @@
 """The operator does its whole job with nothing but the chart's namespace-scoped RBAC.
 
 `kubectl auth can-i` (test_chart.py) shows what the rules allow; this shows they are enough: the
-chart is installed with `rbac.scope=namespace`, the operator runs with exactly the Deployment's
-command and environment, logged in with a token minted for the chart's ServiceAccount
-(TokenRequest), applies and rolls back a Migration, and takes a backup. Any call the rules
-forbid shows up as a 403 in its log. The Deployment's own pod is skipped by the node runner, so
-only this copy runs.
+chart is installed with `rbac.scope=namespace` and the project's image (localhost/kubemigrate:dev),
+its Deployment's pod runs the operator in-cluster from that image, logged in as the chart's
+ServiceAccount through its projected token, and applies and rolls back a Migration and takes a
+backup, whose Job runs from the same image. Any call the rules forbid shows up as a 403 in the
+pod's log.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from harness.image.build import DEV_REPOSITORY, DEV_TAG
+from harness.image.store import LocalImage
 from harness.kube import Cluster, Kubectl, wait_for
+from harness.node.dirs import pod_log_path
 from harness.ports import free_port
 
 from .helm_helpers import CHART, Helm
@@ -66,75 +66,58 @@ spec:
 """
 
 
-def _sa_kubeconfig(cluster: Cluster, token: str, path: Path) -> None:
-    """The admin kubeconfig's cluster entry with the ServiceAccount's token as the only user."""
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    entry = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [entry],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator",
-                      "context": {"cluster": entry["name"], "user": "operator"}}],
-        "current-context": "operator",
-    }))
-
-
-def _deployment(helm: Helm, namespace: str) -> dict[str, Any]:
-    manifest = helm.run("get", "manifest", RELEASE, "--namespace", namespace).stdout
-    return next(d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Deployment")
-
-
+@dataclass(frozen=True)
 class Operator:
-    """The operator process and its log."""
+    """The chart's operator pod and its log."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
-        self.proc, self.log = proc, log
+    kubectl: Kubectl
+    namespace: str
+    log: Path
+
+    def pod(self) -> dict[str, Any]:
+        return _operator_pod(self.kubectl, self.namespace)
 
     def check_alive(self) -> None:
-        """Fail at once, with the log's tail, if the operator has exited."""
-        if self.proc.poll() is not None:
+        """Fail at once, with the log's tail, if the operator's container has exited."""
+        [status] = self.pod()["status"]["containerStatuses"]
+        if "running" not in status["state"] or status["restartCount"]:
             tail = "\n".join(self.log.read_text().splitlines()[-30:])
-            raise AssertionError(f"the operator exited {self.proc.returncode}:\n{tail}")
+            raise AssertionError(f"the operator's container is not running: {status}\n{tail}")
 
 
 @pytest.fixture
 def operator(
     helm: Helm, kubectl: Kubectl, cluster: Cluster, namespace: str, database_url: str,
-    tmp_path: Path,
+    crds: list[str], dev_image: LocalImage,
 ) -> Iterator[Operator]:
-    """The chart installed namespace-scoped, and its operator running as its ServiceAccount."""
-    helm.run("install", RELEASE, str(CHART), "--namespace", namespace,
-             "--set", "crds.create=false", "--set", "rbac.scope=namespace",
-             "--set", "podAnnotations.kubemigrate\\.dev/node-runner=skip")
+    """The chart installed namespace-scoped from the dev image, its operator pod running."""
+    if not cluster.local or cluster.state_dir is None:
+        pytest.skip("needs the local stack's node runner to run the operator's pod")
     kubectl.run("create", "secret", "generic", "app-db", "-n", namespace,
                 f"--from-literal=url={database_url}")
-    token = kubectl.run("create", "token", SA, "-n", namespace, "--duration=1h").stdout.strip()
-    kubeconfig = tmp_path / "operator.kubeconfig"
-    _sa_kubeconfig(cluster, token, kubeconfig)
-
-    (container,) = _deployment(helm, namespace)["spec"]["template"]["spec"]["containers"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEMIGRATE_")}
-    env.update({e["name"]: e["value"] for e in container["env"]})
-    metrics, liveness = free_port(), free_port()
-    env.update(KUBECONFIG=str(kubeconfig), KUBEMIGRATE_METRICS_PORT=str(metrics))
-    command = [arg.replace(":8081/", f":{liveness}/") for arg in container["command"]]
-    command[0] = str(Path(sys.executable).parent / command[0])  # kopf from this venv
-
-    log = tmp_path / "operator.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    helm.run("install", RELEASE, str(CHART), "--namespace", namespace,
+             "--set", "crds.create=false", "--set", "rbac.scope=namespace",
+             "--set", f"image.repository={DEV_REPOSITORY}", "--set", f"image.tag={DEV_TAG}",
+             "--set", f"metrics.port={free_port()}", "--set", f"liveness.port={free_port()}",
+             "--wait", "--timeout", "120s")
+    name = _operator_pod(kubectl, namespace)["metadata"]["name"]
+    op = Operator(kubectl, namespace, pod_log_path(cluster.state_dir / "node", namespace, name))
+    wait_for(lambda: "kubemigrate operator started" in _text(op.log), timeout=60,
+             what=f"the operator to start (log: {op.log})")
     try:
-        yield Operator(proc, log)
+        yield op
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        helm.run("uninstall", RELEASE, "--namespace", namespace, check=False)
+        helm.run("uninstall", RELEASE, "--namespace", namespace, "--wait", check=False)
+
+
+def _operator_pod(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+    [pod] = kubectl.json("get", "pods", "-n", namespace, "-l",
+                         "app.kubernetes.io/component=operator")["items"]
+    return pod  # type: ignore[no-any-return]
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def _phase(kubectl: Kubectl, namespace: str, operator: Operator) -> str | None:
@@ -158,6 +141,23 @@ def test_operator_applies_rolls_back_and_backs_up_with_chart_rbac(
                 "--timeout=120s")
     backup = kubectl.json("get", "databasebackup", "nightly", "-n", namespace)["status"]
     assert backup["phase"] == "Succeeded" and backup["sha256"] and backup["sizeBytes"] > 0
-    forbidden = [line for line in operator.log.read_text().splitlines()
+    forbidden = [line for line in _text(operator.log).splitlines()
                  if "forbidden" in line.lower() and not any(t in line for t in TOLERATED_403)]
     assert not forbidden, "\n".join(forbidden)
+
+
+def test_operator_and_its_jobs_run_from_the_image_make_image_built(
+    kubectl: Kubectl, namespace: str, operator: Operator, dev_image: LocalImage
+) -> None:
+    [status] = operator.pod()["status"]["containerStatuses"]
+    assert status["image"] == f"{DEV_REPOSITORY}:{DEV_TAG}"
+    assert status["imageID"] == f"{DEV_REPOSITORY}@{dev_image.digest}"
+    kubectl.apply(MIGRATION, "-n", namespace)
+    wait_for(lambda: _phase(kubectl, namespace, operator) == "Succeeded", timeout=180,
+             interval=1, what=f"Migration Succeeded (operator log: {operator.log})")
+    jobs = kubectl.json("get", "pods", "-n", namespace, "-l",
+                        "app.kubernetes.io/managed-by=kubemigrate")["items"]
+    assert jobs, "the migration's preflight Job left no pod"
+    for pod in jobs:
+        [job_status] = pod["status"]["containerStatuses"]
+        assert job_status["imageID"] == dev_image.image_id

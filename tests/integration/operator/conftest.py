@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.image.store import LocalImage
 from harness.kube import Cluster, Kubectl
 from harness.operator import OperatorProcess
 
@@ -22,9 +23,10 @@ def db_secret(kubectl: Kubectl, namespace: str, database_url: str, crds: list[st
 
 @pytest.fixture
 def start_operator(
-    cluster: Cluster, namespace: str, tmp_path: Path, crds: list[str]
+    cluster: Cluster, namespace: str, tmp_path: Path, crds: list[str], dev_image: LocalImage
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """Start operators on demand (a test may kill one and start another); all stopped after."""
+    """Start operators on demand (a test may kill one and start another); all stopped after.
+    Their Jobs run from dev_image."""
     started: list[OperatorProcess] = []
 
     def start(**env: str) -> OperatorProcess:
