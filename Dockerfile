@@ -17,8 +17,17 @@
 #     --build-arg PG_MAJOR=15 -t kubemigrate:dev .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# The dependencies: a virtualenv that changes only when pyproject.toml does. No dev extras; every
-# dependency ships wheels, so no compiler is needed.
+# The requirements, read from pyproject.toml: later stages copy only these lists, so a change to
+# the rest of pyproject.toml (tool settings, the version) reuses the dependencies' layer.
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; m = tomllib.load(open("pyproject.toml", "rb")); \
+open("/requirements.txt", "w").write("\n".join(m["project"]["dependencies"])); \
+open("/build-requirements.txt", "w").write("\n".join(m["build-system"]["requires"]))'
+
+# The dependencies: a virtualenv that changes only when they do. No dev extras; every dependency
+# ships wheels, so no compiler is needed.
 FROM ${PYTHON_IMAGE} AS deps
 # pip's index and CA bundle, for builds behind a mirror or a TLS-inspecting proxy (`make image`
 # mounts the host's bundle); build arguments reach RUN steps as variables, not the image.
@@ -26,22 +35,18 @@ ARG PIP_INDEX_URL
 ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/kubemigrate
-WORKDIR /src
-COPY pyproject.toml README.md ./
-RUN /opt/kubemigrate/bin/python -c 'import tomllib; \
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-      > requirements.txt \
- && /opt/kubemigrate/bin/pip install -r requirements.txt
+COPY --from=requirements /requirements.txt /tmp/requirements.txt
+RUN /opt/kubemigrate/bin/pip install -r /tmp/requirements.txt
 
 # The package itself, as a wheel: a change to the code alone rebuilds from here, without PyPI,
 # and adds one small layer to the image instead of a new copy of the virtualenv.
 FROM deps AS wheel
 ARG PIP_INDEX_URL
 ARG PIP_CERT
-RUN /opt/kubemigrate/bin/python -c 'import tomllib; \
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
-      > build-requirements.txt \
- && /opt/kubemigrate/bin/pip install -r build-requirements.txt
+COPY --from=requirements /build-requirements.txt /tmp/build-requirements.txt
+RUN /opt/kubemigrate/bin/pip install -r /tmp/build-requirements.txt
+WORKDIR /src
+COPY pyproject.toml README.md ./
 COPY operator ./operator
 RUN /opt/kubemigrate/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
@@ -76,9 +81,12 @@ RUN set -eux; \
       --shell /usr/sbin/nologin kubemigrate
 
 COPY --from=deps /opt/kubemigrate /opt/kubemigrate
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
-    /opt/kubemigrate/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
-      /wheels/*.whl
+# COPY, not RUN --mount=from=wheel: buildah 1.28 reuses a cached RUN whatever the mounted stage
+# holds, while COPY --from is keyed by the files' content.
+COPY --from=wheel /wheels /tmp/wheels
+RUN /opt/kubemigrate/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+      /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels
 
 # The chosen major version's tools first on PATH, so no version wrapper has to pick one.
 ENV PATH=/opt/kubemigrate/bin:/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH} \
