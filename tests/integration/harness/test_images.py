@@ -14,6 +14,8 @@ import pytest
 from harness.image.store import LocalImage
 from harness.kube import Cluster, Kubectl, wait_for
 from harness.node.dirs import pod_log_path, pvc_dir
+from harness.node.rootfs import rootfs
+from harness.paths import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -282,3 +284,18 @@ def test_a_command_missing_from_the_image_is_a_start_error(
     state = terminated(pod["status"]["containerStatuses"][0])
     assert (state["reason"], state["exitCode"]) == ("StartError", 128)
     assert state["message"] == 'exec: "no-such-command": executable file not found in $PATH'
+
+
+def test_the_image_holds_the_checkouts_code(dev_image: LocalImage) -> None:
+    """The build's layer cache never serves code older than the checkout's."""
+    root = rootfs(dev_image)
+    [site] = (root / "opt/kubemigrate/lib").glob("python3*/site-packages")
+    package = REPO / "operator" / "kubemigrate"
+    sources = sorted(p.relative_to(package) for p in package.rglob("*.py"))
+    assert sources
+    differing = [
+        str(p)
+        for p in sources
+        if (site / "kubemigrate" / p).read_bytes() != (package / p).read_bytes()
+    ]
+    assert not differing, f"the image's code is not the checkout's: {differing}"
