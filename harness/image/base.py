@@ -61,10 +61,11 @@ def tarball() -> Path:
 def _make_tarball(path: Path) -> None:
     """mmdebstrap into a temporary file, renamed when complete (about a minute)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tar")
     argv = [
         "mmdebstrap",
         "--quiet",
+        "--format=tar",  # not guessed from the name
         *OPTIONS,
         f"--include={','.join(PACKAGES)}",
         SUITE,
