@@ -3,11 +3,12 @@
 The root is an overlay: the image's unpacked files (rootfs) as the read-only lower layer and a
 fresh per-run directory as the writable one, mounted by `sh` in a private mount namespace made
 by `unshare`, so it disappears with the container. bubblewrap binds that overlay as `/`, adds
-fresh /dev and /proc, a read-only /sys, the pod's volumes, /etc/hosts, /etc/hostname,
-/etc/resolv.conf and the termination-message file, then remounts `/` read-only when
-readOnlyRootFilesystem is set. Mount targets and the working directory are resolved through
-the image's symlinks (/var/run -> /run); missing parents are created with mode 0755 in the
-writable layer (or in the volume holding them), as a runtime creates mount points.
+fresh /dev (with a 1777 /dev/shm and /dev/mqueue) and /proc, a read-only /sys, the pod's
+volumes, /etc/hosts, /etc/hostname, /etc/resolv.conf and the termination-message file, then
+remounts `/` read-only when readOnlyRootFilesystem is set. Mount targets and the working
+directory are resolved through the image's symlinks (/var/run -> /run); missing parents are
+created with mode 0755 in the writable layer (or in the volume holding them), as a runtime
+creates mount points.
 
 bubblewrap runs as root; its command is runas (harness/cluster/cmd/runas), bound at RUNAS,
 which takes the pod's uid, gid and groups and execs the container's command. The container
@@ -121,6 +122,12 @@ def image_argv(box: ImageBox, command: Sequence[str], report_fd: int = -1) -> li
         "/",
         "--dev",
         "/dev",
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/dev/shm",
+        "--mqueue",
+        "/dev/mqueue",
         "--proc",
         "/proc",
         "--ro-bind",

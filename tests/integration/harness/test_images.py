@@ -145,7 +145,7 @@ def test_run_as_user_group_and_fs_group(
         "-n",
         namespace,
     )
-    script = "id -u; id -g; id -G; grep ^Uid: /proc/self/status; touch /data/mine"
+    script = "id -u; id -g; id -G; grep ^Uid: /proc/self/status; touch /data/mine /dev/shm/ok"
     container = main(
         dev_image.name,
         script,
