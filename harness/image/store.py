@@ -44,9 +44,15 @@ def inspect(ref: str) -> LocalImage | None:
     `localhost/kubemigrate:dev`), or None when it holds no such image."""
     if not ref or ref.startswith("-"):
         return None
-    proc = subprocess.run(
-        [BUILDAH, "inspect", "--type", "image", ref], capture_output=True, text=True, check=False
-    )
+    try:
+        proc = subprocess.run(
+            [BUILDAH, "inspect", "--type", "image", ref],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:  # no buildah (make image-deps): no local images either
+        return None
     if proc.returncode != 0:
         return None
     data = json.loads(proc.stdout)

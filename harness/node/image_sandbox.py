@@ -93,24 +93,9 @@ def _runas(box: ImageBox, report_fd: int) -> list[str]:
     return argv
 
 
-def image_argv(box: ImageBox, command: Sequence[str], report_fd: int = -1) -> list[str]:
-    """The full argv running command in the container (run it with env={"PATH": HOST_PATH})."""
-    upper, work, merged = (box.layer / d for d in ("upper", "work", "merged"))
-    args = [
-        UNSHARE,
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        SH,
-        "-c",
-        OVERLAY,
-        "sh",
-        str(box.rootfs),
-        str(upper),
-        str(work),
-        str(merged),
-        BWRAP,
+def _bwrap_options(box: ImageBox) -> list[str]:
+    """bubblewrap's options: namespaces, the root, the mounts, user-visible environment."""
+    options = [
         "--die-with-parent",
         "--unshare-pid",
         "--unshare-ipc",
@@ -118,7 +103,7 @@ def image_argv(box: ImageBox, command: Sequence[str], report_fd: int = -1) -> li
         "--hostname",
         box.hostname[:63].rstrip(".-") or "pod",
         "--bind",
-        str(merged),
+        str(box.layer / "merged"),
         "/",
         "--dev",
         "/dev",
@@ -133,19 +118,39 @@ def image_argv(box: ImageBox, command: Sequence[str], report_fd: int = -1) -> li
         "--ro-bind",
         "/sys",
         "/sys",
+        *_mount_args(box),
+        "--ro-bind",
+        str(box.runas),
+        RUNAS,
     ]
-    args += _mount_args(box)
-    args += ["--ro-bind", str(box.runas), RUNAS]
     workdir = resolve(box.rootfs, box.workdir or "/")
     for parent in [*_ancestors(workdir), workdir]:
         if parent != "/":
-            args += ["--dir", parent]
+            options += ["--dir", parent]
     if box.read_only:
-        args += ["--remount-ro", "/"]
-    args += ["--chdir", workdir, "--clearenv"]
+        options += ["--remount-ro", "/"]
+    options += ["--chdir", workdir, "--clearenv"]
     for name, value in box.env.items():
-        args += ["--setenv", name, value]
-    return [*args, "--", *_runas(box, report_fd), "--", *command]
+        options += ["--setenv", name, value]
+    return options
+
+
+def image_argv(
+    box: ImageBox, command: Sequence[str], report_fd: int = -1, args_fd: int = -1
+) -> tuple[list[str], bytes]:
+    """The full argv running command in the container (run it with env={"PATH": HOST_PATH}).
+    With args_fd, bubblewrap reads its options from that fd (`--args`), so the container's
+    environment (Secrets included) stays off the host's process list: the second value is what
+    to write there."""
+    upper, work, merged = (box.layer / d for d in ("upper", "work", "merged"))
+    prefix = [UNSHARE, "--mount", "--propagation", "private", "--", SH, "-c", OVERLAY, "sh"]
+    prefix += [str(box.rootfs), str(upper), str(work), str(merged), BWRAP]
+    options = _bwrap_options(box)
+    tail = ["--", *_runas(box, report_fd), "--", *command]
+    if args_fd < 0:
+        return [*prefix, *options, *tail], b""
+    payload = b"".join(option.encode() + b"\0" for option in options)
+    return [*prefix, "--args", str(args_fd), *tail], payload
 
 
 def make_layer(layer: Path) -> None:

@@ -73,12 +73,15 @@ class StartError(PodError):
 class Launch:
     """One container start, ready to run."""
 
-    argv: Callable[[int], list[str]]  # given the fd runas reports start failures on (-1: none)
+    # (fd runas reports start failures on, fd for bubblewrap's options; -1: none) -> the argv,
+    # and what to write to the second fd
+    argv: Callable[[int, int], tuple[list[str], bytes]]
     env: dict[str, str]
     termination: Path  # the host file bound at terminationMessagePath
     image_id: str = ""
     layer: Path | None = None  # the writable layer, removed after the run
     reports: bool = False  # whether argv takes a report fd
+    hides_args: bool = False  # whether bubblewrap's options go on an fd (image_sandbox)
 
 
 def host_mode(pod: Obj) -> bool:
@@ -146,7 +149,7 @@ def host_launch(node: Node, pod: Obj, container: Obj) -> Launch:
     )
     if "/" not in argv[0] and not shutil.which(argv[0], path=env["PATH"]):
         raise StartError(f'exec: "{argv[0]}": executable file not found in $PATH')
-    return Launch(lambda _fd: full, env, term)
+    return Launch(lambda _report, _args: (full, b""), env, term)
 
 
 def image_launch(node: Node, pod: Obj, container: Obj) -> Launch:
@@ -186,12 +189,13 @@ def image_launch(node: Node, pod: Obj, container: Obj) -> Launch:
         runas=node.runas,
     )
     return Launch(
-        lambda fd: image_argv(box, command, fd),
+        lambda report, args: image_argv(box, command, report, args),
         {"PATH": HOST_PATH},
         term,
         image_id=image.image_id,
         layer=layer,
         reports=True,
+        hides_args=True,
     )
 
 

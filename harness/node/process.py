@@ -60,21 +60,32 @@ class Run:
         self.started = pod_status.now()
         read_fd, write_fd = os.pipe() if launch.reports else (-1, -1)
         self._report = read_fd
+        passed = [fd for fd in (write_fd,) if fd >= 0]
         try:
+            args_fd = os.memfd_create("bwrap-args") if launch.hides_args else -1
+            if args_fd >= 0:
+                passed.append(args_fd)
+            argv, options = launch.argv(write_fd, args_fd)
+            if args_fd >= 0:
+                os.write(args_fd, options)
+                os.lseek(args_fd, 0, os.SEEK_SET)
             with logfile.open("ab") as out:
                 self.proc = subprocess.Popen(
-                    launch.argv(write_fd),
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     env=launch.env,
                     cwd="/",
                     start_new_session=True,
-                    pass_fds=(write_fd,) if write_fd >= 0 else (),
+                    pass_fds=passed,
                 )
+        except BaseException:
+            self.cleanup()
+            raise
         finally:
-            if write_fd >= 0:
-                os.close(write_fd)
+            for fd in passed:
+                os.close(fd)
         self.pid = self.proc.pid
 
     def wait(self, stopping: Callable[[], bool], grace: Callable[[], float]) -> int:

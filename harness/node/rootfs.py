@@ -5,7 +5,8 @@ An image is unpacked by copying its files out of a buildah working container (`b
 `buildah mount`, `cp -a`), a few seconds once per image; the copy is a plain directory, so no
 mount outlives it and the runner needs buildah only to find images. Unpacking takes a file lock
 and renames a finished copy into place, so concurrent pods and runners share one copy. A copy
-whose image has lost its name (rebuilt, removed) is deleted when it has not been used for an hour.
+whose image has lost its name (rebuilt, removed) is deleted once unused for an hour (at the next
+unpack of another image).
 """
 
 from __future__ import annotations
@@ -58,16 +59,18 @@ def _copy_out(image_id: str, dest: Path) -> None:
 
 
 def _prune(keep: str) -> None:
-    """Delete copies of images that lost their name and went unused for KEEP_UNUSED."""
+    """Delete copies of images that lost their name and went unused for KEEP_UNUSED, and
+    unfinished copies (a runner killed while unpacking) as old."""
     named = store.tagged_ids() | {keep}
     for root in ROOTS.iterdir():
-        if not root.is_dir() or root.name.startswith(".") or root.name in named:
+        if not root.is_dir() or root.name in named:
             continue
         stamp = root.with_suffix(".used")
-        used = stamp.stat().st_mtime if stamp.exists() else 0.0
+        used = (stamp if stamp.exists() else root).stat().st_mtime
         if time.time() - used > KEEP_UNUSED:
             shutil.rmtree(root, ignore_errors=True)
             stamp.unlink(missing_ok=True)
+            root.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def rootfs(image: store.LocalImage) -> Path:

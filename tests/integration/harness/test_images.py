@@ -5,7 +5,9 @@ errors. The image is the project's own (localhost/kubemigrate:dev, `make image`)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +301,39 @@ def test_the_image_holds_the_checkouts_code(dev_image: LocalImage) -> None:
         if (site / "kubemigrate" / p).read_bytes() != (package / p).read_bytes()
     ]
     assert not differing, f"the image's code is not the checkout's: {differing}"
+
+
+def test_secrets_in_the_environment_stay_off_the_hosts_process_list(
+    kubectl: Kubectl, namespace: str, node_dir: Path, dev_image: LocalImage
+) -> None:
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    kubectl.run(
+        "create", "secret", "generic", "creds", "-n", namespace, f"--from-literal=password={secret}"
+    )
+    env = [
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}
+    ]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "holder"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [main(dev_image.name, "sleep 60", env=env)],
+        },
+    }
+    kubectl.apply(json.dumps(pod), "-n", namespace)
+    kubectl.run("wait", "-n", namespace, "--for=condition=Ready", "pod/holder", "--timeout=60s")
+    needle = secret.encode()
+
+    def holding(name: str) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.isdigit() and needle in (entry / name).read_bytes():
+                    found.append(int(entry.name))
+        return found
+
+    wait_for(lambda: holding("environ"), timeout=10, what="the container's environment")
+    assert not holding("cmdline")
+    kubectl.run("delete", "pod", "holder", "-n", namespace, "--wait=false")

@@ -10,7 +10,7 @@ import pytest
 
 from harness.node.env import image_command, image_env
 from harness.node.identity import Identity, identity
-from harness.node.image_sandbox import RUNAS, ImageBox, image_argv
+from harness.node.image_sandbox import BWRAP, RUNAS, ImageBox, image_argv
 from harness.node.refs import ConfigError
 from harness.node.rootpath import resolve
 from harness.node.sandbox import Mount
@@ -111,7 +111,7 @@ def test_sandbox_argv(root: Path, tmp_path: Path) -> None:
         read_only=True,
         runas=tmp_path / "runas",
     )
-    argv = image_argv(box, ["kubemigrate", "--version"], report_fd=7)
+    argv, _ = image_argv(box, ["kubemigrate", "--version"], report_fd=7)
     assert argv[argv.index("--bind") + 1 : argv.index("--bind") + 3] == [
         str(tmp_path / "layer" / "merged"),
         "/",
@@ -146,3 +146,26 @@ def test_sandbox_argv(root: Path, tmp_path: Path) -> None:
     ]
     clear = argv.index("--clearenv")
     assert argv[clear + 1 : clear + 4] == ["--setenv", "A", "1"]
+
+
+def test_bubblewraps_options_and_the_environment_leave_the_command_line(
+    root: Path, tmp_path: Path
+) -> None:
+    box = ImageBox(
+        rootfs=root,
+        layer=tmp_path / "layer",
+        mounts=[],
+        workdir="/",
+        hostname="p",
+        env={"PASSWORD": "s3cret"},
+        identity=Identity(1, 1, (1,), False, "/"),
+        read_only=False,
+        runas=tmp_path / "runas",
+    )
+    full, nothing = image_argv(box, ["cmd", "--"])
+    argv, options = image_argv(box, ["cmd", "--"], args_fd=9)
+    assert nothing == b"" and "s3cret" in full and "s3cret" not in argv
+    at = argv.index(BWRAP) + 1
+    assert argv[at : at + 2] == ["--args", "9"]
+    hidden = [o.decode() for o in options.split(b"\0")[:-1]]
+    assert full == [*argv[:at], *hidden, *argv[at + 2 :]]
