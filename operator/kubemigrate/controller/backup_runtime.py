@@ -14,19 +14,19 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from kubemigrate.controller import preflight
-from kubemigrate.controller.backup_flow import BackupFlow
-from kubemigrate.controller.backup_jobs import (
+from kubemigrate.controller.build import preflight
+from kubemigrate.controller.build.backup_jobs import (
     cleanup_owner,
     cleanup_request,
     parse_location,
     place_of,
 )
-from kubemigrate.controller.backup_queue import BackupKey, BackupPeer, backup_peer_of
-from kubemigrate.controller.jobs import build_job
-from kubemigrate.controller.migration_flow import Backoff
-from kubemigrate.controller.resource_flow import FlowContext, ResourceFlow
-from kubemigrate.controller.restore_flow import RestoreFlow
+from kubemigrate.controller.build.jobs import build_job
+from kubemigrate.controller.flows.backup import BackupFlow
+from kubemigrate.controller.flows.base import FlowContext, ResourceFlow
+from kubemigrate.controller.flows.migration import Backoff
+from kubemigrate.controller.flows.restore import RestoreFlow
+from kubemigrate.controller.ordering.backups import BackupKey, BackupPeer, backup_peer_of
 from kubemigrate.controller.runtime import Runtime
 from kubemigrate.models.backup import DatabaseBackupSpec
 

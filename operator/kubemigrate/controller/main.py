@@ -11,11 +11,11 @@ from typing import Any
 
 import kopf
 
-from kubemigrate.controller import login as login_as
-from kubemigrate.controller.backup_queue import BackupKey, BackupPeer, backup_peer_of
 from kubemigrate.controller.backup_runtime import BackupIndex, BackupRuntime
-from kubemigrate.controller.kubeapi import GROUP, VERSION, KubeApi, make_client
-from kubemigrate.controller.queue import DatabaseKey, Peer, peer_of
+from kubemigrate.controller.kube import login as login_as
+from kubemigrate.controller.kube.api import GROUP, VERSION, KubeApi, make_client
+from kubemigrate.controller.ordering.backups import BackupKey, BackupPeer, backup_peer_of
+from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, peer_of
 from kubemigrate.controller.runtime import PeerIndex, Runtime
 from kubemigrate.settings import Settings
 

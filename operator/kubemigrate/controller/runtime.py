@@ -9,11 +9,11 @@ from typing import Any
 
 import kopf
 
-from kubemigrate.controller.kubeapi import KubeApi
+from kubemigrate.controller.flows.migration import Context, MigrationFlow
+from kubemigrate.controller.kube.api import KubeApi
 from kubemigrate.controller.metrics import Metrics
-from kubemigrate.controller.migration_flow import Context, MigrationFlow
-from kubemigrate.controller.queue import DatabaseKey, Peer, next_up, peer_of
-from kubemigrate.controller.wakeups import Wakeups
+from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, next_up, peer_of
+from kubemigrate.controller.ordering.wakeups import Wakeups
 from kubemigrate.settings import Settings
 
 PeerIndex = Mapping[DatabaseKey, Collection[Peer]]

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from harness.argocd import SCRIPT, run_health
-from kubemigrate.controller import status as status_builder
-from kubemigrate.controller.conditions import DONE_PHASES, STALLED_PHASES
+from kubemigrate.controller.build import status as status_builder
+from kubemigrate.controller.build.conditions import DONE_PHASES, STALLED_PHASES
 
 REPO = Path(__file__).resolve().parents[3]
 ARGOCD = REPO / "helm" / "argocd"

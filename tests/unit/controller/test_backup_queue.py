@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kubemigrate.controller.backup_queue import (
+from kubemigrate.controller.ordering.backups import (
     BackupKey,
     BackupPeer,
     ahead_of,

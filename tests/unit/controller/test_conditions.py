@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubemigrate.controller.conditions import build_conditions, health
+from kubemigrate.controller.build.conditions import build_conditions, health
 
 
 def by_type(conditions: list[dict[str, object]]) -> dict[str, dict[str, object]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubemigrate.controller.migration_backup import (
+from kubemigrate.controller.flows.migration_backup import (
     backup_manifest,
     backup_name,
     lost_writes_note,

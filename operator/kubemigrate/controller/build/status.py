@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from kubemigrate.controller.conditions import build_conditions, health
+from kubemigrate.controller.build.conditions import build_conditions, health
 from kubemigrate.engine.migrate.results import MigrationResult, RunReport
 
 MAX_MESSAGE = 1024

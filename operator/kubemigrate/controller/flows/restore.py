@@ -13,25 +13,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubemigrate.controller import preflight
-from kubemigrate.controller.backup_jobs import (
+from kubemigrate.controller.build import preflight
+from kubemigrate.controller.build.backup_jobs import (
     RESTORE,
     parse_location,
     read_outcome,
     restore_fields,
     restore_request,
 )
-from kubemigrate.controller.jobs import Owner, build_job, job_name
-from kubemigrate.controller.kubeapi import NotFound
-from kubemigrate.controller.migration_flow import Backoff
-from kubemigrate.controller.resource_flow import (
+from kubemigrate.controller.build.jobs import Owner, build_job, job_name
+from kubemigrate.controller.build.status import rfc3339
+from kubemigrate.controller.flows.base import (
     FlowContext,
     ResourceFlow,
     phase,
     seconds_between,
     utcnow,
 )
-from kubemigrate.controller.status import rfc3339
+from kubemigrate.controller.flows.migration import Backoff
+from kubemigrate.controller.kube.api import NotFound
 from kubemigrate.models.common import DatabaseRef
 from kubemigrate.models.restore import DatabaseRestoreSpec
 

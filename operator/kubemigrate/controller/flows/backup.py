@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubemigrate.controller import preflight
-from kubemigrate.controller.backup_jobs import (
+from kubemigrate.controller.build import preflight
+from kubemigrate.controller.build.backup_jobs import (
     BACKUP,
     Outcome,
     Place,
@@ -26,24 +26,24 @@ from kubemigrate.controller.backup_jobs import (
     place_of,
     read_outcome,
 )
-from kubemigrate.controller.backup_queue import (
-    BackupPeer,
-    ahead_of,
-    backup_peer_of,
-    to_prune,
-    ttl_left,
-)
-from kubemigrate.controller.jobs import Owner, build_job, job_name
-from kubemigrate.controller.kubeapi import NotFound
-from kubemigrate.controller.migration_flow import Backoff
-from kubemigrate.controller.resource_flow import (
+from kubemigrate.controller.build.jobs import Owner, build_job, job_name
+from kubemigrate.controller.build.status import rfc3339
+from kubemigrate.controller.flows.base import (
     FlowContext,
     ResourceFlow,
     phase,
     seconds_between,
     utcnow,
 )
-from kubemigrate.controller.status import rfc3339
+from kubemigrate.controller.flows.migration import Backoff
+from kubemigrate.controller.kube.api import NotFound
+from kubemigrate.controller.ordering.backups import (
+    BackupPeer,
+    ahead_of,
+    backup_peer_of,
+    to_prune,
+    ttl_left,
+)
 from kubemigrate.engine.migrate.durations import parse_duration
 from kubemigrate.models.backup import DatabaseBackupSpec
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from kubemigrate.controller import status
-from kubemigrate.controller.kubeapi import KubeApi
+from kubemigrate.controller.build import status
+from kubemigrate.controller.kube.api import KubeApi
 from kubemigrate.controller.metrics import Metrics
 from kubemigrate.settings import Settings
 

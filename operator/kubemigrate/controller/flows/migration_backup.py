@@ -20,8 +20,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kubemigrate.controller import status
-from kubemigrate.controller.jobs import API_VERSION, Owner, job_name, owner_reference
+from kubemigrate.controller.build import status
+from kubemigrate.controller.build.jobs import API_VERSION, Owner, job_name, owner_reference
 from kubemigrate.engine.errors import EngineError
 from kubemigrate.engine.migrate.history import History
 from kubemigrate.engine.migrate.locking import AdvisoryLock, lock_key
@@ -29,7 +29,7 @@ from kubemigrate.engine.pg.session import Session
 from kubemigrate.models.migration import MigrationSpec, RollbackStrategy
 
 if TYPE_CHECKING:
-    from kubemigrate.controller.migration_flow import Context
+    from kubemigrate.controller.flows.migration import Context
 
 BACKUPS, RESTORES = "databasebackups", "databaserestores"
 POLL = 2.0

@@ -20,17 +20,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubemigrate.controller import migration_backup, preflight, status
-from kubemigrate.controller.jobs import Owner, build_job, job_name
-from kubemigrate.controller.kubeapi import KubeApi, NotFound
-from kubemigrate.controller.queue import (
+from kubemigrate.controller.build import preflight, status
+from kubemigrate.controller.build.jobs import Owner, build_job, job_name
+from kubemigrate.controller.flows import migration_backup
+from kubemigrate.controller.flows.base import ResourceFlow
+from kubemigrate.controller.kube.api import KubeApi, NotFound
+from kubemigrate.controller.ordering.migrations import (
     Blocker,
     Peer,
     apply_blocker,
     peer_of,
     rollback_blocker,
 )
-from kubemigrate.controller.resource_flow import ResourceFlow
 from kubemigrate.engine.errors import ConnectionFailed, EngineError, LockTimeout
 from kubemigrate.engine.migrate.durations import parse_duration
 from kubemigrate.engine.migrate.migrator import Migrator
