@@ -5,20 +5,27 @@ custom code (sigs.k8s.io/cli-utils kstatus): Reconciling=True while work is unde
 Stalled=True when progress needs a change of spec, Ready=True when the desired state is reached.
 Each condition carries the generation it describes, and keeps its lastTransitionTime while its
 status does not change.
+
+DatabaseBackup and DatabaseRestore have the phases Pending, Running, Succeeded and Failed, which
+read as Migration's phases of the same names do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+
+from kubemigrate.models.common import Condition, ConditionStatus
+from kubemigrate.models.migration import MigrationPhase
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 
 #: phases in which the resource has reached what its spec asks for
-DONE_PHASES = frozenset({"Succeeded", "RolledBack", "DryRunSucceeded"})
+DONE_PHASES: frozenset[str] = frozenset(
+    {MigrationPhase.SUCCEEDED, MigrationPhase.ROLLED_BACK, MigrationPhase.DRY_RUN_SUCCEEDED})
 #: phases that only a change of spec gets out of
-STALLED_PHASES = frozenset({"Failed"})
+STALLED_PHASES: frozenset[str] = frozenset({MigrationPhase.FAILED})
 
 
 @dataclass(frozen=True)
@@ -42,21 +49,20 @@ def health(phase: str, reason: str, message: str) -> Health:
 
 
 def _condition(ctype: str, status: bool, reason: str, message: str, *, generation: int,
-               now: str, previous: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    value = "True" if status else "False"
+               now: datetime, previous: Mapping[str, Condition]) -> Condition:
+    value = ConditionStatus.TRUE if status else ConditionStatus.FALSE
     before = previous.get(ctype)
-    unchanged = before is not None and before.get("status") == value
-    since = before.get("lastTransitionTime", now) if before and unchanged else now
-    return {"type": ctype, "status": value, "reason": reason, "message": message,
-            "observedGeneration": generation, "lastTransitionTime": since}
+    since = before.last_transition_time if before is not None and before.status == value else now
+    return Condition(type=ctype, status=value, reason=reason, message=message,
+                     observed_generation=generation, last_transition_time=since)
 
 
-def build_conditions(h: Health, generation: int, now: str,
-                     previous: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+def build_conditions(h: Health, generation: int, now: datetime,
+                     previous: Sequence[Condition] = ()) -> list[Condition]:
     """Ready, Reconciling and Stalled for h; other condition types in previous are kept."""
-    before = {c["type"]: c for c in previous if "type" in c}
+    before = {c.type: c for c in previous}
 
-    def cond(ctype: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+    def cond(ctype: str, status: bool, reason: str, message: str) -> Condition:
         return _condition(ctype, status, reason, message, generation=generation, now=now,
                           previous=before)
 
@@ -67,5 +73,5 @@ def build_conditions(h: Health, generation: int, now: str,
         cond(STALLED, h.stalled, h.reason if h.stalled else "Progressing",
              h.message if h.stalled else ""),
     ]
-    others = [dict(c) for c in previous if c.get("type") not in {READY, RECONCILING, STALLED}]
+    others = [c for c in previous if c.type not in {READY, RECONCILING, STALLED}]
     return ours + others

@@ -10,8 +10,8 @@ A finished backup's daemon then only applies retention: its TTL, and keepLast wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,66 +27,60 @@ from kubemigrate.controller.build.backup_jobs import (
     read_outcome,
 )
 from kubemigrate.controller.build.jobs import Owner, build_job, job_name
-from kubemigrate.controller.build.status import rfc3339
-from kubemigrate.controller.flows.base import (
-    FlowContext,
-    ResourceFlow,
-    phase,
-    seconds_between,
-    utcnow,
-)
-from kubemigrate.controller.flows.migration import Backoff
+from kubemigrate.controller.build.status import merged, seconds_between, to_second
+from kubemigrate.controller.flows.base import StatusWriter
+from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.kube.api import NotFound
 from kubemigrate.controller.ordering.backups import (
-    BackupPeer,
+    BackupIndex,
     ahead_of,
     backup_peer_of,
     to_prune,
     ttl_left,
 )
-from kubemigrate.engine.migrate.durations import parse_duration
-from kubemigrate.models.backup import DatabaseBackupSpec
+from kubemigrate.engine import parse_duration
+from kubemigrate.models.backup import BackupPhase, DatabaseBackupSpec, DatabaseBackupStatus
+from kubemigrate.models.common import LastError
 
 PLURAL = "databasebackups"
 IDLE = 300.0
 QUEUED = 30.0
 JOB_POLL = 2.0
-TERMINAL = frozenset({"Succeeded", "Failed"})
+TERMINAL = frozenset({BackupPhase.SUCCEEDED, BackupPhase.FAILED})
 
 
-class BackupFlow(ResourceFlow):
+class BackupFlow:
     """The state machine of one DatabaseBackup (one instance per daemon)."""
 
-    plural = PLURAL
+    def __init__(self, backoff: Backoff, index: BackupIndex) -> None:
+        self.backoff, self.index = backoff, index
+        self.writer = StatusWriter(PLURAL, DatabaseBackupStatus)
+        self._pruned = False
 
-    def __init__(self, backoff: Backoff) -> None:
-        super().__init__()
-        self.backoff = backoff
-
-    async def step(self, body: Mapping[str, Any], ctx: FlowContext,
-                   peers: Sequence[BackupPeer]) -> float:
+    async def step(self, body: Mapping[str, Any], ctx: StepContext) -> float:
         """Do the next thing for this backup; return seconds until the next look."""
-        obj = self._freshest(body)
-        raw = obj.get("status") or {}
+        obj = self.writer.freshest(body)
+        current = self.writer.current(obj)
         try:
             spec = DatabaseBackupSpec.model_validate(obj.get("spec") or {})
         except ValidationError as exc:
             return await self._fail(obj, ctx, "InvalidSpec", f"invalid spec: {exc.errors()[0]}")
-        if raw.get("phase") in TERMINAL:
+        if current.phase in TERMINAL:
             return await self._retain(obj, spec, ctx)
         meta = obj["metadata"]
         place = place_of(spec, meta["namespace"], meta["name"], meta["uid"])
-        if raw.get("phase") != "Running":
-            delay = await self._start(obj, spec, place, ctx, peers)
+        if current.phase is not BackupPhase.RUNNING:
+            delay = await self._start(obj, spec, place, ctx)
             if delay is not None:
                 return delay
         return await self._follow(obj, spec, place, ctx)
 
     async def _start(self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Place,
-                     ctx: FlowContext, peers: Sequence[BackupPeer]) -> float | None:
+                     ctx: StepContext) -> float | None:
         """Move to Running when it is this backup's turn; else the delay before looking again."""
         meta = obj["metadata"]
-        ahead = ahead_of(backup_peer_of(obj), peers)
+        me = backup_peer_of(obj)
+        ahead = ahead_of(me, list(self.index.get(me.database, ())))
         if ahead is not None:
             await self._pending(obj, ctx, "WaitingForBackup",
                                 f"waiting for backup {ahead.name} of the same database "
@@ -101,20 +95,20 @@ class BackupFlow(ResourceFlow):
             return await self._retry(obj, ctx, "ClaimNotFound",
                                      f"PersistentVolumeClaim {place.claim} not found")
         name = job_name(self._owner(obj), BACKUP)
-        await self._write(obj, ctx, phase(
-            "Running", "BackingUp", f"backup Job {name} is running",
-            meta["generation"], obj.get("status") or {}, startedAt=rfc3339(utcnow()),
-            job=name, lastError=None))
+        await self.writer.write(obj, ctx, DatabaseBackupStatus(
+            phase=BackupPhase.RUNNING, reason="BackingUp",
+            message=f"backup Job {name} is running", started_at=to_second(datetime.now(UTC)),
+            job=name, last_error=None))
         ctx.emit("Normal", "BackupStarted",
                  f"Started backup Job {name} writing {place.location}")
         self.backoff.reset()
         return None
 
     async def _follow(self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Place,
-                      ctx: FlowContext) -> float:
+                      ctx: StepContext) -> float:
         """Start the Job if it is not there yet; read its result once it finished."""
-        meta, raw = obj["metadata"], obj.get("status") or {}
-        name = raw.get("job") or job_name(self._owner(obj), BACKUP)
+        meta = obj["metadata"]
+        name = self.writer.current(obj).job or job_name(self._owner(obj), BACKUP)
         job = await ctx.api.job(meta["namespace"], name)
         if job is None:
             manifest = build_job(self._owner(obj), backup_request(spec, place), ctx.settings)
@@ -131,23 +125,24 @@ class BackupFlow(ResourceFlow):
         if outcome.ok:  # ran, but verification did not run or did not pass
             outcome = Outcome(False, "NotVerified", "the backup was not verified", outcome.data)
         return await self._fail(obj, ctx, outcome.reason, outcome.message or outcome.reason,
-                                backup_fields(outcome, place))
+                                _fields(outcome, place))
 
     async def _succeeded(self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Place,
-                         outcome: Outcome, ctx: FlowContext) -> float:
+                         outcome: Outcome, ctx: StepContext) -> float:
         meta, d = obj["metadata"], outcome.data
-        ended = utcnow()
-        fields = backup_fields(outcome, place)
-        fields.update(completedAt=d.get("completedAt") or rfc3339(ended),
-                      durationSeconds=d.get("durationSeconds")
-                      or seconds_between((obj.get("status") or {}).get("startedAt"), ended),
-                      lastError=None)
-        check = " and test-restored" if "verification" in fields else ""
+        ended = datetime.now(UTC)
+        fields = _fields(outcome, place)
+        check = " and test-restored" if "verification" in fields.model_fields_set else ""
         message = (f"backed up database {d.get('database', '?')} (PostgreSQL "
                    f"{d.get('serverVersion', '?')}): {d.get('sizeBytes', 0)} bytes to "
                    f"{place.location}, verified{check}")
-        await self._write(obj, ctx, phase("Succeeded", "Verified", message, meta["generation"],
-                                          obj.get("status") or {}, **fields))
+        reported = _reported(d)
+        await self.writer.write(obj, ctx, merged(fields, DatabaseBackupStatus(
+            phase=BackupPhase.SUCCEEDED, reason="Verified", message=message,
+            completed_at=reported.completed_at or to_second(ended),
+            duration_seconds=reported.duration_seconds
+            or seconds_between(self.writer.current(obj).started_at, ended),
+            last_error=None)))
         ctx.emit("Normal", "BackupSucceeded", message)
         me = backup_peer_of(obj)
         ctx.metrics.backups.labels(meta["namespace"], "succeeded").inc()
@@ -157,17 +152,18 @@ class BackupFlow(ResourceFlow):
         return await self._retain(obj, spec, ctx)
 
     async def _retain(self, obj: dict[str, Any], spec: DatabaseBackupSpec,
-                      ctx: FlowContext) -> float:
+                      ctx: StepContext) -> float:
         """Apply keepLast (once, when this backup succeeded) and this backup's own TTL."""
-        meta, raw = obj["metadata"], obj.get("status") or {}
+        meta, current = obj["metadata"], self.writer.current(obj)
         retention = spec.retention
         if retention is None:
             return IDLE
-        if retention.keep_last and raw.get("phase") == "Succeeded" and not self._pruned:
+        if (retention.keep_last and current.phase is BackupPhase.SUCCEEDED
+                and not self._pruned):
             await self._prune(obj, retention.keep_last, ctx)
         if retention.ttl:
-            left = ttl_left(raw.get("completedAt"), timedelta(
-                seconds=parse_duration(retention.ttl)), utcnow())
+            left = ttl_left(current.completed_at, timedelta(
+                seconds=parse_duration(retention.ttl)), datetime.now(UTC))
             if left is not None and left <= 0:
                 ctx.emit("Normal", "Expired", f"Deleting the backup: its TTL of "
                          f"{retention.ttl} ran out")
@@ -177,9 +173,7 @@ class BackupFlow(ResourceFlow):
                 return min(IDLE, max(left, 0.5))
         return IDLE
 
-    _pruned = False
-
-    async def _prune(self, obj: dict[str, Any], keep_last: int, ctx: FlowContext) -> None:
+    async def _prune(self, obj: dict[str, Any], keep_last: int, ctx: StepContext) -> None:
         """Delete the older succeeded backups of this database beyond keep_last; each one's
         deletion handler removes its file before the resource goes."""
         meta = obj["metadata"]
@@ -199,15 +193,15 @@ class BackupFlow(ResourceFlow):
         return Owner("DatabaseBackup", meta["name"], meta["namespace"], meta["uid"],
                      int(meta.get("generation", 1)))
 
-    async def _pending(self, obj: dict[str, Any], ctx: FlowContext, reason: str,
+    async def _pending(self, obj: dict[str, Any], ctx: StepContext, reason: str,
                        message: str) -> None:
-        raw = obj.get("status") or {}
-        if (raw.get("phase"), raw.get("reason"), raw.get("message")) != ("Pending", reason,
-                                                                          message):
-            await self._write(obj, ctx, phase("Pending", reason, message,
-                                              obj["metadata"]["generation"], raw))
+        current = self.writer.current(obj)
+        if (current.phase, current.reason, current.message) != (BackupPhase.PENDING, reason,
+                                                                message):
+            await self.writer.write(obj, ctx, DatabaseBackupStatus(
+                phase=BackupPhase.PENDING, reason=reason, message=message))
 
-    async def _retry(self, obj: dict[str, Any], ctx: FlowContext, reason: str,
+    async def _retry(self, obj: dict[str, Any], ctx: StepContext, reason: str,
                      message: str) -> float:
         """A failure that time may cure (a Secret or claim not created yet): Pending."""
         delay = self.backoff.next()
@@ -215,15 +209,27 @@ class BackupFlow(ResourceFlow):
         ctx.emit("Warning", reason, message)
         return delay
 
-    async def _fail(self, obj: dict[str, Any], ctx: FlowContext, reason: str, message: str,
-                    fields: dict[str, Any] | None = None) -> float:
+    async def _fail(self, obj: dict[str, Any], ctx: StepContext, reason: str, message: str,
+                    fields: DatabaseBackupStatus | None = None) -> float:
         """Failed and Stalled; nothing recorded as a usable backup."""
-        raw, ended = obj.get("status") or {}, utcnow()
-        extra: dict[str, Any] = {"location": None, "sha256": None, "completedAt": rfc3339(ended),
-                                 "durationSeconds": seconds_between(raw.get("startedAt"), ended),
-                                 "lastError": {"message": message[:1024]}, **(fields or {})}
-        await self._write(obj, ctx, phase("Failed", reason, f"backup failed: {message}",
-                                          obj["metadata"]["generation"], raw, **extra))
+        ended = datetime.now(UTC)
+        change = DatabaseBackupStatus(
+            phase=BackupPhase.FAILED, reason=reason, message=f"backup failed: {message}",
+            location=None, sha256=None, completed_at=to_second(ended),
+            duration_seconds=seconds_between(self.writer.current(obj).started_at, ended),
+            last_error=LastError(message=message[:1024]))
+        await self.writer.write(obj, ctx, change if fields is None else merged(change, fields))
         ctx.emit("Warning", "BackupFailed", f"{reason}: {message}")
         ctx.metrics.backups.labels(obj["metadata"]["namespace"], "failed").inc()
         return IDLE
+
+
+def _fields(outcome: Outcome, place: Place) -> DatabaseBackupStatus:
+    """The status fields of a finished backup's Job result, as a change."""
+    return DatabaseBackupStatus.model_validate(backup_fields(outcome, place))
+
+
+def _reported(data: Mapping[str, Any]) -> DatabaseBackupStatus:
+    """When the Job says it finished and how long it took, if it says."""
+    return DatabaseBackupStatus.model_validate(
+        {"completedAt": data.get("completedAt"), "durationSeconds": data.get("durationSeconds")})

@@ -1,59 +1,13 @@
-"""What the flows of every kind share: status writes that the next step sees at once; and for
-DatabaseBackup and DatabaseRestore, a daemon step's context and phases with their conditions.
-
-Both kinds have the phases Pending, Running, Succeeded and Failed, which `conditions.health`
-reads as Migration's do: Succeeded is Ready, Failed is Stalled, the rest Reconciling.
-"""
+"""What the flows of every kind share: reading status through the kind's model, and writing a
+phase change that the next step sees at once, even before the watch stream delivers it."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Generic, Protocol
 
-from kubemigrate.controller.build import status
+from kubemigrate.controller.build.status import StatusT, moved, patch, status_of
 from kubemigrate.controller.kube.api import KubeApi
-from kubemigrate.controller.metrics import Metrics
-from kubemigrate.settings import Settings
-
-Emit = Callable[[str, str, str], None]
-
-
-@dataclass
-class FlowContext:
-    """What one step of a backup or restore needs besides the object."""
-
-    api: KubeApi
-    settings: Settings
-    emit: Emit
-    metrics: Metrics
-    logger: logging.Logger | logging.LoggerAdapter[Any] = field(
-        default_factory=lambda: logging.getLogger("kubemigrate"))
-    wake: Callable[[str], None] = lambda _uid: None
-    """Wake another object's daemon by uid (the next backup in line)."""
-
-
-def phase(name: str, reason: str, message: str, generation: int,
-          previous: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
-    """A status patch moving to phase `name` (Migration's builder, minus its waitingFor)."""
-    patch = status.phase(name, reason, message, generation, previous, **fields)
-    if "waitingFor" not in fields:
-        patch.pop("waitingFor", None)
-    return patch
-
-
-def seconds_between(started: str | None, ended: datetime) -> float | None:
-    """durationSeconds from an RFC 3339 start to ended."""
-    if not started:
-        return None
-    begun = datetime.fromisoformat(started.replace("Z", "+00:00"))
-    return round(max(0.0, (ended - begun).total_seconds()), 3)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class HasApi(Protocol):
@@ -62,24 +16,36 @@ class HasApi(Protocol):
     api: KubeApi
 
 
-class ResourceFlow:
-    """Status writes for one object of `plural`, remembered until the watch catches up, so the
-    next step sees its own writes even before the watch stream delivers them."""
+class StatusWriter(Generic[StatusT]):
+    """Status of one object of `plural` (one writer per daemon), read and written as `model`;
+    its last write is remembered until the watch catches up."""
 
-    plural = ""
-
-    def __init__(self) -> None:
+    def __init__(self, plural: str, model: type[StatusT]) -> None:
+        self.plural = plural
+        self.model: type[StatusT] = model
         self._latest: dict[str, Any] | None = None
 
-    async def _write(self, obj: dict[str, Any], ctx: HasApi, patch: dict[str, Any]) -> None:
+    def current(self, obj: Mapping[str, Any]) -> StatusT:
+        """obj's status as its model (the API server validated it against the same schema)."""
+        return status_of(self.model, obj)
+
+    def complete(self, change: StatusT) -> StatusT:
+        """What a kind adds to every change of its own (nothing, unless overridden)."""
+        return change
+
+    async def write(self, obj: dict[str, Any], ctx: HasApi, change: StatusT) -> None:
+        """Merge-patch change (a phase change, see `moved`) into obj's status, and into obj."""
         meta = obj["metadata"]
-        updated = await ctx.api.patch_status(self.plural, meta["namespace"], meta["name"], patch)
+        full = moved(self.complete(change), int(meta.get("generation", 1)),
+                     self.current(obj).conditions)
+        updated = await ctx.api.patch_status(self.plural, meta["namespace"], meta["name"],
+                                             patch(full))
         if updated is not None:
             self._latest = updated
             obj["status"] = updated.get("status") or {}
             obj["metadata"] = updated["metadata"]
 
-    def _freshest(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def freshest(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The live body, or our last write if the watch has not delivered it yet."""
         live = {"metadata": dict(body.get("metadata") or {}), "spec": dict(body.get("spec") or {}),
                 "status": dict(body.get("status") or {})}

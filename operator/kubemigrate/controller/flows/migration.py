@@ -11,322 +11,236 @@ about what is applied, so the engine applies a migration exactly once however of
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
-import socket
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from kubemigrate.controller.build import preflight, status
-from kubemigrate.controller.build.jobs import Owner, build_job, job_name
-from kubemigrate.controller.flows import migration_backup
-from kubemigrate.controller.flows.base import ResourceFlow
-from kubemigrate.controller.kube.api import KubeApi, NotFound
+from kubemigrate.controller.build import status
+from kubemigrate.controller.build.restore_point import rollback_available
+from kubemigrate.controller.flows import migration_backup, preflight
+from kubemigrate.controller.flows.context import Backoff, StepContext
+from kubemigrate.controller.flows.migration_status import IDLE, MigrationStatusWriter
+from kubemigrate.controller.flows.migrator import Migrating, MigratorFactory, open_migrator
+from kubemigrate.controller.kube.api import NotFound
 from kubemigrate.controller.ordering.migrations import (
-    Blocker,
     Peer,
+    PeerIndex,
     apply_blocker,
     peer_of,
     rollback_blocker,
 )
-from kubemigrate.engine.errors import ConnectionFailed, EngineError, LockTimeout
-from kubemigrate.engine.migrate.durations import parse_duration
-from kubemigrate.engine.migrate.migrator import Migrator
-from kubemigrate.engine.migrate.results import MigrationResult, Origin, RunReport
-from kubemigrate.engine.migrate.sources import MigrationSource
-from kubemigrate.models.migration import MigrationSpec, RollbackStrategy
-from kubemigrate.settings import Settings
+from kubemigrate.engine import (
+    ConnectionFailed,
+    EngineError,
+    LockTimeout,
+    MigrationSource,
+    RunReport,
+    parse_duration,
+)
+from kubemigrate.models.migration import (
+    DryRunResult,
+    MigrationPhase,
+    MigrationSpec,
+    MigrationStatus,
+    RollbackStrategy,
+)
 
-PLURAL = "migrations"
-IDLE = 300.0
-"""How long a settled migration sleeps; spec changes and Job events wake it sooner."""
-QUEUED = 30.0
-"""How long a queued migration sleeps before it looks again, unless woken."""
-JOB_POLL = 2.0
-SETTLED = frozenset({"Succeeded", "RolledBack", "DryRunSucceeded"})
+SETTLED = frozenset({MigrationPhase.SUCCEEDED, MigrationPhase.ROLLED_BACK,
+                     MigrationPhase.DRY_RUN_SUCCEEDED})
 BLOCKED_REASONS = frozenset({"DependencyCycle", "DuplicateVersion", "RollbackBlocked"})
-
-Emit = Callable[[str, str, str], None]
-"""(type, reason, message) -> posts a Kubernetes Event about the object."""
-Settle = Callable[[Peer], None]
-"""Called when the migration settles, with its new index entry, to wake the next in line."""
+APPLIED_STATES = frozenset({"applied", "drifted", "failed", "incomplete"})
+"""Engine states of a version that a rollback can revert."""
 
 
-@dataclass
-class Context:
-    """What one step needs besides the object: peers in its database and the outside world."""
-
-    api: KubeApi
-    settings: Settings
-    emit: Emit
-    settle: Settle
-    peers: Sequence[Peer]
-    logger: logging.Logger | logging.LoggerAdapter[Any] = field(
-        default_factory=lambda: logging.getLogger("kubemigrate"))
-    observe: Callable[[str, MigrationResult | None, float], None] = lambda *_: None
-    """Metrics hook: (outcome, result, seconds)."""
-
-
-class Backoff:
-    """Exponential delay with jitter for transient failures; reset by success."""
-
-    def __init__(self, first: float, cap: float) -> None:
-        self.first, self.cap, self.failures = first, cap, 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.first * 2.0 ** self.failures)
-        self.failures += 1
-        return delay * random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not cryptography)
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-class MigrationFlow(ResourceFlow):
+class MigrationFlow:
     """The state machine of one Migration object (one instance per daemon)."""
 
-    plural = PLURAL
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__()
-        self.backoff = Backoff(settings.retry_min_seconds, settings.retry_max_seconds)
+    def __init__(self, backoff: Backoff, index: PeerIndex,
+                 migrator: MigratorFactory = open_migrator) -> None:
+        self.backoff, self.index = backoff, index
+        self.writer = MigrationStatusWriter(backoff, index)
+        self._open = migrator
 
     # -- the step --------------------------------------------------------------------------
 
-    async def step(self, body: Mapping[str, Any], ctx: Context) -> float:
+    async def step(self, body: Mapping[str, Any], ctx: StepContext) -> float:
         """Do the next thing for this object; return seconds until the next look."""
-        obj = self._freshest(body)
-        meta, raw_status = obj["metadata"], obj.get("status") or {}
-        generation = int(meta.get("generation", 1))
+        obj = self.writer.freshest(body)
+        current = self.writer.current(obj)
+        generation = int(obj["metadata"].get("generation", 1))
         try:
             spec = MigrationSpec.model_validate(obj.get("spec") or {})
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
             message = f"invalid spec: {where}: {first.get('msg')}".replace(": :", ":")
-            await self._write(obj, ctx, status.phase("Failed", "InvalidSpec", message,
-                                                     generation, raw_status))
+            await self.writer.write(obj, ctx, MigrationStatus(
+                phase=MigrationPhase.FAILED, reason="InvalidSpec", message=message))
             return IDLE
-        phase = raw_status.get("phase")
-        settled = raw_status.get("observedGeneration") == generation
-        if settled and (phase in SETTLED or (phase == "Failed"
-                                             and raw_status.get("reason") not in BLOCKED_REASONS)):
+        if current.observed_generation == generation and (
+                current.phase in SETTLED or (current.phase is MigrationPhase.FAILED
+                                             and current.reason not in BLOCKED_REASONS)):
             return IDLE
         me = peer_of(obj)
+        peers = list(self.index.get(me.database, ()))
         if spec.rollback:
-            return await self._roll_back(obj, spec, me, ctx)
-        return await self._apply(obj, spec, me, ctx)
+            return await self._roll_back(obj, spec, me, peers, ctx)
+        return await self._apply(obj, spec, me, peers, ctx)
 
     # -- apply and dry run -------------------------------------------------------------------
 
-    async def _apply(self, obj: dict[str, Any], spec: MigrationSpec, me: Peer,
-                     ctx: Context) -> float:
-        blocker = apply_blocker(me, ctx.peers)
+    async def _apply(self, obj: dict[str, Any], spec: MigrationSpec, me: Peer, peers: list[Peer],
+                     ctx: StepContext) -> float:
+        blocker = apply_blocker(me, peers)
         if blocker:
-            return await self._wait(obj, blocker, ctx)
+            return await self.writer.wait(obj, blocker, ctx)
         source = await self._source(obj, spec, ctx)
         if source is None:
             return self.backoff.next()
-        raw_status = obj.get("status") or {}
-        generation = obj["metadata"]["generation"]
-        already_past_preflight = (raw_status.get("observedGeneration") == generation
-                                  and raw_status.get("phase") in ("BackingUp", "Applying"))
-        if spec.preflight.enabled and not spec.dry_run and not already_past_preflight:
-            outcome = await self._preflight(obj, spec, source, ctx)
+        current = self.writer.current(obj)
+        past_preflight = (current.observed_generation == obj["metadata"]["generation"]
+                          and current.phase in (MigrationPhase.BACKING_UP,
+                                                MigrationPhase.APPLYING))
+        if spec.preflight.enabled and not spec.dry_run and not past_preflight:
+            outcome = await preflight.gate(self.writer, obj, spec, peers, ctx)
             if outcome is not None:
                 return outcome
         url = await self._url(obj, spec, ctx)
         if url is None:
             return self.backoff.next()
+        migrator = self._open(url, obj, spec, ctx)
         if spec.backup_enabled and not spec.dry_run:
-            pending = await migration_backup.backup_first(self, obj, spec, url, ctx)
+            pending = await migration_backup.backup_first(self.writer, obj, spec, migrator, ctx)
             if pending is not None:
                 return pending
         verb = "Dry-running" if spec.dry_run else "Applying"
-        await self._write(obj, ctx, status.phase(
-            "Applying", "DryRunning" if spec.dry_run else "Applying",
-            f"{verb} version {spec.version}", generation, obj.get("status") or {}))
+        await self.writer.write(obj, ctx, MigrationStatus(
+            phase=MigrationPhase.APPLYING, reason="DryRunning" if spec.dry_run else "Applying",
+            message=f"{verb} version {spec.version}"))
         ctx.emit("Normal", "Applying", f"{verb} version {spec.version}")
-        engine = self._engine(url, obj, spec, ctx)
         try:
-            report = await asyncio.to_thread(engine.apply, [source], dry_run=spec.dry_run,
+            report = await asyncio.to_thread(migrator.apply, [source], dry_run=spec.dry_run,
                                              allow_out_of_order=spec.allow_out_of_order)
         except (ConnectionFailed, LockTimeout) as exc:
-            return await self._transient(obj, "DatabaseUnavailable", str(exc), ctx)
+            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
         except EngineError as exc:
-            return await self._failed(obj, type(exc).__name__, str(exc), ctx, None)
+            return await self.writer.failed(obj, type(exc).__name__, str(exc), ctx)
         return await self._applied(obj, spec, source, report, ctx)
 
     async def _applied(self, obj: dict[str, Any], spec: MigrationSpec, source: MigrationSource,
-                       report: RunReport, ctx: Context) -> float:
-        generation = obj["metadata"]["generation"]
+                       report: RunReport, ctx: StepContext) -> float:
         result = report.results[0] if report.results else None
+        run = status.run_fields(report, result)
+        observe = ctx.metrics.observer(obj["metadata"]["namespace"])
         if result is not None and not result.ok:
-            ctx.observe("failed", result, result.duration_seconds)
-            fields = status.run_fields(report, result)
-            fields["lastError"] = status.last_error(result)
-            return await self._failed(obj, "SQLError", status.error_summary(result), ctx, fields)
+            observe("failed", result, result.duration_seconds)
+            return await self.writer.failed(
+                obj, "SQLError", status.error_summary(result), ctx,
+                status.merged(run, MigrationStatus(last_error=status.last_error(result))))
         self.backoff.reset()
-        fields = status.run_fields(report, result)
-        fields["lastError"] = None
         if spec.dry_run:
-            fields["dryRun"] = {
-                "completedAt": fields["completedAt"], "checksum": source.checksum,
-                "rowsAffected": fields.get("rowsAffected", 0),
-                "tablesCreated": fields.get("tablesCreated", []),
-                "tablesAltered": fields.get("tablesAltered", []),
-                "tablesDropped": fields.get("tablesDropped", [])}
-            message = (f"dry run of version {spec.version}: "
-                       f"{fields.get('rowsAffected', 0)} row(s), created "
-                       f"{', '.join(fields.get('tablesCreated', [])) or 'no tables'}; "
-                       "rolled back")
-            await self._write(obj, ctx, status.phase("DryRunSucceeded", "DryRunSucceeded",
-                                                     message, generation, obj.get("status") or {},
-                                                     **fields))
+            created = list(run.tables_created)
+            rows = run.rows_affected if run.rows_affected is not None else 0
+            message = (f"dry run of version {spec.version}: {rows} row(s), created "
+                       f"{', '.join(created) or 'no tables'}; rolled back")
+            await self.writer.write(obj, ctx, status.merged(run, MigrationStatus(
+                phase=MigrationPhase.DRY_RUN_SUCCEEDED, reason="DryRunSucceeded",
+                message=message, last_error=None, dry_run=DryRunResult(
+                    completed_at=run.completed_at, checksum=source.checksum,
+                    rows_affected=rows, tables_created=created,
+                    tables_altered=list(run.tables_altered),
+                    tables_dropped=list(run.tables_dropped)))))
             ctx.emit("Normal", "DryRunSucceeded", message)
-            return self._settled(obj, ctx, "DryRunSucceeded")
-        fields.update(checksum=source.checksum,
-                      rollbackAvailable=migration_backup.rollback_available(
-                          spec, source.down_sql is not None, obj.get("status") or {}))
+            return self.writer.settled(obj, ctx, MigrationPhase.DRY_RUN_SUCCEEDED)
         if result is None:
             message = f"version {spec.version} was already applied"
             reason = "AlreadyApplied"
         else:
-            ctx.observe("applied", result, result.duration_seconds)
+            observe("applied", result, result.duration_seconds)
             message = (f"applied version {spec.version} in "
                        f"{status.seconds(result.duration_seconds)}, "
                        f"{result.rows_affected} row(s)")
             reason = "Applied"
-        await self._write(obj, ctx, status.phase("Succeeded", reason, message, generation,
-                                                 obj.get("status") or {}, **fields))
+        available = rollback_available(spec, source.down_sql is not None,
+                                       self.writer.current(obj))
+        await self.writer.write(obj, ctx, status.merged(run, MigrationStatus(
+            phase=MigrationPhase.SUCCEEDED, reason=reason, message=message, last_error=None,
+            checksum=source.checksum, rollback_available=available)))
         ctx.emit("Normal", reason, message)
-        return self._settled(obj, ctx, "Succeeded")
+        return self.writer.settled(obj, ctx, MigrationPhase.SUCCEEDED)
 
     # -- rollback --------------------------------------------------------------------------
 
     async def _roll_back(self, obj: dict[str, Any], spec: MigrationSpec, me: Peer,
-                         ctx: Context) -> float:
-        blocker = rollback_blocker(me, ctx.peers)
+                         peers: list[Peer], ctx: StepContext) -> float:
+        blocker = rollback_blocker(me, peers)
         if blocker:
-            return await self._wait(obj, blocker, ctx)
+            return await self.writer.wait(obj, blocker, ctx)
         restoring = spec.rollback_strategy is RollbackStrategy.RESTORE
-        if restoring and (pending := await migration_backup.follow_restore(self, obj, ctx)):
+        if restoring and (pending := await migration_backup.follow_restore(self.writer, obj,
+                                                                           ctx)):
             return pending
-        generation = obj["metadata"]["generation"]
         source = await self._source(obj, spec, ctx)
         url = await self._url(obj, spec, ctx) if source is not None else None
         if source is None or url is None:
             return self.backoff.next()
-        engine = self._engine(url, obj, spec, ctx)
+        migrator = self._open(url, obj, spec, ctx)
         try:
-            states = await asyncio.to_thread(engine.status, [source])
+            states = await asyncio.to_thread(migrator.status, [source])
         except EngineError as exc:
-            return await self._transient(obj, "DatabaseUnavailable", str(exc), ctx)
+            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
         mine = next((s for s in states if s.version == source.version), None)
-        if mine is None or mine.state not in ("applied", "drifted", "failed", "incomplete"):
-            message = f"version {spec.version} is not applied; nothing to roll back"
-            await self._write(obj, ctx, status.phase(
-                "RolledBack", "NotApplied", message, generation, obj.get("status") or {},
-                checksum=None, rollbackAvailable=False))
-            return self._settled(obj, ctx, "RolledBack")
+        if mine is None or mine.state not in APPLIED_STATES:
+            await self.writer.write(obj, ctx, MigrationStatus(
+                phase=MigrationPhase.ROLLED_BACK, reason="NotApplied",
+                message=f"version {spec.version} is not applied; nothing to roll back",
+                checksum=None, rollback_available=False))
+            return self.writer.settled(obj, ctx, MigrationPhase.ROLLED_BACK)
         if restoring:
-            return await migration_backup.start_restore(self, obj, spec, ctx)
+            return await migration_backup.start_restore(self.writer, obj, spec, ctx)
         if source.down_sql is None:
-            return await self._failed(
+            return await self.writer.failed(
                 obj, "NoRollbackSql",
                 f"version {spec.version} has no rollbackSql; set spec.rollbackSql (or use "
-                "rollbackStrategy: restore with a backup) to roll it back", ctx, None)
-        await self._write(obj, ctx, status.phase("RollingBack", "RollingBack",
-                                                 f"rolling back version {spec.version}",
-                                                 generation, obj.get("status") or {}))
+                "rollbackStrategy: restore with a backup) to roll it back", ctx)
+        return await self._run_rollback(obj, spec, source, migrator, ctx)
+
+    async def _run_rollback(self, obj: dict[str, Any], spec: MigrationSpec,
+                            source: MigrationSource, migrator: Migrating,
+                            ctx: StepContext) -> float:
+        await self.writer.write(obj, ctx, MigrationStatus(
+            phase=MigrationPhase.ROLLING_BACK, reason="RollingBack",
+            message=f"rolling back version {spec.version}"))
         ctx.emit("Normal", "RollingBack", f"Rolling back version {spec.version}")
         try:
-            report = await asyncio.to_thread(engine.rollback, [source], versions=[source.version])
+            report = await asyncio.to_thread(migrator.rollback, [source],
+                                             versions=[source.version])
         except (ConnectionFailed, LockTimeout) as exc:
-            return await self._transient(obj, "DatabaseUnavailable", str(exc), ctx)
+            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
         except EngineError as exc:
-            return await self._failed(obj, type(exc).__name__, str(exc), ctx, None)
+            return await self.writer.failed(obj, type(exc).__name__, str(exc), ctx)
         result = report.results[0] if report.results else None
-        fields = status.run_fields(report, result)
+        run = status.run_fields(report, result)
+        observe = ctx.metrics.observer(obj["metadata"]["namespace"])
         if result is not None and not result.ok:
-            ctx.observe("rollback_failed", result, result.duration_seconds)
-            fields["lastError"] = status.last_error(result)
-            return await self._failed(obj, "SQLError", status.error_summary(result), ctx, fields)
+            observe("rollback_failed", result, result.duration_seconds)
+            return await self.writer.failed(
+                obj, "SQLError", status.error_summary(result), ctx,
+                status.merged(run, MigrationStatus(last_error=status.last_error(result))))
         self.backoff.reset()
-        ctx.observe("rolled_back", result, result.duration_seconds if result else 0.0)
+        observe("rolled_back", result, result.duration_seconds if result else 0.0)
         message = f"rolled back version {spec.version}"
-        await self._write(obj, ctx, status.phase(
-            "RolledBack", "RolledBack", message, generation, obj.get("status") or {},
-            **fields, checksum=None, rollbackAvailable=False, lastError=None))
+        await self.writer.write(obj, ctx, status.merged(run, MigrationStatus(
+            phase=MigrationPhase.ROLLED_BACK, reason="RolledBack", message=message,
+            checksum=None, rollback_available=False, last_error=None)))
         ctx.emit("Normal", "RolledBack", message)
-        return self._settled(obj, ctx, "RolledBack")
+        return self.writer.settled(obj, ctx, MigrationPhase.ROLLED_BACK)
 
-    # -- preflight -------------------------------------------------------------------------
-
-    async def _preflight(self, obj: dict[str, Any], spec: MigrationSpec,
-                         source: MigrationSource, ctx: Context) -> float | None:
-        """None when preflight passed; else the delay before looking again."""
-        meta, raw_status = obj["metadata"], obj.get("status") or {}
-        generation = meta["generation"]
-        owner = Owner("Migration", meta["name"], meta["namespace"], meta["uid"], generation)
-        prefix = job_name(owner, preflight.COMPONENT)
-        current = raw_status.get("preflightJob") or ""
-        name = current if current.startswith(prefix) else job_name(owner, preflight.COMPONENT)
-        attempt = int(name[len(prefix) + 1:] or 0) if name != prefix else 0
-        if raw_status.get("phase") != "Preflight" or current != name:
-            await self._write(obj, ctx, status.phase(
-                "Preflight", "PreflightRunning", f"preflight Job {name} is running",
-                generation, raw_status, preflightJob=name))
-        job = await ctx.api.job(meta["namespace"], name)
-        if job is None:
-            requires, expected = self._requirements(spec, ctx)
-            plan = preflight.plan(spec, requires=requires, expected=expected)
-            await ctx.api.ensure_configmap(preflight.configmap(owner, spec, plan))
-            request = preflight.job_request(owner, spec, ctx.settings.job_active_deadline_seconds,
-                                            attempt)
-            job = await ctx.api.ensure_job(build_job(owner, request, ctx.settings))
-            ctx.emit("Normal", "PreflightStarted", f"Started preflight Job {name}")
-        finished = preflight.job_finished(job)
-        if finished is None:
-            return JOB_POLL
-        pods = await ctx.api.job_pods(meta["namespace"], name)
-        verdict = preflight.read_verdict(preflight.termination_message(pods),
-                                         None if finished else preflight.job_failure(job))
-        checks = [{"name": c.get("name", "?"), "passed": bool(c.get("passed")),
-                   "message": str(c.get("message", ""))[:512]} for c in verdict.checks]
-        if verdict.ok:
-            await self._write(obj, ctx, status.phase(
-                "Preflight", "PreflightPassed", "preflight checks passed", generation,
-                obj.get("status") or {}, preflight=checks))
-            return None
-        message = f"preflight failed: {verdict.summary}"
-        ctx.emit("Warning", "PreflightFailed", message)
-        if not verdict.retryable:
-            return await self._failed(obj, "PreflightFailed", message, ctx, {"preflight": checks})
-        delay = self.backoff.next()
-        next_name = job_name(owner, preflight.COMPONENT, attempt + 1)
-        await self._write(obj, ctx, status.phase(
-            "Preflight", "PreflightFailed", f"{message} (retrying in {delay:.0f}s)", generation,
-            obj.get("status") or {}, preflight=checks, preflightJob=next_name))
-        await ctx.api.delete_job(meta["namespace"], name)
-        return delay
-
-    def _requirements(self, spec: MigrationSpec, ctx: Context) -> tuple[list[str], dict[str, str]]:
-        """Versions that must be applied first (dependencies and lower versions known here)."""
-        mine = MigrationSource(spec.version, "", "").key
-        names = set(spec.depends_on)
-        requires = sorted({p.version for p in ctx.peers
-                           if p.name in names or (p.wants_applied and p.key < mine)},
-                          key=lambda v: MigrationSource(v, "", "").key)
-        return requires, {}
-
-    # -- shared pieces ---------------------------------------------------------------------
+    # -- what the engine needs -------------------------------------------------------------
 
     async def _source(self, obj: dict[str, Any], spec: MigrationSpec,
-                      ctx: Context) -> MigrationSource | None:
+                      ctx: StepContext) -> MigrationSource | None:
         """The engine's view of this migration, with SQL read from ConfigMaps if referenced."""
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         try:
@@ -339,7 +253,7 @@ class MigrationFlow(ResourceFlow):
                 ref = spec.rollback_sql_from.config_map_key_ref
                 down = await ctx.api.configmap_value(ns, ref.name, ref.key)
         except NotFound as exc:
-            await self._transient(obj, "ConfigMapNotFound", str(exc), ctx)
+            await self.writer.transient(obj, "ConfigMapNotFound", str(exc), ctx)
             return None
         timeouts = spec.timeouts
         return MigrationSource(
@@ -350,67 +264,11 @@ class MigrationFlow(ResourceFlow):
                                if timeouts and timeouts.statement else None),
             path=f"Migration {ns}/{name}")
 
-    async def _url(self, obj: dict[str, Any], spec: MigrationSpec, ctx: Context) -> str | None:
+    async def _url(self, obj: dict[str, Any], spec: MigrationSpec,
+                   ctx: StepContext) -> str | None:
         ref = spec.database.secret_ref
         try:
             return await ctx.api.secret_value(obj["metadata"]["namespace"], ref.name, ref.key)
         except NotFound as exc:
-            await self._transient(obj, "SecretNotFound", str(exc), ctx)
+            await self.writer.transient(obj, "SecretNotFound", str(exc), ctx)
             return None
-
-    def _engine(self, url: str, obj: dict[str, Any], spec: MigrationSpec, ctx: Context) -> Migrator:
-        meta, settings = obj["metadata"], ctx.settings
-        return Migrator(
-            url, history_schema=spec.history_schema, application_name="kubemigrate-operator",
-            lock_wait_seconds=settings.lock_wait_seconds,
-            default_lock_timeout=settings.lock_timeout_seconds,
-            default_statement_timeout=settings.statement_timeout_seconds or None,
-            actor=f"kubemigrate-operator@{socket.gethostname()}",
-            origin=Origin(meta["name"], meta["uid"], meta["generation"]),
-            on_progress=ctx.logger.debug)
-
-    async def _wait(self, obj: dict[str, Any], blocker: Blocker, ctx: Context) -> float:
-        """Show why the migration waits (Pending) or cannot go on (Failed), once."""
-        raw = obj.get("status") or {}
-        generation = obj["metadata"]["generation"]
-        phase = "Failed" if blocker.permanent or blocker.reason == "RollbackBlocked" else "Pending"
-        if (raw.get("phase"), raw.get("reason"), raw.get("message"),
-                raw.get("observedGeneration")) != (phase, blocker.reason, blocker.message,
-                                                   generation):
-            await self._write(obj, ctx, status.phase(phase, blocker.reason, blocker.message,
-                                                     generation, raw,
-                                                     waitingFor=blocker.waiting_for))
-            if phase == "Failed":
-                ctx.emit("Warning", blocker.reason, blocker.message)
-        return QUEUED
-
-    async def _transient(self, obj: dict[str, Any], reason: str, message: str,
-                         ctx: Context) -> float:
-        """A failure that time may cure: Reconciling with backoff, never Stalled."""
-        raw = obj.get("status") or {}
-        delay = self.backoff.next()
-        phase = raw.get("phase") if raw.get("phase") in ("Preflight", "BackingUp", "Applying",
-                                                           "RollingBack") else "Pending"
-        await self._write(obj, ctx, status.phase(
-            phase or "Pending", reason, f"{message} (retrying in {delay:.0f}s)",
-            obj["metadata"]["generation"], raw))
-        ctx.emit("Warning", reason, message)
-        ctx.logger.warning("%s: %s; retrying in %.0fs", reason, message, delay)
-        return delay
-
-    async def _failed(self, obj: dict[str, Any], reason: str, message: str, ctx: Context,
-                      fields: dict[str, Any] | None) -> float:
-        """A failure only a change of spec cures: Failed and Stalled."""
-        extra = dict(fields or {})
-        extra.setdefault("lastError", {"message": message[:1024]})
-        await self._write(obj, ctx, status.phase("Failed", reason, message,
-                                                 obj["metadata"]["generation"],
-                                                 obj.get("status") or {}, **extra))
-        ctx.emit("Warning", reason, message)
-        return self._settled(obj, ctx, "Failed")
-
-    def _settled(self, obj: dict[str, Any], ctx: Context, phase: str) -> float:
-        me = peer_of(obj)
-        ctx.settle(Peer(me.name, me.version, me.database, phase, me.rollback, me.dry_run,
-                        me.depends_on, me.created, True, me.uid))
-        return IDLE

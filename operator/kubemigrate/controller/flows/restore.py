@@ -9,6 +9,7 @@ Job counts every table and compares with the counts the backup recorded: status.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,67 +23,66 @@ from kubemigrate.controller.build.backup_jobs import (
     restore_request,
 )
 from kubemigrate.controller.build.jobs import Owner, build_job, job_name
-from kubemigrate.controller.build.status import rfc3339
-from kubemigrate.controller.flows.base import (
-    FlowContext,
-    ResourceFlow,
-    phase,
+from kubemigrate.controller.build.status import (
+    merged,
     seconds_between,
-    utcnow,
+    status_of,
+    to_second,
 )
-from kubemigrate.controller.flows.migration import Backoff
+from kubemigrate.controller.flows.base import StatusWriter
+from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.kube.api import NotFound
-from kubemigrate.models.common import DatabaseRef
-from kubemigrate.models.restore import DatabaseRestoreSpec
+from kubemigrate.models.backup import BackupPhase, DatabaseBackupStatus
+from kubemigrate.models.common import DatabaseRef, LastError
+from kubemigrate.models.restore import DatabaseRestoreSpec, DatabaseRestoreStatus, RestorePhase
 
 PLURAL = "databaserestores"
+BACKUPS = "databasebackups"
 IDLE = 300.0
 JOB_POLL = 2.0
-TERMINAL = frozenset({"Succeeded", "Failed"})
+TERMINAL = frozenset({RestorePhase.SUCCEEDED, RestorePhase.FAILED})
 
 
-class RestoreFlow(ResourceFlow):
+class RestoreFlow:
     """The state machine of one DatabaseRestore (one instance per daemon)."""
 
-    plural = PLURAL
-
     def __init__(self, backoff: Backoff) -> None:
-        super().__init__()
         self.backoff = backoff
+        self.writer = StatusWriter(PLURAL, DatabaseRestoreStatus)
 
-    async def step(self, body: Mapping[str, Any], ctx: FlowContext) -> float:
-        obj = self._freshest(body)
-        raw = obj.get("status") or {}
-        if raw.get("phase") in TERMINAL:
+    async def step(self, body: Mapping[str, Any], ctx: StepContext) -> float:
+        obj = self.writer.freshest(body)
+        current = self.writer.current(obj)
+        if current.phase in TERMINAL:
             return IDLE
         try:
             spec = DatabaseRestoreSpec.model_validate(obj.get("spec") or {})
         except ValidationError as exc:
             return await self._fail(obj, ctx, "InvalidSpec", f"invalid spec: {exc.errors()[0]}")
-        if raw.get("phase") != "Running":
+        if current.phase is not RestorePhase.RUNNING:
             delay = await self._start(obj, spec, ctx)
             if delay is not None:
                 return delay
         return await self._follow(obj, spec, ctx)
 
     async def _start(self, obj: dict[str, Any], spec: DatabaseRestoreSpec,
-                     ctx: FlowContext) -> float | None:
+                     ctx: StepContext) -> float | None:
         """Move to Running once the backup is usable; else the delay before looking again."""
         meta = obj["metadata"]
         backup_name = spec.backup_ref.name
-        backup = await ctx.api.get_custom("databasebackups", meta["namespace"], backup_name)
+        backup = await ctx.api.get_custom(BACKUPS, meta["namespace"], backup_name)
         if backup is None:
             return await self._retry(obj, ctx, "BackupNotFound",
                                      f"DatabaseBackup {backup_name} not found")
-        bstatus = backup.get("status") or {}
-        if bstatus.get("phase") == "Failed":
+        found = status_of(DatabaseBackupStatus, backup)
+        if found.phase is BackupPhase.FAILED:
             return await self._fail(obj, ctx, "BackupFailed",
                                     f"DatabaseBackup {backup_name} failed: "
-                                    f"{bstatus.get('message', '')}")
-        if bstatus.get("phase") != "Succeeded" or parse_location(bstatus.get("location")) is None:
+                                    f"{found.message or ''}")
+        if found.phase is not BackupPhase.SUCCEEDED or parse_location(found.location) is None:
             return await self._retry(obj, ctx, "WaitingForBackup",
                                      f"waiting for DatabaseBackup {backup_name} to succeed "
-                                     f"({bstatus.get('phase') or 'Pending'})", warn=False)
+                                     f"({found.phase or 'Pending'})", warn=False)
         target = self._target(spec, backup)
         try:
             await ctx.api.secret_value(meta["namespace"], target.secret_ref.name,
@@ -93,21 +93,20 @@ class RestoreFlow(ResourceFlow):
         clean = " (clean: dropping the backed-up objects first)" if spec.clean else ""
         message = (f"restoring backup {backup_name} into the database of Secret "
                    f"{target.secret_ref.name}{clean}")
-        await self._write(obj, ctx, phase("Running", "Restoring", message, meta["generation"],
-                                          obj.get("status") or {}, startedAt=rfc3339(utcnow()),
-                                          job=name, lastError=None))
+        await self.writer.write(obj, ctx, DatabaseRestoreStatus(
+            phase=RestorePhase.RUNNING, reason="Restoring", message=message,
+            started_at=to_second(datetime.now(UTC)), job=name, last_error=None))
         ctx.emit("Normal", "RestoreStarted", f"Started restore Job {name}: {message}")
         return None
 
     async def _follow(self, obj: dict[str, Any], spec: DatabaseRestoreSpec,
-                      ctx: FlowContext) -> float:
-        meta, raw = obj["metadata"], obj.get("status") or {}
-        name = raw.get("job") or job_name(self._owner(obj), RESTORE)
+                      ctx: StepContext) -> float:
+        meta, current = obj["metadata"], self.writer.current(obj)
+        name = current.job or job_name(self._owner(obj), RESTORE)
         job = await ctx.api.job(meta["namespace"], name)
         if job is None:
-            backup = await ctx.api.get_custom("databasebackups", meta["namespace"],
-                                              spec.backup_ref.name)
-            place = parse_location(((backup or {}).get("status") or {}).get("location"))
+            backup = await ctx.api.get_custom(BACKUPS, meta["namespace"], spec.backup_ref.name)
+            place = parse_location(status_of(DatabaseBackupStatus, backup).location)
             if backup is None or place is None:
                 return await self._fail(obj, ctx, "BackupNotFound",
                                         f"DatabaseBackup {spec.backup_ref.name} is gone")
@@ -123,23 +122,25 @@ class RestoreFlow(ResourceFlow):
         pods = await ctx.api.job_pods(meta["namespace"], name)
         outcome = read_outcome(preflight.termination_message(pods),
                                None if finished else preflight.job_failure(job))
-        fields = restore_fields(outcome)
+        fields = DatabaseRestoreStatus.model_validate(restore_fields(outcome))
         if not outcome.ok:
             return await self._fail(obj, ctx, outcome.reason, outcome.message or outcome.reason,
                                     fields)
-        ended = utcnow()
+        ended = datetime.now(UTC)
         d = outcome.data
-        counts = fields.get("verification") or {}
+        counts = fields.verification
         message = (f"restored backup {spec.backup_ref.name} into database "
-                   f"{d.get('database', '?')}: {counts.get('tables', 0)} tables, "
-                   f"{counts.get('rows', 0)} rows"
+                   f"{d.get('database', '?')}: {counts.tables if counts else 0} tables, "
+                   f"{counts.rows if counts else 0} rows"
                    + (", row counts match the backup" if d.get("matched") else ""))
-        await self._write(obj, ctx, phase(
-            "Succeeded", "Restored", message, meta["generation"], raw, **fields,
-            completedAt=d.get("completedAt") or rfc3339(ended),
-            durationSeconds=d.get("durationSeconds") or seconds_between(raw.get("startedAt"),
-                                                                         ended),
-            lastError=None))
+        reported = DatabaseRestoreStatus.model_validate(
+            {"completedAt": d.get("completedAt"), "durationSeconds": d.get("durationSeconds")})
+        await self.writer.write(obj, ctx, merged(fields, DatabaseRestoreStatus(
+            phase=RestorePhase.SUCCEEDED, reason="Restored", message=message,
+            completed_at=reported.completed_at or to_second(ended),
+            duration_seconds=reported.duration_seconds
+            or seconds_between(current.started_at, ended),
+            last_error=None)))
         ctx.emit("Normal", "Restored", message)
         return IDLE
 
@@ -157,25 +158,26 @@ class RestoreFlow(ResourceFlow):
         return Owner("DatabaseRestore", meta["name"], meta["namespace"], meta["uid"],
                      int(meta.get("generation", 1)))
 
-    async def _retry(self, obj: dict[str, Any], ctx: FlowContext, reason: str, message: str,
+    async def _retry(self, obj: dict[str, Any], ctx: StepContext, reason: str, message: str,
                      *, warn: bool = True) -> float:
-        raw = obj.get("status") or {}
+        current = self.writer.current(obj)
         delay = self.backoff.next()
-        if (raw.get("phase"), raw.get("reason"), raw.get("message")) != ("Pending", reason,
-                                                                          message):
-            await self._write(obj, ctx, phase("Pending", reason, message,
-                                              obj["metadata"]["generation"], raw))
+        if (current.phase, current.reason, current.message) != (RestorePhase.PENDING, reason,
+                                                                message):
+            await self.writer.write(obj, ctx, DatabaseRestoreStatus(
+                phase=RestorePhase.PENDING, reason=reason, message=message))
             if warn:
                 ctx.emit("Warning", reason, message)
         return delay
 
-    async def _fail(self, obj: dict[str, Any], ctx: FlowContext, reason: str, message: str,
-                    fields: dict[str, Any] | None = None) -> float:
-        raw, ended = obj.get("status") or {}, utcnow()
-        await self._write(obj, ctx, phase(
-            "Failed", reason, f"restore failed: {message}", obj["metadata"]["generation"], raw,
-            completedAt=rfc3339(ended),
-            durationSeconds=seconds_between(raw.get("startedAt"), ended),
-            lastError={"message": message[:1024]}, **(fields or {})))
+    async def _fail(self, obj: dict[str, Any], ctx: StepContext, reason: str, message: str,
+                    fields: DatabaseRestoreStatus | None = None) -> float:
+        ended = datetime.now(UTC)
+        change = DatabaseRestoreStatus(
+            phase=RestorePhase.FAILED, reason=reason, message=f"restore failed: {message}",
+            completed_at=to_second(ended),
+            duration_seconds=seconds_between(self.writer.current(obj).started_at, ended),
+            last_error=LastError(message=message[:1024]))
+        await self.writer.write(obj, ctx, change if fields is None else merged(change, fields))
         ctx.emit("Warning", "RestoreFailed", f"{reason}: {message}")
         return IDLE

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubemigrate.controller.flows.migration_backup import (
+from kubemigrate.controller.build.restore_point import (
     backup_manifest,
     backup_name,
     lost_writes_note,
@@ -10,7 +10,7 @@ from kubemigrate.controller.flows.migration_backup import (
     restore_name,
     rollback_available,
 )
-from kubemigrate.models.migration import MigrationSpec
+from kubemigrate.models.migration import MigrationSpec, MigrationStatus
 
 OBJ = {"metadata": {"name": "m1", "namespace": "shop", "uid": "uid-m1", "generation": 3}}
 SPEC = MigrationSpec.model_validate({
@@ -43,11 +43,12 @@ def test_restore_is_clean_into_the_migrations_database() -> None:
 
 
 def test_rollback_available() -> None:
-    assert rollback_available(SPEC, False, {"backupRef": {"name": "m1-pre-g1"}}) is True
-    assert rollback_available(SPEC, True, {}) is False
+    backed_up = MigrationStatus.model_validate({"backupRef": {"name": "m1-pre-g1"}})
+    assert rollback_available(SPEC, False, backed_up) is True
+    assert rollback_available(SPEC, True, MigrationStatus()) is False
     sql = SPEC.model_copy(update={"rollback_strategy": "sql"})
-    assert rollback_available(sql, True, {}) is True
-    assert rollback_available(sql, False, {"backupRef": {"name": "x"}}) is False
+    assert rollback_available(sql, True, MigrationStatus()) is True
+    assert rollback_available(sql, False, backed_up) is False
 
 
 def test_the_note_says_writes_are_lost() -> None:
