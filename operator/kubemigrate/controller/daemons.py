@@ -17,36 +17,66 @@ from kubemigrate.controller.ordering.migrations import PeerIndex
 from kubemigrate.controller.runtime import Runtime
 
 
-async def run_migration(runtime: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped,
-                        index: PeerIndex, logger: kopf.Logger) -> None:
+async def run_migration(
+    runtime: Runtime,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    index: PeerIndex,
+    logger: kopf.Logger,
+) -> None:
     """One Migration's daemon; its flow's backoff also paces retries after an exception."""
     flow = MigrationFlow(Backoff.of(runtime.settings), index)
     ctx = runtime.context(body, logger)
-    await loop(runtime, body, stopped, logger, step=lambda: flow.step(body, ctx),
-               backoff=flow.backoff)
+    await loop(
+        runtime, body, stopped, logger, step=lambda: flow.step(body, ctx), backoff=flow.backoff
+    )
 
 
-async def run_backup(runtime: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped,
-                     index: BackupIndex, logger: kopf.Logger) -> None:
+async def run_backup(
+    runtime: Runtime,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    index: BackupIndex,
+    logger: kopf.Logger,
+) -> None:
     """One DatabaseBackup's daemon."""
     flow = BackupFlow(Backoff.of(runtime.settings), index)
     ctx = runtime.context(body, logger)
-    await loop(runtime, body, stopped, logger, step=lambda: flow.step(body, ctx),
-               backoff=Backoff.of(runtime.settings))
+    await loop(
+        runtime,
+        body,
+        stopped,
+        logger,
+        step=lambda: flow.step(body, ctx),
+        backoff=Backoff.of(runtime.settings),
+    )
 
 
-async def run_restore(runtime: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped,
-                      logger: kopf.Logger) -> None:
+async def run_restore(
+    runtime: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger
+) -> None:
     """One DatabaseRestore's daemon."""
     flow = RestoreFlow(Backoff.of(runtime.settings))
     ctx = runtime.context(body, logger)
-    await loop(runtime, body, stopped, logger, step=lambda: flow.step(body, ctx),
-               backoff=Backoff.of(runtime.settings))
+    await loop(
+        runtime,
+        body,
+        stopped,
+        logger,
+        step=lambda: flow.step(body, ctx),
+        backoff=Backoff.of(runtime.settings),
+    )
 
 
-async def loop(runtime: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped,
-               logger: kopf.Logger, *, step: Callable[[], Awaitable[float]],
-               backoff: Backoff) -> None:
+async def loop(
+    runtime: Runtime,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    logger: kopf.Logger,
+    *,
+    step: Callable[[], Awaitable[float]],
+    backoff: Backoff,
+) -> None:
     """Step, sleep until woken or due, repeat until stopped."""
     uid = body["metadata"]["uid"]
     what = f"{body.get('kind', 'object')} {body['metadata'].get('name', '')}".strip()

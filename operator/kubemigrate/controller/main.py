@@ -33,15 +33,15 @@ OURS = {"app.kubernetes.io/managed-by": "kubemigrate"}
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: Any,
-              logger: kopf.Logger, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     """kopf's bookkeeping under kubemigrate.dev (the CRD schema prunes status.kopf), then the
     shared runtime and the metrics endpoint."""
     config = Settings.from_env()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+        prefix=GROUP, key="last-handled-configuration"
+    )
     settings.posting.level = logging.WARNING
     if not config.verbose:  # one line per watch event otherwise
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -74,8 +74,9 @@ def migration_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 
 
 @kopf.daemon(*MIGRATIONS, cancellation_timeout=30.0)
-async def migration(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
-                    logger: kopf.Logger, **kwargs: Any) -> None:
+async def migration(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
     index: PeerIndex = kwargs["migrations_by_database"]
     await daemons.run_migration(memo.runtime, body, stopped, index, logger)
 
@@ -109,8 +110,9 @@ def backup_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 
 
 @kopf.daemon(*BACKUPS, cancellation_timeout=30.0)
-async def backup(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
-                 logger: kopf.Logger, **kwargs: Any) -> None:
+async def backup(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
     index: BackupIndex = kwargs["backups_by_database"]
     await daemons.run_backup(memo.runtime, body, stopped, index, logger)
 
@@ -127,6 +129,7 @@ def restore_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 
 @kopf.daemon(*RESTORES, cancellation_timeout=30.0)
-async def restore(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
-                  logger: kopf.Logger, **_: Any) -> None:
+async def restore(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **_: Any
+) -> None:
     await daemons.run_restore(memo.runtime, body, stopped, logger)

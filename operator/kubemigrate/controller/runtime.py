@@ -25,8 +25,14 @@ from kubemigrate.models import GROUP
 from kubemigrate.models.migration import MigrationPhase
 from kubemigrate.settings import Settings
 
-SETTLED_PHASES = frozenset({MigrationPhase.SUCCEEDED, MigrationPhase.ROLLED_BACK,
-                            MigrationPhase.DRY_RUN_SUCCEEDED, MigrationPhase.FAILED})
+SETTLED_PHASES = frozenset(
+    {
+        MigrationPhase.SUCCEEDED,
+        MigrationPhase.ROLLED_BACK,
+        MigrationPhase.DRY_RUN_SUCCEEDED,
+        MigrationPhase.FAILED,
+    }
+)
 
 
 @dataclass
@@ -44,8 +50,9 @@ class Runtime:
         def emit(kind: str, reason: str, message: str) -> None:
             kopf.event(body, type=kind, reason=reason, message=message)
 
-        return StepContext(self.api, self.settings, emit, self.metrics, logger=logger,
-                           wake=self.wakeups.wake)
+        return StepContext(
+            self.api, self.settings, emit, self.metrics, logger=logger, wake=self.wakeups.wake
+        )
 
     # -- events ----------------------------------------------------------------------------
 

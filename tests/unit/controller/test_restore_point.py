@@ -13,10 +13,15 @@ from kubemigrate.controller.build.restore_point import (
 from kubemigrate.models.migration import MigrationSpec, MigrationStatus
 
 OBJ = {"metadata": {"name": "m1", "namespace": "shop", "uid": "uid-m1", "generation": 3}}
-SPEC = MigrationSpec.model_validate({
-    "database": {"secretRef": {"name": "db", "key": "dsn"}}, "version": "1",
-    "sql": "SELECT 1", "rollbackStrategy": "restore",
-    "backup": {"storage": {"persistentVolumeClaim": {"claimName": "backups"}}}})
+SPEC = MigrationSpec.model_validate(
+    {
+        "database": {"secretRef": {"name": "db", "key": "dsn"}},
+        "version": "1",
+        "sql": "SELECT 1",
+        "rollbackStrategy": "restore",
+        "backup": {"storage": {"persistentVolumeClaim": {"claimName": "backups"}}},
+    }
+)
 
 
 def test_names_per_generation() -> None:
@@ -31,15 +36,20 @@ def test_backup_is_owned_by_the_migration() -> None:
     assert manifest["metadata"]["namespace"] == "shop"
     owner = manifest["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("Migration", "uid-m1", True)
-    assert manifest["spec"] == {"database": {"secretRef": {"name": "db", "key": "dsn"}},
-                                "storage": {"persistentVolumeClaim": {"claimName": "backups"}}}
+    assert manifest["spec"] == {
+        "database": {"secretRef": {"name": "db", "key": "dsn"}},
+        "storage": {"persistentVolumeClaim": {"claimName": "backups"}},
+    }
 
 
 def test_restore_is_clean_into_the_migrations_database() -> None:
     manifest = restore_manifest(OBJ, SPEC, "m1-pre-g1")
     assert manifest["kind"] == "DatabaseRestore"
-    assert manifest["spec"] == {"backupRef": {"name": "m1-pre-g1"}, "clean": True,
-                                "database": {"secretRef": {"name": "db", "key": "dsn"}}}
+    assert manifest["spec"] == {
+        "backupRef": {"name": "m1-pre-g1"},
+        "clean": True,
+        "database": {"secretRef": {"name": "db", "key": "dsn"}},
+    }
 
 
 def test_rollback_available() -> None:

@@ -23,7 +23,8 @@ READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 
 #: phases in which the resource has reached what its spec asks for
 DONE_PHASES: frozenset[str] = frozenset(
-    {MigrationPhase.SUCCEEDED, MigrationPhase.ROLLED_BACK, MigrationPhase.DRY_RUN_SUCCEEDED})
+    {MigrationPhase.SUCCEEDED, MigrationPhase.ROLLED_BACK, MigrationPhase.DRY_RUN_SUCCEEDED}
+)
 #: phases that only a change of spec gets out of
 STALLED_PHASES: frozenset[str] = frozenset({MigrationPhase.FAILED})
 
@@ -48,30 +49,54 @@ def health(phase: str, reason: str, message: str) -> Health:
     return Health(False, True, False, reason, message)
 
 
-def _condition(ctype: str, status: bool, reason: str, message: str, *, generation: int,
-               now: datetime, previous: Mapping[str, Condition]) -> Condition:
+def _condition(
+    ctype: str,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    generation: int,
+    now: datetime,
+    previous: Mapping[str, Condition],
+) -> Condition:
     value = ConditionStatus.TRUE if status else ConditionStatus.FALSE
     before = previous.get(ctype)
     since = before.last_transition_time if before is not None and before.status == value else now
-    return Condition(type=ctype, status=value, reason=reason, message=message,
-                     observed_generation=generation, last_transition_time=since)
+    return Condition(
+        type=ctype,
+        status=value,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        last_transition_time=since,
+    )
 
 
-def build_conditions(h: Health, generation: int, now: datetime,
-                     previous: Sequence[Condition] = ()) -> list[Condition]:
+def build_conditions(
+    h: Health, generation: int, now: datetime, previous: Sequence[Condition] = ()
+) -> list[Condition]:
     """Ready, Reconciling and Stalled for h; other condition types in previous are kept."""
     before = {c.type: c for c in previous}
 
     def cond(ctype: str, status: bool, reason: str, message: str) -> Condition:
-        return _condition(ctype, status, reason, message, generation=generation, now=now,
-                          previous=before)
+        return _condition(
+            ctype, status, reason, message, generation=generation, now=now, previous=before
+        )
 
     ours = [
         cond(READY, h.ready, h.reason, h.message),
-        cond(RECONCILING, h.reconciling, h.reason if h.reconciling else "Idle",
-             h.message if h.reconciling else ""),
-        cond(STALLED, h.stalled, h.reason if h.stalled else "Progressing",
-             h.message if h.stalled else ""),
+        cond(
+            RECONCILING,
+            h.reconciling,
+            h.reason if h.reconciling else "Idle",
+            h.message if h.reconciling else "",
+        ),
+        cond(
+            STALLED,
+            h.stalled,
+            h.reason if h.stalled else "Progressing",
+            h.message if h.stalled else "",
+        ),
     ]
     others = [c for c in previous if c.type not in {READY, RECONCILING, STALLED}]
     return ours + others

@@ -17,8 +17,9 @@ from kubemigrate.models.migration import MigrationSpec, MigrationStatus, Rollbac
 
 def _owner(obj: Mapping[str, Any]) -> Owner:
     meta = obj["metadata"]
-    return Owner("Migration", meta["name"], meta["namespace"], meta["uid"],
-                 int(meta.get("generation", 1)))
+    return Owner(
+        "Migration", meta["name"], meta["namespace"], meta["uid"], int(meta.get("generation", 1))
+    )
 
 
 def backup_name(obj: Mapping[str, Any]) -> str:
@@ -33,28 +34,50 @@ def restore_name(obj: Mapping[str, Any]) -> str:
 
 def _child(obj: Mapping[str, Any], kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     owner = _owner(obj)
-    return {"apiVersion": API_VERSION, "kind": kind,
-            "metadata": {"name": name, "namespace": owner.namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "kubemigrate",
-                                    f"{GROUP}/migration": owner.name[:63]},
-                         "ownerReferences": [owner_reference(owner)]},
-            "spec": spec}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "kubemigrate",
+                f"{GROUP}/migration": owner.name[:63],
+            },
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": spec,
+    }
 
 
 def backup_manifest(obj: Mapping[str, Any], spec: MigrationSpec) -> dict[str, Any]:
     """The pre-migration DatabaseBackup (spec.backup.storage must be set)."""
     assert spec.backup is not None and spec.backup.storage is not None
-    return _child(obj, "DatabaseBackup", backup_name(obj), {
-        "database": spec.database.model_dump(by_alias=True, exclude_none=True, mode="json"),
-        "storage": spec.backup.storage.model_dump(by_alias=True, exclude_none=True,
-                                                  mode="json")})
+    return _child(
+        obj,
+        "DatabaseBackup",
+        backup_name(obj),
+        {
+            "database": spec.database.model_dump(by_alias=True, exclude_none=True, mode="json"),
+            "storage": spec.backup.storage.model_dump(
+                by_alias=True, exclude_none=True, mode="json"
+            ),
+        },
+    )
 
 
 def restore_manifest(obj: Mapping[str, Any], spec: MigrationSpec, backup: str) -> dict[str, Any]:
     """A clean restore of the pre-migration backup into the migration's database."""
-    return _child(obj, "DatabaseRestore", restore_name(obj), {
-        "backupRef": {"name": backup}, "clean": True,
-        "database": spec.database.model_dump(by_alias=True, exclude_none=True, mode="json")})
+    return _child(
+        obj,
+        "DatabaseRestore",
+        restore_name(obj),
+        {
+            "backupRef": {"name": backup},
+            "clean": True,
+            "database": spec.database.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        },
+    )
 
 
 def rollback_available(spec: MigrationSpec, has_down_sql: bool, current: MigrationStatus) -> bool:
@@ -65,5 +88,7 @@ def rollback_available(spec: MigrationSpec, has_down_sql: bool, current: Migrati
 
 
 def lost_writes_note(backup: str, taken_at: str) -> str:
-    return (f"restored backup {backup} taken at {taken_at}; writes after {taken_at} are lost "
-            "(the migration history is back to its state at that time too)")
+    return (
+        f"restored backup {backup} taken at {taken_at}; writes after {taken_at} are lost "
+        "(the migration history is back to its state at that time too)"
+    )

@@ -56,17 +56,20 @@ def clip(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
-def moved(change: StatusT, generation: int, previous: Sequence[Condition],
-          at: datetime | None = None) -> StatusT:
+def moved(
+    change: StatusT, generation: int, previous: Sequence[Condition], at: datetime | None = None
+) -> StatusT:
     """change, which sets phase, reason and message, with what every phase change writes
     besides: the message cut to fit, observedGeneration, and conditions that agree."""
     if change.phase is None or change.reason is None:
         raise ValueError("a phase change sets phase and reason")
     message = clip(change.message or "")
-    conditions = build_conditions(health(change.phase, change.reason, message), generation,
-                                  at or now(), previous)
-    return change.model_copy(update={"message": message, "observed_generation": generation,
-                                     "conditions": conditions})
+    conditions = build_conditions(
+        health(change.phase, change.reason, message), generation, at or now(), previous
+    )
+    return change.model_copy(
+        update={"message": message, "observed_generation": generation, "conditions": conditions}
+    )
 
 
 def merged(first: StatusT, *more: StatusT) -> StatusT:
@@ -95,18 +98,24 @@ def run_fields(report: RunReport, result: MigrationResult | None) -> MigrationSt
     """Timing and effects of one engine run (of result's migration, when there is one)."""
     if result is None:
         return MigrationStatus(
-            run_id=report.run_id, schema_version=report.schema_version,
-            started_at=to_second(report.started_at), completed_at=to_second(report.finished_at),
-            duration_seconds=round(report.duration_seconds, 3))
+            run_id=report.run_id,
+            schema_version=report.schema_version,
+            started_at=to_second(report.started_at),
+            completed_at=to_second(report.finished_at),
+            duration_seconds=round(report.duration_seconds, 3),
+        )
     return MigrationStatus(
-        run_id=report.run_id, schema_version=report.schema_version,
-        started_at=to_second(result.started_at), completed_at=to_second(result.finished_at),
+        run_id=report.run_id,
+        schema_version=report.schema_version,
+        started_at=to_second(result.started_at),
+        completed_at=to_second(result.finished_at),
         duration_seconds=round(result.duration_seconds, 3),
         rows_affected=result.rows_affected,
         tables_created=list(result.tables_created),
         tables_altered=list(result.tables_altered),
         tables_dropped=list(result.tables_dropped),
-        attempts=result.attempts)
+        attempts=result.attempts,
+    )
 
 
 def last_error(result: MigrationResult) -> LastError:

@@ -36,10 +36,12 @@ class StatusWriter(Generic[StatusT]):
     async def write(self, obj: dict[str, Any], ctx: HasApi, change: StatusT) -> None:
         """Merge-patch change (a phase change, see `moved`) into obj's status, and into obj."""
         meta = obj["metadata"]
-        full = moved(self.complete(change), int(meta.get("generation", 1)),
-                     self.current(obj).conditions)
-        updated = await ctx.api.patch_status(self.plural, meta["namespace"], meta["name"],
-                                             patch(full))
+        full = moved(
+            self.complete(change), int(meta.get("generation", 1)), self.current(obj).conditions
+        )
+        updated = await ctx.api.patch_status(
+            self.plural, meta["namespace"], meta["name"], patch(full)
+        )
         if updated is not None:
             self._latest = updated
             obj["status"] = updated.get("status") or {}
@@ -47,17 +49,24 @@ class StatusWriter(Generic[StatusT]):
 
     def freshest(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The live body, or our last write if the watch has not delivered it yet."""
-        live = {"metadata": dict(body.get("metadata") or {}), "spec": dict(body.get("spec") or {}),
-                "status": dict(body.get("status") or {})}
+        live = {
+            "metadata": dict(body.get("metadata") or {}),
+            "spec": dict(body.get("spec") or {}),
+            "status": dict(body.get("status") or {}),
+        }
         latest = self._latest
         if latest is None:
             return live
         try:
             newer = int(latest["metadata"]["resourceVersion"]) > int(
-                live["metadata"].get("resourceVersion", 0))
+                live["metadata"].get("resourceVersion", 0)
+            )
         except (KeyError, ValueError):
             newer = False
         if newer and latest["metadata"].get("generation") == live["metadata"].get("generation"):
-            return {"metadata": dict(latest["metadata"]), "spec": live["spec"],
-                    "status": dict(latest.get("status") or {})}
+            return {
+                "metadata": dict(latest["metadata"]),
+                "spec": live["spec"],
+                "status": dict(latest.get("status") or {}),
+            }
         return live

@@ -43,10 +43,12 @@ async def delete_backup_file(body: Mapping[str, Any], ctx: StepContext) -> None:
     if any((p.get("status") or {}).get("phase") not in FINISHED_POD_PHASES for p in pods):
         raise kopf.TemporaryError("waiting for the backup Job's pod to stop", delay=1)
     place = parse_location(current.location) or place_of(
-        DatabaseBackupSpec.model_validate(body.get("spec") or {}), ns, name, uid)
+        DatabaseBackupSpec.model_validate(body.get("spec") or {}), ns, name, uid
+    )
     if not await api.pvc_exists(ns, place.claim):
-        ctx.logger.info("PersistentVolumeClaim %s is gone, and %s with it", place.claim,
-                        place.location)
+        ctx.logger.info(
+            "PersistentVolumeClaim %s is gone, and %s with it", place.claim, place.location
+        )
         return
     manifest = build_job(cleanup_owner(name, ns, uid), cleanup_request(place), ctx.settings)
     try:
@@ -56,9 +58,11 @@ async def delete_backup_file(body: Mapping[str, Any], ctx: StepContext) -> None:
         return
     finished = preflight.job_finished(job)
     if finished is None:
-        raise kopf.TemporaryError(f"waiting for cleanup Job {manifest['metadata']['name']}",
-                                  delay=1)
+        raise kopf.TemporaryError(
+            f"waiting for cleanup Job {manifest['metadata']['name']}", delay=1
+        )
     if not finished:
-        raise kopf.PermanentError(f"could not delete {place.location}: "
-                                  f"{preflight.job_failure(job)}")
+        raise kopf.PermanentError(
+            f"could not delete {place.location}: {preflight.job_failure(job)}"
+        )
     ctx.emit("Normal", "BackupFileDeleted", f"Deleted {place.location}")

@@ -27,7 +27,8 @@ class StepContext:
     emit: Emit
     metrics: Metrics
     logger: logging.Logger | logging.LoggerAdapter[Any] = field(
-        default_factory=lambda: logging.getLogger("kubemigrate"))
+        default_factory=lambda: logging.getLogger("kubemigrate")
+    )
     wake: Callable[[str], None] = lambda _uid: None
     """Wake another object's daemon by uid (the next migration or backup in line)."""
 
@@ -43,7 +44,7 @@ class Backoff:
         return cls(settings.retry_min_seconds, settings.retry_max_seconds)
 
     def next(self) -> float:
-        delay = min(self.cap, self.first * 2.0 ** self.failures)
+        delay = min(self.cap, self.first * 2.0**self.failures)
         self.failures += 1
         return delay * random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not cryptography)
 

@@ -40,15 +40,24 @@ BACKUPS, RESTORES = "databasebackups", "databaserestores"
 POLL = 2.0
 
 
-async def backup_first(writer: MigrationStatusWriter, obj: dict[str, Any], spec: MigrationSpec,
-                       migrator: Migrating, ctx: StepContext) -> float | None:
+async def backup_first(
+    writer: MigrationStatusWriter,
+    obj: dict[str, Any],
+    spec: MigrationSpec,
+    migrator: Migrating,
+    ctx: StepContext,
+) -> float | None:
     """None once the pre-migration backup is verified; else the delay before looking again."""
     meta, current = obj["metadata"], writer.current(obj)
     ns, name = meta["namespace"], backup_name(obj)
     if spec.backup is None or spec.backup.storage is None:
         return await writer.failed(
-            obj, "NoBackupStorage", "spec.backup.storage is not set (there is no operator-wide "
-            "default yet): set spec.backup.storage.persistentVolumeClaim", ctx)
+            obj,
+            "NoBackupStorage",
+            "spec.backup.storage is not set (there is no operator-wide "
+            "default yet): set spec.backup.storage.persistentVolumeClaim",
+            ctx,
+        )
     backup = await ctx.api.get_custom(BACKUPS, ns, name)
     if backup is None:
         try:
@@ -56,27 +65,38 @@ async def backup_first(writer: MigrationStatusWriter, obj: dict[str, Any], spec:
         except EngineError as exc:
             return await writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
         backup = await ctx.api.create_custom(BACKUPS, backup_manifest(obj, spec))
-        ctx.emit("Normal", "BackingUp",
-                 f"Taking backup {name} before applying version {spec.version}")
+        ctx.emit(
+            "Normal", "BackingUp", f"Taking backup {name} before applying version {spec.version}"
+        )
     found = status_of(DatabaseBackupStatus, backup)
     phase = found.phase or BackupPhase.PENDING
     ref = LocalObjectReference(name=name)
     if phase is BackupPhase.FAILED:
         return await writer.failed(
-            obj, "BackupFailed", f"backup {name} failed, so version {spec.version} was not "
-            f"applied: {found.message or ''}", ctx, MigrationStatus(backup_ref=ref))
+            obj,
+            "BackupFailed",
+            f"backup {name} failed, so version {spec.version} was not "
+            f"applied: {found.message or ''}",
+            ctx,
+            MigrationStatus(backup_ref=ref),
+        )
     if phase is BackupPhase.SUCCEEDED and found.verified:
         return None
     message = f"taking backup {name} before applying version {spec.version} ({phase})"
     if (current.phase, current.message) != (MigrationPhase.BACKING_UP, message):
-        await writer.write(obj, ctx, MigrationStatus(
-            phase=MigrationPhase.BACKING_UP, reason="BackingUp", message=message,
-            backup_ref=ref))
+        await writer.write(
+            obj,
+            ctx,
+            MigrationStatus(
+                phase=MigrationPhase.BACKING_UP, reason="BackingUp", message=message, backup_ref=ref
+            ),
+        )
     return POLL
 
 
-async def follow_restore(writer: MigrationStatusWriter, obj: dict[str, Any],
-                         ctx: StepContext) -> float | None:
+async def follow_restore(
+    writer: MigrationStatusWriter, obj: dict[str, Any], ctx: StepContext
+) -> float | None:
     """Follow this rollback's DatabaseRestore; None when none was started yet."""
     meta = obj["metadata"]
     restore = await ctx.api.get_custom(RESTORES, meta["namespace"], restore_name(obj))
@@ -85,39 +105,64 @@ async def follow_restore(writer: MigrationStatusWriter, obj: dict[str, Any],
     found = status_of(DatabaseRestoreStatus, restore)
     backup = restore["spec"]["backupRef"]["name"]
     if found.phase is RestorePhase.FAILED:
-        return await writer.failed(obj, "RestoreFailed", f"restoring backup {backup} failed: "
-                                   f"{found.message or ''}", ctx)
+        return await writer.failed(
+            obj, "RestoreFailed", f"restoring backup {backup} failed: {found.message or ''}", ctx
+        )
     if found.phase is not RestorePhase.SUCCEEDED:
         return POLL
     taken = await _taken_at(ctx, meta["namespace"], backup)
     note = lost_writes_note(backup, taken)
-    await writer.write(obj, ctx, MigrationStatus(
-        phase=MigrationPhase.ROLLED_BACK, reason="RestoredBackup", message=note, checksum=None,
-        rollback_available=False, last_error=None, started_at=found.started_at,
-        completed_at=found.completed_at, duration_seconds=found.duration_seconds))
+    await writer.write(
+        obj,
+        ctx,
+        MigrationStatus(
+            phase=MigrationPhase.ROLLED_BACK,
+            reason="RestoredBackup",
+            message=note,
+            checksum=None,
+            rollback_available=False,
+            last_error=None,
+            started_at=found.started_at,
+            completed_at=found.completed_at,
+            duration_seconds=found.duration_seconds,
+        ),
+    )
     ctx.emit("Warning", "RestoredBackup", note)
     return writer.settled(obj, ctx, MigrationPhase.ROLLED_BACK)
 
 
-async def start_restore(writer: MigrationStatusWriter, obj: dict[str, Any], spec: MigrationSpec,
-                        ctx: StepContext) -> float:
+async def start_restore(
+    writer: MigrationStatusWriter, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext
+) -> float:
     """Roll back an applied migration by restoring its pre-migration backup."""
     meta, current = obj["metadata"], writer.current(obj)
     backup = current.backup_ref.name if current.backup_ref is not None else None
     found = await ctx.api.get_custom(BACKUPS, meta["namespace"], backup) if backup else None
-    usable = (found is not None
-              and status_of(DatabaseBackupStatus, found).phase is BackupPhase.SUCCEEDED)
+    usable = (
+        found is not None and status_of(DatabaseBackupStatus, found).phase is BackupPhase.SUCCEEDED
+    )
     if not backup or not usable:
         return await writer.failed(
-            obj, "NoBackup", f"version {spec.version} has no usable pre-migration backup "
+            obj,
+            "NoBackup",
+            f"version {spec.version} has no usable pre-migration backup "
             f"({backup or 'none recorded in status.backupRef'}); it cannot be rolled back by "
-            "restore", ctx)
+            "restore",
+            ctx,
+        )
     await ctx.api.create_custom(RESTORES, restore_manifest(obj, spec, backup))
     taken = await _taken_at(ctx, meta["namespace"], backup)
-    message = (f"rolling back version {spec.version} by restoring backup {backup} taken at "
-               f"{taken}: writes after {taken} will be lost")
-    await writer.write(obj, ctx, MigrationStatus(
-        phase=MigrationPhase.ROLLING_BACK, reason="RestoringBackup", message=message))
+    message = (
+        f"rolling back version {spec.version} by restoring backup {backup} taken at "
+        f"{taken}: writes after {taken} will be lost"
+    )
+    await writer.write(
+        obj,
+        ctx,
+        MigrationStatus(
+            phase=MigrationPhase.ROLLING_BACK, reason="RestoringBackup", message=message
+        ),
+    )
     ctx.emit("Warning", "RestoringBackup", message)
     return POLL
 

@@ -19,8 +19,14 @@ IDLE = 300.0
 """How long a settled migration sleeps; spec changes and Job events wake it sooner."""
 QUEUED = 30.0
 """How long a queued migration sleeps before it looks again, unless woken."""
-IN_PROGRESS = frozenset({MigrationPhase.PREFLIGHT, MigrationPhase.BACKING_UP,
-                         MigrationPhase.APPLYING, MigrationPhase.ROLLING_BACK})
+IN_PROGRESS = frozenset(
+    {
+        MigrationPhase.PREFLIGHT,
+        MigrationPhase.BACKING_UP,
+        MigrationPhase.APPLYING,
+        MigrationPhase.ROLLING_BACK,
+    }
+)
 
 
 class MigrationStatusWriter(StatusWriter[MigrationStatus]):
@@ -40,32 +46,57 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
         """Show why the migration waits (Pending) or cannot go on (Failed), once."""
         current = self.current(obj)
         generation = obj["metadata"]["generation"]
-        phase = (MigrationPhase.FAILED if blocker.permanent or blocker.reason == "RollbackBlocked"
-                 else MigrationPhase.PENDING)
-        if (current.phase, current.reason, current.message,
-                current.observed_generation) != (phase, blocker.reason, blocker.message,
-                                                 generation):
-            await self.write(obj, ctx, MigrationStatus(
-                phase=phase, reason=blocker.reason, message=blocker.message,
-                waiting_for=blocker.waiting_for))
+        phase = (
+            MigrationPhase.FAILED
+            if blocker.permanent or blocker.reason == "RollbackBlocked"
+            else MigrationPhase.PENDING
+        )
+        if (current.phase, current.reason, current.message, current.observed_generation) != (
+            phase,
+            blocker.reason,
+            blocker.message,
+            generation,
+        ):
+            await self.write(
+                obj,
+                ctx,
+                MigrationStatus(
+                    phase=phase,
+                    reason=blocker.reason,
+                    message=blocker.message,
+                    waiting_for=blocker.waiting_for,
+                ),
+            )
             if phase is MigrationPhase.FAILED:
                 ctx.emit("Warning", blocker.reason, blocker.message)
         return QUEUED
 
-    async def transient(self, obj: dict[str, Any], reason: str, message: str,
-                        ctx: StepContext) -> float:
+    async def transient(
+        self, obj: dict[str, Any], reason: str, message: str, ctx: StepContext
+    ) -> float:
         """A failure that time may cure: Reconciling with backoff, never Stalled."""
         current = self.current(obj)
         delay = self.backoff.next()
         phase = current.phase if current.phase in IN_PROGRESS else MigrationPhase.PENDING
-        await self.write(obj, ctx, MigrationStatus(
-            phase=phase, reason=reason, message=f"{message} (retrying in {delay:.0f}s)"))
+        await self.write(
+            obj,
+            ctx,
+            MigrationStatus(
+                phase=phase, reason=reason, message=f"{message} (retrying in {delay:.0f}s)"
+            ),
+        )
         ctx.emit("Warning", reason, message)
         ctx.logger.warning("%s: %s; retrying in %.0fs", reason, message, delay)
         return delay
 
-    async def failed(self, obj: dict[str, Any], reason: str, message: str, ctx: StepContext,
-                     fields: MigrationStatus | None = None) -> float:
+    async def failed(
+        self,
+        obj: dict[str, Any],
+        reason: str,
+        message: str,
+        ctx: StepContext,
+        fields: MigrationStatus | None = None,
+    ) -> float:
         """A failure only a change of spec cures: Failed and Stalled. fields go along; without
         a lastError among them, the message is the lastError."""
         change = MigrationStatus(phase=MigrationPhase.FAILED, reason=reason, message=message)

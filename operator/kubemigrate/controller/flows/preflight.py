@@ -25,8 +25,13 @@ from kubemigrate.models.migration import (
 JOB_POLL = 2.0
 
 
-async def gate(writer: MigrationStatusWriter, obj: dict[str, Any], spec: MigrationSpec,
-               peers: list[Peer], ctx: StepContext) -> float | None:
+async def gate(
+    writer: MigrationStatusWriter,
+    obj: dict[str, Any],
+    spec: MigrationSpec,
+    peers: list[Peer],
+    ctx: StepContext,
+) -> float | None:
     """None when preflight passed; else the delay before looking again."""
     meta, current = obj["metadata"], writer.current(obj)
     generation = meta["generation"]
@@ -34,11 +39,18 @@ async def gate(writer: MigrationStatusWriter, obj: dict[str, Any], spec: Migrati
     prefix = job_name(owner, job.COMPONENT)
     recorded = current.preflight_job or ""
     name = recorded if recorded.startswith(prefix) else job_name(owner, job.COMPONENT)
-    attempt = int(name[len(prefix) + 1:] or 0) if name != prefix else 0
+    attempt = int(name[len(prefix) + 1 :] or 0) if name != prefix else 0
     if current.phase is not MigrationPhase.PREFLIGHT or recorded != name:
-        await writer.write(obj, ctx, MigrationStatus(
-            phase=MigrationPhase.PREFLIGHT, reason="PreflightRunning",
-            message=f"preflight Job {name} is running", preflight_job=name))
+        await writer.write(
+            obj,
+            ctx,
+            MigrationStatus(
+                phase=MigrationPhase.PREFLIGHT,
+                reason="PreflightRunning",
+                message=f"preflight Job {name} is running",
+                preflight_job=name,
+            ),
+        )
     found = await ctx.api.job(meta["namespace"], name)
     if found is None:
         plan = job.plan(spec, requires=requirements(spec, peers), expected={})
@@ -50,25 +62,47 @@ async def gate(writer: MigrationStatusWriter, obj: dict[str, Any], spec: Migrati
     if finished is None:
         return JOB_POLL
     pods = await ctx.api.job_pods(meta["namespace"], name)
-    verdict = job.read_verdict(job.termination_message(pods),
-                               None if finished else job.job_failure(found))
-    checks = [PreflightCheck(name=str(c.get("name", "?")), passed=bool(c.get("passed")),
-                             message=str(c.get("message", ""))[:512]) for c in verdict.checks]
+    verdict = job.read_verdict(
+        job.termination_message(pods), None if finished else job.job_failure(found)
+    )
+    checks = [
+        PreflightCheck(
+            name=str(c.get("name", "?")),
+            passed=bool(c.get("passed")),
+            message=str(c.get("message", ""))[:512],
+        )
+        for c in verdict.checks
+    ]
     if verdict.ok:
-        await writer.write(obj, ctx, MigrationStatus(
-            phase=MigrationPhase.PREFLIGHT, reason="PreflightPassed",
-            message="preflight checks passed", preflight=checks))
+        await writer.write(
+            obj,
+            ctx,
+            MigrationStatus(
+                phase=MigrationPhase.PREFLIGHT,
+                reason="PreflightPassed",
+                message="preflight checks passed",
+                preflight=checks,
+            ),
+        )
         return None
     message = f"preflight failed: {verdict.summary}"
     ctx.emit("Warning", "PreflightFailed", message)
     if not verdict.retryable:
-        return await writer.failed(obj, "PreflightFailed", message, ctx,
-                                   MigrationStatus(preflight=checks))
+        return await writer.failed(
+            obj, "PreflightFailed", message, ctx, MigrationStatus(preflight=checks)
+        )
     delay = writer.backoff.next()
-    await writer.write(obj, ctx, MigrationStatus(
-        phase=MigrationPhase.PREFLIGHT, reason="PreflightFailed",
-        message=f"{message} (retrying in {delay:.0f}s)", preflight=checks,
-        preflight_job=job_name(owner, job.COMPONENT, attempt + 1)))
+    await writer.write(
+        obj,
+        ctx,
+        MigrationStatus(
+            phase=MigrationPhase.PREFLIGHT,
+            reason="PreflightFailed",
+            message=f"{message} (retrying in {delay:.0f}s)",
+            preflight=checks,
+            preflight_job=job_name(owner, job.COMPONENT, attempt + 1),
+        ),
+    )
     await ctx.api.delete_job(meta["namespace"], name)
     return delay
 
@@ -77,6 +111,7 @@ def requirements(spec: MigrationSpec, peers: list[Peer]) -> list[str]:
     """Versions that must be applied first (dependencies and lower versions known here)."""
     mine = MigrationSource(spec.version, "", "").key
     names = set(spec.depends_on)
-    return sorted({p.version for p in peers
-                   if p.name in names or (p.wants_applied and p.key < mine)},
-                  key=lambda v: MigrationSource(v, "", "").key)
+    return sorted(
+        {p.version for p in peers if p.name in names or (p.wants_applied and p.key < mine)},
+        key=lambda v: MigrationSource(v, "", "").key,
+    )

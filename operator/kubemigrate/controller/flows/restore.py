@@ -65,42 +65,64 @@ class RestoreFlow:
                 return delay
         return await self._follow(obj, spec, ctx)
 
-    async def _start(self, obj: dict[str, Any], spec: DatabaseRestoreSpec,
-                     ctx: StepContext) -> float | None:
+    async def _start(
+        self, obj: dict[str, Any], spec: DatabaseRestoreSpec, ctx: StepContext
+    ) -> float | None:
         """Move to Running once the backup is usable; else the delay before looking again."""
         meta = obj["metadata"]
         backup_name = spec.backup_ref.name
         backup = await ctx.api.get_custom(BACKUPS, meta["namespace"], backup_name)
         if backup is None:
-            return await self._retry(obj, ctx, "BackupNotFound",
-                                     f"DatabaseBackup {backup_name} not found")
+            return await self._retry(
+                obj, ctx, "BackupNotFound", f"DatabaseBackup {backup_name} not found"
+            )
         found = status_of(DatabaseBackupStatus, backup)
         if found.phase is BackupPhase.FAILED:
-            return await self._fail(obj, ctx, "BackupFailed",
-                                    f"DatabaseBackup {backup_name} failed: "
-                                    f"{found.message or ''}")
+            return await self._fail(
+                obj,
+                ctx,
+                "BackupFailed",
+                f"DatabaseBackup {backup_name} failed: {found.message or ''}",
+            )
         if found.phase is not BackupPhase.SUCCEEDED or parse_location(found.location) is None:
-            return await self._retry(obj, ctx, "WaitingForBackup",
-                                     f"waiting for DatabaseBackup {backup_name} to succeed "
-                                     f"({found.phase or 'Pending'})", warn=False)
+            return await self._retry(
+                obj,
+                ctx,
+                "WaitingForBackup",
+                f"waiting for DatabaseBackup {backup_name} to succeed ({found.phase or 'Pending'})",
+                warn=False,
+            )
         target = self._target(spec, backup)
         try:
-            await ctx.api.secret_value(meta["namespace"], target.secret_ref.name,
-                                       target.secret_ref.key)
+            await ctx.api.secret_value(
+                meta["namespace"], target.secret_ref.name, target.secret_ref.key
+            )
         except NotFound as exc:
             return await self._retry(obj, ctx, "SecretNotFound", str(exc))
         name = job_name(self._owner(obj), RESTORE)
         clean = " (clean: dropping the backed-up objects first)" if spec.clean else ""
-        message = (f"restoring backup {backup_name} into the database of Secret "
-                   f"{target.secret_ref.name}{clean}")
-        await self.writer.write(obj, ctx, DatabaseRestoreStatus(
-            phase=RestorePhase.RUNNING, reason="Restoring", message=message,
-            started_at=to_second(datetime.now(UTC)), job=name, last_error=None))
+        message = (
+            f"restoring backup {backup_name} into the database of Secret "
+            f"{target.secret_ref.name}{clean}"
+        )
+        await self.writer.write(
+            obj,
+            ctx,
+            DatabaseRestoreStatus(
+                phase=RestorePhase.RUNNING,
+                reason="Restoring",
+                message=message,
+                started_at=to_second(datetime.now(UTC)),
+                job=name,
+                last_error=None,
+            ),
+        )
         ctx.emit("Normal", "RestoreStarted", f"Started restore Job {name}: {message}")
         return None
 
-    async def _follow(self, obj: dict[str, Any], spec: DatabaseRestoreSpec,
-                      ctx: StepContext) -> float:
+    async def _follow(
+        self, obj: dict[str, Any], spec: DatabaseRestoreSpec, ctx: StepContext
+    ) -> float:
         meta, current = obj["metadata"], self.writer.current(obj)
         name = current.job or job_name(self._owner(obj), RESTORE)
         job = await ctx.api.job(meta["namespace"], name)
@@ -108,11 +130,17 @@ class RestoreFlow:
             backup = await ctx.api.get_custom(BACKUPS, meta["namespace"], spec.backup_ref.name)
             place = parse_location(status_of(DatabaseBackupStatus, backup).location)
             if backup is None or place is None:
-                return await self._fail(obj, ctx, "BackupNotFound",
-                                        f"DatabaseBackup {spec.backup_ref.name} is gone")
+                return await self._fail(
+                    obj, ctx, "BackupNotFound", f"DatabaseBackup {spec.backup_ref.name} is gone"
+                )
             target = self._target(spec, backup).secret_ref
-            request = restore_request(place, target.name, target.key, clean=spec.clean,
-                                      deadline=spec.active_deadline_seconds)
+            request = restore_request(
+                place,
+                target.name,
+                target.key,
+                clean=spec.clean,
+                deadline=spec.active_deadline_seconds,
+            )
             manifest = build_job(self._owner(obj), request, ctx.settings)
             manifest["metadata"]["name"] = name
             job = await ctx.api.ensure_job(manifest)
@@ -120,27 +148,42 @@ class RestoreFlow:
         if finished is None:
             return JOB_POLL
         pods = await ctx.api.job_pods(meta["namespace"], name)
-        outcome = read_outcome(preflight.termination_message(pods),
-                               None if finished else preflight.job_failure(job))
+        outcome = read_outcome(
+            preflight.termination_message(pods), None if finished else preflight.job_failure(job)
+        )
         fields = DatabaseRestoreStatus.model_validate(restore_fields(outcome))
         if not outcome.ok:
-            return await self._fail(obj, ctx, outcome.reason, outcome.message or outcome.reason,
-                                    fields)
+            return await self._fail(
+                obj, ctx, outcome.reason, outcome.message or outcome.reason, fields
+            )
         ended = datetime.now(UTC)
         d = outcome.data
         counts = fields.verification
-        message = (f"restored backup {spec.backup_ref.name} into database "
-                   f"{d.get('database', '?')}: {counts.tables if counts else 0} tables, "
-                   f"{counts.rows if counts else 0} rows"
-                   + (", row counts match the backup" if d.get("matched") else ""))
+        message = (
+            f"restored backup {spec.backup_ref.name} into database "
+            f"{d.get('database', '?')}: {counts.tables if counts else 0} tables, "
+            f"{counts.rows if counts else 0} rows"
+            + (", row counts match the backup" if d.get("matched") else "")
+        )
         reported = DatabaseRestoreStatus.model_validate(
-            {"completedAt": d.get("completedAt"), "durationSeconds": d.get("durationSeconds")})
-        await self.writer.write(obj, ctx, merged(fields, DatabaseRestoreStatus(
-            phase=RestorePhase.SUCCEEDED, reason="Restored", message=message,
-            completed_at=reported.completed_at or to_second(ended),
-            duration_seconds=reported.duration_seconds
-            or seconds_between(current.started_at, ended),
-            last_error=None)))
+            {"completedAt": d.get("completedAt"), "durationSeconds": d.get("durationSeconds")}
+        )
+        await self.writer.write(
+            obj,
+            ctx,
+            merged(
+                fields,
+                DatabaseRestoreStatus(
+                    phase=RestorePhase.SUCCEEDED,
+                    reason="Restored",
+                    message=message,
+                    completed_at=reported.completed_at or to_second(ended),
+                    duration_seconds=reported.duration_seconds
+                    or seconds_between(current.started_at, ended),
+                    last_error=None,
+                ),
+            ),
+        )
         ctx.emit("Normal", "Restored", message)
         return IDLE
 
@@ -155,29 +198,50 @@ class RestoreFlow:
 
     def _owner(self, obj: dict[str, Any]) -> Owner:
         meta = obj["metadata"]
-        return Owner("DatabaseRestore", meta["name"], meta["namespace"], meta["uid"],
-                     int(meta.get("generation", 1)))
+        return Owner(
+            "DatabaseRestore",
+            meta["name"],
+            meta["namespace"],
+            meta["uid"],
+            int(meta.get("generation", 1)),
+        )
 
-    async def _retry(self, obj: dict[str, Any], ctx: StepContext, reason: str, message: str,
-                     *, warn: bool = True) -> float:
+    async def _retry(
+        self, obj: dict[str, Any], ctx: StepContext, reason: str, message: str, *, warn: bool = True
+    ) -> float:
         current = self.writer.current(obj)
         delay = self.backoff.next()
-        if (current.phase, current.reason, current.message) != (RestorePhase.PENDING, reason,
-                                                                message):
-            await self.writer.write(obj, ctx, DatabaseRestoreStatus(
-                phase=RestorePhase.PENDING, reason=reason, message=message))
+        if (current.phase, current.reason, current.message) != (
+            RestorePhase.PENDING,
+            reason,
+            message,
+        ):
+            await self.writer.write(
+                obj,
+                ctx,
+                DatabaseRestoreStatus(phase=RestorePhase.PENDING, reason=reason, message=message),
+            )
             if warn:
                 ctx.emit("Warning", reason, message)
         return delay
 
-    async def _fail(self, obj: dict[str, Any], ctx: StepContext, reason: str, message: str,
-                    fields: DatabaseRestoreStatus | None = None) -> float:
+    async def _fail(
+        self,
+        obj: dict[str, Any],
+        ctx: StepContext,
+        reason: str,
+        message: str,
+        fields: DatabaseRestoreStatus | None = None,
+    ) -> float:
         ended = datetime.now(UTC)
         change = DatabaseRestoreStatus(
-            phase=RestorePhase.FAILED, reason=reason, message=f"restore failed: {message}",
+            phase=RestorePhase.FAILED,
+            reason=reason,
+            message=f"restore failed: {message}",
             completed_at=to_second(ended),
             duration_seconds=seconds_between(self.writer.current(obj).started_at, ended),
-            last_error=LastError(message=message[:1024]))
+            last_error=LastError(message=message[:1024]),
+        )
         await self.writer.write(obj, ctx, change if fields is None else merged(change, fields))
         ctx.emit("Warning", "RestoreFailed", f"{reason}: {message}")
         return IDLE
