@@ -67,9 +67,11 @@ def moved(
     conditions = build_conditions(
         health(change.phase, change.reason, message), generation, at or now(), previous
     )
-    return change.model_copy(
-        update={"message": message, "observed_generation": generation, "conditions": conditions}
-    )
+    full = change.model_copy()
+    full.message = message
+    full.observed_generation = generation
+    full.conditions = conditions
+    return full
 
 
 def merged(first: StatusT, *more: StatusT) -> StatusT:

@@ -40,7 +40,9 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
         """A phase change clears waitingFor unless it says what the migration waits for."""
         if "waiting_for" in change.model_fields_set:
             return change
-        return change.model_copy(update={"waiting_for": None})
+        cleared = change.model_copy()
+        cleared.waiting_for = None
+        return cleared
 
     async def wait(self, obj: dict[str, Any], blocker: Blocker, ctx: StepContext) -> float:
         """Show why the migration waits (Pending) or cannot go on (Failed), once."""
