@@ -56,6 +56,13 @@ def clip(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
+def reported(model: type[StatusT], data: Mapping[str, Any]) -> StatusT:
+    """When a finished Job says it completed and how long it took (None where it does not)."""
+    return model.model_validate(
+        {"completedAt": data.get("completedAt"), "durationSeconds": data.get("durationSeconds")}
+    )
+
+
 def moved(
     change: StatusT, generation: int, previous: Sequence[Condition], at: datetime | None = None
 ) -> StatusT:

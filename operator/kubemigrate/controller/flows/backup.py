@@ -27,7 +27,7 @@ from kubemigrate.controller.build.backup_jobs import (
     read_outcome,
 )
 from kubemigrate.controller.build.jobs import Owner, build_job, job_name
-from kubemigrate.controller.build.status import merged, seconds_between, to_second
+from kubemigrate.controller.build.status import merged, reported, seconds_between, to_second
 from kubemigrate.controller.flows.base import StatusWriter
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.kube.api import NotFound
@@ -160,7 +160,7 @@ class BackupFlow:
             f"{d.get('serverVersion', '?')}): {d.get('sizeBytes', 0)} bytes to "
             f"{place.location}, verified{check}"
         )
-        reported = _reported(d)
+        said = reported(DatabaseBackupStatus, d)
         await self.writer.write(
             obj,
             ctx,
@@ -170,8 +170,8 @@ class BackupFlow:
                     phase=BackupPhase.SUCCEEDED,
                     reason="Verified",
                     message=message,
-                    completed_at=reported.completed_at or to_second(ended),
-                    duration_seconds=reported.duration_seconds
+                    completed_at=said.completed_at or to_second(ended),
+                    duration_seconds=said.duration_seconds
                     or seconds_between(self.writer.current(obj).started_at, ended),
                     last_error=None,
                 ),
@@ -293,10 +293,3 @@ class BackupFlow:
 def _fields(outcome: Outcome, place: Place) -> DatabaseBackupStatus:
     """The status fields of a finished backup's Job result, as a change."""
     return DatabaseBackupStatus.model_validate(backup_fields(outcome, place))
-
-
-def _reported(data: Mapping[str, Any]) -> DatabaseBackupStatus:
-    """When the Job says it finished and how long it took, if it says."""
-    return DatabaseBackupStatus.model_validate(
-        {"completedAt": data.get("completedAt"), "durationSeconds": data.get("durationSeconds")}
-    )

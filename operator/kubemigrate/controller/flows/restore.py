@@ -25,6 +25,7 @@ from kubemigrate.controller.build.backup_jobs import (
 from kubemigrate.controller.build.jobs import Owner, build_job, job_name
 from kubemigrate.controller.build.status import (
     merged,
+    reported,
     seconds_between,
     status_of,
     to_second,
@@ -165,9 +166,7 @@ class RestoreFlow:
             f"{counts.rows if counts else 0} rows"
             + (", row counts match the backup" if d.get("matched") else "")
         )
-        reported = DatabaseRestoreStatus.model_validate(
-            {"completedAt": d.get("completedAt"), "durationSeconds": d.get("durationSeconds")}
-        )
+        said = reported(DatabaseRestoreStatus, d)
         await self.writer.write(
             obj,
             ctx,
@@ -177,8 +176,8 @@ class RestoreFlow:
                     phase=RestorePhase.SUCCEEDED,
                     reason="Restored",
                     message=message,
-                    completed_at=reported.completed_at or to_second(ended),
-                    duration_seconds=reported.duration_seconds
+                    completed_at=said.completed_at or to_second(ended),
+                    duration_seconds=said.duration_seconds
                     or seconds_between(current.started_at, ended),
                     last_error=None,
                 ),
