@@ -7,8 +7,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from kubemigrate.controller.queue import Peer
-from kubemigrate.engine.migrate.results import MigrationResult
+from kubemigrate.controller.ordering.migrations import Peer
+from kubemigrate.engine import MigrationResult
+from kubemigrate.models.migration import MigrationPhase
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -39,7 +40,7 @@ class Metrics:
             registry=self.registry)
 
     def observer(self, namespace: str) -> ObserveRun:
-        """The hook MigrationFlow calls with (outcome, result, seconds)."""
+        """What MigrationFlow calls with (outcome, result, seconds) after a run."""
         return ObserveRun(self, namespace)
 
     def set_pending(self, namespace: str, database: str, peers: Iterable[Peer]) -> None:
@@ -67,7 +68,7 @@ def _desired(peer: Peer) -> bool:
     if not peer.settled:
         return False
     if peer.rollback:
-        return peer.phase == "RolledBack"
+        return peer.phase == MigrationPhase.ROLLED_BACK
     if peer.dry_run:
-        return peer.phase in ("DryRunSucceeded", "Failed")
-    return peer.phase in ("Succeeded", "Failed")
+        return peer.phase in (MigrationPhase.DRY_RUN_SUCCEEDED, MigrationPhase.FAILED)
+    return peer.phase in (MigrationPhase.SUCCEEDED, MigrationPhase.FAILED)

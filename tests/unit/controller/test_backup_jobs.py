@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from kubemigrate.controller.backup_jobs import (
+from kubemigrate.controller.build.backup_jobs import (
     Place,
     backup_fields,
     backup_request,
@@ -17,7 +17,7 @@ from kubemigrate.controller.backup_jobs import (
     restore_fields,
     restore_request,
 )
-from kubemigrate.controller.jobs import Owner, build_job
+from kubemigrate.controller.build.jobs import Owner, build_job
 from kubemigrate.models.backup import DatabaseBackupSpec
 from kubemigrate.settings import Settings
 

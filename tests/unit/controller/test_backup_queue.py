@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kubemigrate.controller.backup_queue import (
+from kubemigrate.controller.ordering.backups import (
     BackupKey,
     BackupPeer,
     ahead_of,
@@ -60,6 +60,6 @@ def test_keep_last_prunes_the_oldest_succeeded_only() -> None:
 def test_ttl() -> None:
     now = datetime(2024, 12, 20, 12, tzinfo=UTC)
     assert ttl_left(None, timedelta(hours=1), now) is None
-    assert ttl_left("2024-12-20T11:30:00Z", timedelta(hours=1), now) == 1800
-    left = ttl_left("2024-12-20T10:00:00Z", timedelta(hours=1), now)
+    assert ttl_left(datetime(2024, 12, 20, 11, 30, tzinfo=UTC), timedelta(hours=1), now) == 1800
+    left = ttl_left(datetime(2024, 12, 20, 10, tzinfo=UTC), timedelta(hours=1), now)
     assert left is not None and left < 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubemigrate.controller.jobs import JobRequest, Owner, build_job, job_name
+from kubemigrate.controller.build.jobs import JobRequest, Owner, build_job, job_name
 from kubemigrate.settings import Settings
 
 OWNER = Owner("Migration", "m1", "ns", "uid-1", generation=4)

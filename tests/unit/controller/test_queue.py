@@ -6,7 +6,12 @@ import itertools
 
 import pytest
 
-from kubemigrate.controller.queue import DatabaseKey, Peer, apply_blocker, rollback_blocker
+from kubemigrate.controller.ordering.migrations import (
+    DatabaseKey,
+    Peer,
+    apply_blocker,
+    rollback_blocker,
+)
 
 DB = DatabaseKey("ns", "db", "url", "kubemigrate")
 OTHER_DB = DatabaseKey("ns", "other", "url", "kubemigrate")

@@ -250,6 +250,13 @@ class Migrator:
             new = _schema_version(plan, results)
         return RunReport(str(ctx.run_id), "baseline", started, now(), tuple(results), new)
 
+    def ensure_history(self) -> None:
+        """Create the history table if it does not exist yet, under the migration lock. The
+        operator calls this before a pre-migration backup, so the backup holds the history and
+        restoring it brings the history back to its state before the migration too."""
+        with self._context(lock=True) as ctx:
+            ctx.history.ensure()
+
     # -- internals -----------------------------------------------------------------------------
 
     @contextmanager

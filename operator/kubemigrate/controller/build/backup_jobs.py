@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kubemigrate.controller.jobs import JobRequest, Owner
+from kubemigrate.controller.build.jobs import JobRequest, Owner
 from kubemigrate.models.backup import DatabaseBackupSpec
 
 BACKUP, RESTORE, CLEANUP = "backup", "restore", "cleanup"

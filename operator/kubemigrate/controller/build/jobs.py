@@ -12,10 +12,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemigrate.models import API_VERSION, GROUP
 from kubemigrate.settings import Settings
 
-API_GROUP = "kubemigrate.dev"
-API_VERSION = f"{API_GROUP}/v1alpha1"
 TERMINATION_LOG = "/dev/termination-log"
 WORK_DIR = "/var/run/kubemigrate"
 CONTAINER = "kubemigrate"
@@ -70,7 +69,7 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
         "app.kubernetes.io/name": "kubemigrate",
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": "kubemigrate",
-        f"{API_GROUP}/{owner.kind.lower()}": owner.name[:63],
+        f"{GROUP}/{owner.kind.lower()}": owner.name[:63],
     }
 
 

@@ -4,20 +4,20 @@ Migrations of one database (same namespace, Secret, key and history schema) appl
 in version order, after their `dependsOn`; rollbacks run newest first and wait for later
 migrations that depend on them. The operator keeps an in-memory index of every Migration as a
 `Peer` and asks `blocker()` before doing anything; the answer is what status shows a Pending
-migration waiting for.
+migration waiting for. The index maps each database to its Migrations (`PeerIndex`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubemigrate.engine.migrate.versions import version_key
+from kubemigrate.engine import version_key
+from kubemigrate.models.migration import MigrationPhase
 
-APPLIED = "Succeeded"
-ROLLED_BACK = "RolledBack"
-FAILED = "Failed"
+APPLIED = MigrationPhase.SUCCEEDED
+ROLLED_BACK = MigrationPhase.ROLLED_BACK
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ class Peer:
     @property
     def wants_applied(self) -> bool:
         return not self.rollback and not self.dry_run
+
+
+PeerIndex = Mapping[DatabaseKey, Collection[Peer]]
+"""kopf's index of every Migration by its database (a dict in tests)."""
 
 
 @dataclass(frozen=True)

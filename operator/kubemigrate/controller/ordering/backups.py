@@ -8,12 +8,14 @@ DatabaseBackup in an in-memory index as a `BackupPeer`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-TERMINAL = frozenset({"Succeeded", "Failed"})
+from kubemigrate.models.backup import BackupPhase
+
+TERMINAL: frozenset[str] = frozenset({BackupPhase.SUCCEEDED, BackupPhase.FAILED})
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class BackupPeer:
         return (self.created, self.name)
 
 
+BackupIndex = Mapping[BackupKey, Collection[BackupPeer]]
+"""kopf's index of every DatabaseBackup by its database (a dict in tests)."""
+
+
 def backup_peer_of(body: Mapping[str, Any]) -> BackupPeer:
     """The index entry of a DatabaseBackup, from its raw body."""
     meta, spec = body.get("metadata") or {}, body.get("spec") or {}
@@ -68,7 +74,7 @@ def backup_peer_of(body: Mapping[str, Any]) -> BackupPeer:
 def ahead_of(me: BackupPeer, peers: Iterable[BackupPeer]) -> BackupPeer | None:
     """The backup me waits for: one already running, else the oldest unfinished older one."""
     others = [p for p in peers if p.database == me.database and p.uid != me.uid and not p.done]
-    running = [p for p in others if p.phase == "Running"]
+    running = [p for p in others if p.phase == BackupPhase.RUNNING]
     if running:
         return min(running, key=lambda p: p.order)
     older = [p for p in others if p.order < me.order]
@@ -79,16 +85,15 @@ def to_prune(keep_last: int, me: BackupPeer, peers: Iterable[BackupPeer]) -> lis
     """Succeeded backups of me's database beyond the newest keep_last (me included), oldest
     first. Pre-migration backups are a Migration's restore point and go with it, so they
     neither count nor get pruned."""
-    same = {p.uid: p for p in peers if p.database == me.database and p.phase == "Succeeded"
-            and p.owner_kind != "Migration"}
+    same = {p.uid: p for p in peers if p.database == me.database
+            and p.phase == BackupPhase.SUCCEEDED and p.owner_kind != "Migration"}
     same[me.uid] = me
     newest_first = sorted(same.values(), key=lambda p: (p.completed, *p.order), reverse=True)
     return [p.name for p in reversed(newest_first[keep_last:])]
 
 
-def ttl_left(completed_at: str | None, ttl: timedelta, now: datetime) -> float | None:
+def ttl_left(completed_at: datetime | None, ttl: timedelta, now: datetime) -> float | None:
     """Seconds until a finished backup's TTL runs out (<= 0: now); None if it has not ended."""
-    if not completed_at:
+    if completed_at is None:
         return None
-    ended = datetime.fromisoformat(completed_at.replace("Z", "+00:00"))
-    return (ended + ttl - now).total_seconds()
+    return (completed_at + ttl - now).total_seconds()

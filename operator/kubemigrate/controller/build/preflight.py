@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kubemigrate.controller.jobs import WORK_DIR, JobRequest, Owner, job_name, labels
-from kubemigrate.controller.jobs import owner_reference as owner_ref
+from kubemigrate.controller.build.jobs import WORK_DIR, JobRequest, Owner, job_name, labels
+from kubemigrate.controller.build.jobs import owner_reference as owner_ref
 from kubemigrate.models.migration import MigrationSpec
 
 COMPONENT = "preflight"

@@ -1,7 +1,8 @@
 """The few Kubernetes API calls the operator makes, as async functions over the official client.
 
 The client is synchronous, so every call runs in a worker thread and kopf's event loop never
-blocks. Reads that may legitimately find nothing return None instead of raising.
+blocks. Reads that may legitimately find nothing return None instead of raising; the errors
+callers act on are our own (`NotFound`, `Forbidden`), so no other module needs the client's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, TypeVar, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-GROUP, VERSION = "kubemigrate.dev", "v1alpha1"
+from kubemigrate.models import GROUP, VERSION
+
 T = TypeVar("T")
 
 
@@ -33,6 +35,14 @@ def make_client() -> kubernetes.client.ApiClient:
 
 class NotFound(LookupError):
     """A referenced object does not exist."""
+
+
+class Forbidden(PermissionError):
+    """The API server refused a create (403), e.g. in a namespace that is being deleted."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class KubeApi:
@@ -92,6 +102,8 @@ class KubeApi:
             created = await self._call(self.batch.create_namespaced_job, ns, manifest)
             return self._client.sanitize_for_serialization(created)
         except ApiException as e:
+            if e.status == 403:
+                raise Forbidden(str(e.reason)) from e
             if e.status != 409:
                 raise
         existing = await self.job(ns, name)

@@ -1,5 +1,5 @@
-"""Waking a Migration's daemon early: when its spec changes, when a Job it waits for finishes,
-or when the migration ahead of it in its database's queue settles. Without a wake-up a daemon
+"""Waking an object's daemon early: when its spec changes, when a Job it waits for finishes,
+or when the object ahead of it in its database's queue settles. Without a wake-up a daemon
 still looks again after its own timeout, so a lost wake-up costs latency, never correctness."""
 
 from __future__ import annotations

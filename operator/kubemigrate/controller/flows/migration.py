@@ -1,0 +1,382 @@
+"""One Migration's way from Pending to Succeeded (or RolledBack, or Failed), one step at a time.
+
+A daemon per Migration calls `MigrationFlow.step()` in a loop. Each step reads the object as it
+is now, decides the one thing to do next (wait in the queue, start or read the preflight Job,
+apply, roll back), does it, writes status, and says how long to sleep before looking again.
+Nothing here is kept only in memory that a restarted operator would need: the phase, the
+preflight Job's name and the checksum live in status, and the database's history is the truth
+about what is applied, so the engine applies a migration exactly once however often it is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubemigrate.controller.build import status
+from kubemigrate.controller.build.restore_point import rollback_available
+from kubemigrate.controller.flows import migration_backup, preflight
+from kubemigrate.controller.flows.context import Backoff, StepContext
+from kubemigrate.controller.flows.migration_status import IDLE, MigrationStatusWriter
+from kubemigrate.controller.flows.migrator import Migrating, MigratorFactory, open_migrator
+from kubemigrate.controller.kube.api import NotFound
+from kubemigrate.controller.ordering.migrations import (
+    Peer,
+    PeerIndex,
+    apply_blocker,
+    peer_of,
+    rollback_blocker,
+)
+from kubemigrate.engine import (
+    ConnectionFailed,
+    EngineError,
+    LockTimeout,
+    MigrationSource,
+    RunReport,
+    parse_duration,
+)
+from kubemigrate.models.migration import (
+    DryRunResult,
+    MigrationPhase,
+    MigrationSpec,
+    MigrationStatus,
+    RollbackStrategy,
+)
+
+SETTLED = frozenset(
+    {MigrationPhase.SUCCEEDED, MigrationPhase.ROLLED_BACK, MigrationPhase.DRY_RUN_SUCCEEDED}
+)
+BLOCKED_REASONS = frozenset({"DependencyCycle", "DuplicateVersion", "RollbackBlocked"})
+APPLIED_STATES = frozenset({"applied", "drifted", "failed", "incomplete"})
+"""Engine states of a version that a rollback can revert."""
+
+
+class MigrationFlow:
+    """The state machine of one Migration object (one instance per daemon)."""
+
+    def __init__(
+        self, backoff: Backoff, index: PeerIndex, migrator: MigratorFactory = open_migrator
+    ) -> None:
+        self.backoff, self.index = backoff, index
+        self.writer = MigrationStatusWriter(backoff, index)
+        self._open = migrator
+
+    # -- the step --------------------------------------------------------------------------
+
+    async def step(self, body: Mapping[str, Any], ctx: StepContext) -> float:
+        """Do the next thing for this object; return seconds until the next look."""
+        obj = self.writer.freshest(body)
+        current = self.writer.current(obj)
+        generation = int(obj["metadata"].get("generation", 1))
+        try:
+            spec = MigrationSpec.model_validate(obj.get("spec") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            message = f"invalid spec: {where}: {first.get('msg')}".replace(": :", ":")
+            await self.writer.write(
+                obj,
+                ctx,
+                MigrationStatus(phase=MigrationPhase.FAILED, reason="InvalidSpec", message=message),
+            )
+            return IDLE
+        if current.observed_generation == generation and (
+            current.phase in SETTLED
+            or (current.phase is MigrationPhase.FAILED and current.reason not in BLOCKED_REASONS)
+        ):
+            return IDLE
+        me = peer_of(obj)
+        peers = list(self.index.get(me.database, ()))
+        if spec.rollback:
+            return await self._roll_back(obj, spec, me, peers, ctx)
+        return await self._apply(obj, spec, me, peers, ctx)
+
+    # -- apply and dry run -------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        obj: dict[str, Any],
+        spec: MigrationSpec,
+        me: Peer,
+        peers: list[Peer],
+        ctx: StepContext,
+    ) -> float:
+        blocker = apply_blocker(me, peers)
+        if blocker:
+            return await self.writer.wait(obj, blocker, ctx)
+        source = await self._source(obj, spec, ctx)
+        if source is None:
+            return self.backoff.next()
+        current = self.writer.current(obj)
+        past_preflight = current.observed_generation == obj["metadata"][
+            "generation"
+        ] and current.phase in (MigrationPhase.BACKING_UP, MigrationPhase.APPLYING)
+        if spec.preflight.enabled and not spec.dry_run and not past_preflight:
+            outcome = await preflight.gate(self.writer, obj, spec, peers, ctx)
+            if outcome is not None:
+                return outcome
+        url = await self._url(obj, spec, ctx)
+        if url is None:
+            return self.backoff.next()
+        migrator = self._open(url, obj, spec, ctx)
+        if spec.backup_enabled and not spec.dry_run:
+            pending = await migration_backup.backup_first(self.writer, obj, spec, migrator, ctx)
+            if pending is not None:
+                return pending
+        verb = "Dry-running" if spec.dry_run else "Applying"
+        await self.writer.write(
+            obj,
+            ctx,
+            MigrationStatus(
+                phase=MigrationPhase.APPLYING,
+                reason="DryRunning" if spec.dry_run else "Applying",
+                message=f"{verb} version {spec.version}",
+            ),
+        )
+        ctx.emit("Normal", "Applying", f"{verb} version {spec.version}")
+        try:
+            report = await asyncio.to_thread(
+                migrator.apply,
+                [source],
+                dry_run=spec.dry_run,
+                allow_out_of_order=spec.allow_out_of_order,
+            )
+        except (ConnectionFailed, LockTimeout) as exc:
+            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+        except EngineError as exc:
+            return await self.writer.failed(obj, type(exc).__name__, str(exc), ctx)
+        return await self._applied(obj, spec, source, report, ctx)
+
+    async def _applied(
+        self,
+        obj: dict[str, Any],
+        spec: MigrationSpec,
+        source: MigrationSource,
+        report: RunReport,
+        ctx: StepContext,
+    ) -> float:
+        result = report.results[0] if report.results else None
+        run = status.run_fields(report, result)
+        observe = ctx.metrics.observer(obj["metadata"]["namespace"])
+        if result is not None and not result.ok:
+            observe("failed", result, result.duration_seconds)
+            return await self.writer.failed(
+                obj,
+                "SQLError",
+                status.error_summary(result),
+                ctx,
+                status.merged(run, MigrationStatus(last_error=status.last_error(result))),
+            )
+        self.backoff.reset()
+        if spec.dry_run:
+            created = list(run.tables_created)
+            rows = run.rows_affected if run.rows_affected is not None else 0
+            message = (
+                f"dry run of version {spec.version}: {rows} row(s), created "
+                f"{', '.join(created) or 'no tables'}; rolled back"
+            )
+            await self.writer.write(
+                obj,
+                ctx,
+                status.merged(
+                    run,
+                    MigrationStatus(
+                        phase=MigrationPhase.DRY_RUN_SUCCEEDED,
+                        reason="DryRunSucceeded",
+                        message=message,
+                        last_error=None,
+                        dry_run=DryRunResult(
+                            completed_at=run.completed_at,
+                            checksum=source.checksum,
+                            rows_affected=rows,
+                            tables_created=created,
+                            tables_altered=list(run.tables_altered),
+                            tables_dropped=list(run.tables_dropped),
+                        ),
+                    ),
+                ),
+            )
+            ctx.emit("Normal", "DryRunSucceeded", message)
+            return self.writer.settled(obj, ctx, MigrationPhase.DRY_RUN_SUCCEEDED)
+        if result is None:
+            message = f"version {spec.version} was already applied"
+            reason = "AlreadyApplied"
+        else:
+            observe("applied", result, result.duration_seconds)
+            message = (
+                f"applied version {spec.version} in "
+                f"{status.seconds(result.duration_seconds)}, "
+                f"{result.rows_affected} row(s)"
+            )
+            reason = "Applied"
+        available = rollback_available(spec, source.down_sql is not None, self.writer.current(obj))
+        await self.writer.write(
+            obj,
+            ctx,
+            status.merged(
+                run,
+                MigrationStatus(
+                    phase=MigrationPhase.SUCCEEDED,
+                    reason=reason,
+                    message=message,
+                    last_error=None,
+                    checksum=source.checksum,
+                    rollback_available=available,
+                ),
+            ),
+        )
+        ctx.emit("Normal", reason, message)
+        return self.writer.settled(obj, ctx, MigrationPhase.SUCCEEDED)
+
+    # -- rollback --------------------------------------------------------------------------
+
+    async def _roll_back(
+        self,
+        obj: dict[str, Any],
+        spec: MigrationSpec,
+        me: Peer,
+        peers: list[Peer],
+        ctx: StepContext,
+    ) -> float:
+        blocker = rollback_blocker(me, peers)
+        if blocker:
+            return await self.writer.wait(obj, blocker, ctx)
+        restoring = spec.rollback_strategy is RollbackStrategy.RESTORE
+        if restoring and (pending := await migration_backup.follow_restore(self.writer, obj, ctx)):
+            return pending
+        source = await self._source(obj, spec, ctx)
+        url = await self._url(obj, spec, ctx) if source is not None else None
+        if source is None or url is None:
+            return self.backoff.next()
+        migrator = self._open(url, obj, spec, ctx)
+        try:
+            states = await asyncio.to_thread(migrator.status, [source])
+        except EngineError as exc:
+            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+        mine = next((s for s in states if s.version == source.version), None)
+        if mine is None or mine.state not in APPLIED_STATES:
+            await self.writer.write(
+                obj,
+                ctx,
+                MigrationStatus(
+                    phase=MigrationPhase.ROLLED_BACK,
+                    reason="NotApplied",
+                    message=f"version {spec.version} is not applied; nothing to roll back",
+                    checksum=None,
+                    rollback_available=False,
+                ),
+            )
+            return self.writer.settled(obj, ctx, MigrationPhase.ROLLED_BACK)
+        if restoring:
+            return await migration_backup.start_restore(self.writer, obj, spec, ctx)
+        if source.down_sql is None:
+            return await self.writer.failed(
+                obj,
+                "NoRollbackSql",
+                f"version {spec.version} has no rollbackSql; set spec.rollbackSql (or use "
+                "rollbackStrategy: restore with a backup) to roll it back",
+                ctx,
+            )
+        return await self._run_rollback(obj, spec, source, migrator, ctx)
+
+    async def _run_rollback(
+        self,
+        obj: dict[str, Any],
+        spec: MigrationSpec,
+        source: MigrationSource,
+        migrator: Migrating,
+        ctx: StepContext,
+    ) -> float:
+        await self.writer.write(
+            obj,
+            ctx,
+            MigrationStatus(
+                phase=MigrationPhase.ROLLING_BACK,
+                reason="RollingBack",
+                message=f"rolling back version {spec.version}",
+            ),
+        )
+        ctx.emit("Normal", "RollingBack", f"Rolling back version {spec.version}")
+        try:
+            report = await asyncio.to_thread(migrator.rollback, [source], versions=[source.version])
+        except (ConnectionFailed, LockTimeout) as exc:
+            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+        except EngineError as exc:
+            return await self.writer.failed(obj, type(exc).__name__, str(exc), ctx)
+        result = report.results[0] if report.results else None
+        run = status.run_fields(report, result)
+        observe = ctx.metrics.observer(obj["metadata"]["namespace"])
+        if result is not None and not result.ok:
+            observe("rollback_failed", result, result.duration_seconds)
+            return await self.writer.failed(
+                obj,
+                "SQLError",
+                status.error_summary(result),
+                ctx,
+                status.merged(run, MigrationStatus(last_error=status.last_error(result))),
+            )
+        self.backoff.reset()
+        observe("rolled_back", result, result.duration_seconds if result else 0.0)
+        message = f"rolled back version {spec.version}"
+        await self.writer.write(
+            obj,
+            ctx,
+            status.merged(
+                run,
+                MigrationStatus(
+                    phase=MigrationPhase.ROLLED_BACK,
+                    reason="RolledBack",
+                    message=message,
+                    checksum=None,
+                    rollback_available=False,
+                    last_error=None,
+                ),
+            ),
+        )
+        ctx.emit("Normal", "RolledBack", message)
+        return self.writer.settled(obj, ctx, MigrationPhase.ROLLED_BACK)
+
+    # -- what the engine needs -------------------------------------------------------------
+
+    async def _source(
+        self, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext
+    ) -> MigrationSource | None:
+        """The engine's view of this migration, with SQL read from ConfigMaps if referenced."""
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        try:
+            sql = spec.sql
+            if sql is None and spec.sql_from is not None:
+                ref = spec.sql_from.config_map_key_ref
+                sql = await ctx.api.configmap_value(ns, ref.name, ref.key)
+            down = spec.rollback_sql
+            if down is None and spec.rollback_sql_from is not None:
+                ref = spec.rollback_sql_from.config_map_key_ref
+                down = await ctx.api.configmap_value(ns, ref.name, ref.key)
+        except NotFound as exc:
+            await self.writer.transient(obj, "ConfigMapNotFound", str(exc), ctx)
+            return None
+        timeouts = spec.timeouts
+        return MigrationSource(
+            version=spec.version,
+            description=spec.description or name,
+            up_sql=sql or "",
+            down_sql=down,
+            transactional=spec.transactional,
+            verify_sql=spec.verify_sql,
+            lock_timeout=parse_duration(timeouts.lock) if timeouts and timeouts.lock else None,
+            statement_timeout=(
+                parse_duration(timeouts.statement) if timeouts and timeouts.statement else None
+            ),
+            path=f"Migration {ns}/{name}",
+        )
+
+    async def _url(self, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext) -> str | None:
+        ref = spec.database.secret_ref
+        try:
+            return await ctx.api.secret_value(obj["metadata"]["namespace"], ref.name, ref.key)
+        except NotFound as exc:
+            await self.writer.transient(obj, "SecretNotFound", str(exc), ctx)
+            return None
