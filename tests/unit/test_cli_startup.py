@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from kubemigrate import cli_backup
+from kubemigrate.cli import backup as cli_backup
 from kubemigrate.engine.backup import dumpfile
 
 LOADED_LATER = ("psycopg", "pglast", "kubemigrate.engine.migrate.migrator",

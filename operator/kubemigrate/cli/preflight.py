@@ -8,8 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
-from kubemigrate.cli_command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command
-from kubemigrate.cli_output import Output
+from kubemigrate.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command
+from kubemigrate.cli.output import Output
 from kubemigrate.engine.migrate.sources import MigrationSource
 from kubemigrate.engine.pg.redact import redact
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubemigrate.cli_command import database_url_arg, positive_int
-from kubemigrate.cli_output import Output, format_duration
+from kubemigrate.cli.command import database_url_arg, positive_int
+from kubemigrate.cli.output import Output, format_duration
 
 # The backup engine's modules are imported when one of these commands runs, not on every start
 # of the CLI: a ``kubemigrate apply`` in a Job or a CI step should not pay for loading them.
@@ -48,7 +48,7 @@ Runner = Callable[[argparse.Namespace, Output], dict[str, Any]]
 def add_backup_commands(subparsers: Any) -> None:
     """Add backup, restore and verify-backup to the ``kubemigrate`` subcommands.
 
-    Each sets ``run`` (``(args, out) -> exit status``, like cli.py's commands; ``func`` is the
+    Each sets ``run`` (``(args, out) -> exit status``, like the migration commands; ``func`` is the
     same callable) and ``needs_database=False``: they resolve ``$DATABASE_URL`` themselves so
     that even a missing URL is reported in the termination log.
     """

@@ -31,9 +31,10 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import unquote, urlsplit
 
-from kubemigrate import __version__, cli_jobs
-from kubemigrate.cli_backup import add_backup_commands
-from kubemigrate.cli_command import (
+from kubemigrate import __version__
+from kubemigrate.cli import preflight
+from kubemigrate.cli.backup import add_backup_commands
+from kubemigrate.cli.command import (
     EXIT_CONNECTION,
     EXIT_DRIFT,
     EXIT_FAILED,
@@ -47,7 +48,7 @@ from kubemigrate.cli_command import (
     seconds,
     version,
 )
-from kubemigrate.cli_output import Output, format_duration, status_table
+from kubemigrate.cli.output import Output, format_duration, status_table
 from kubemigrate.engine import errors
 from kubemigrate.engine.errors import ParseError
 from kubemigrate.engine.migrate.results import MigrationResult, RunReport, ValidationReport
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"kubemigrate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (*COMMANDS, *cli_jobs.COMMANDS):
+    for command in (*COMMANDS, *preflight.COMMANDS):
         p = sub.add_parser(command.name, help=command.help, description=command.help,
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p, database=command.needs_database, directory=command.takes_directory)

@@ -1,4 +1,4 @@
-"""What every CLI subcommand is made of, and the exit statuses they share (see cli.py)."""
+"""What every CLI subcommand is made of, and the exit statuses they share (see kubemigrate.cli)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kubemigrate.cli_output import Output
+from kubemigrate.cli.output import Output
 from kubemigrate.engine.migrate.versions import validate_version
 
 EXIT_OK = 0
