@@ -40,7 +40,13 @@ from kubemigrate.engine.errors import (
 
 if TYPE_CHECKING:
     from kubemigrate.engine.backup.dump import BackupResult, take_backup
-    from kubemigrate.engine.backup.dumpfile import FORMATS, BackupMeta, Format, read_sidecar
+    from kubemigrate.engine.backup.dumpfile import (
+        FORMATS,
+        BackupMeta,
+        Format,
+        delete_backup,
+        read_sidecar,
+    )
     from kubemigrate.engine.backup.restore import RestoreResult, restore_backup
     from kubemigrate.engine.backup.rowcounts import CountCheck
     from kubemigrate.engine.backup.verify import VerifyResult, trial_restore, verify_backup
@@ -62,7 +68,13 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "kubemigrate.engine.backup.dump": ("BackupResult", "take_backup"),
-    "kubemigrate.engine.backup.dumpfile": ("FORMATS", "BackupMeta", "Format", "read_sidecar"),
+    "kubemigrate.engine.backup.dumpfile": (
+        "FORMATS",
+        "BackupMeta",
+        "Format",
+        "delete_backup",
+        "read_sidecar",
+    ),
     "kubemigrate.engine.backup.restore": ("RestoreResult", "restore_backup"),
     "kubemigrate.engine.backup.rowcounts": ("CountCheck",),
     "kubemigrate.engine.backup.verify": ("VerifyResult", "trial_restore", "verify_backup"),
@@ -114,6 +126,7 @@ __all__ = [
     "ValidationReport",
     "VerifyResult",
     "VersionState",
+    "delete_backup",
     "load_directory",
     "parse_duration",
     "password_of",

@@ -149,6 +149,30 @@ def test_removing_on_failure(tmp_path: Path) -> None:
     assert not partial.exists()
 
 
+def test_deleting_a_backup_removes_its_sidecar_and_partial_files(tmp_path: Path) -> None:
+    dump = tmp_path / "x[1].dump"
+    kept = [tmp_path / "y.dump", tmp_path / ".y.dump.partial-1234abcd"]
+    for path in (
+        dump,
+        dumpfile.sidecar_path(dump),
+        tmp_path / ".x[1].dump.partial-1234abcd",
+        tmp_path / ".x[1].dump.meta.json.partial-5678abcd",
+        *kept,
+    ):
+        path.write_text("x")
+    seen: list[Path] = []
+    removed = dumpfile.delete_backup(dump, on_removed=seen.append)
+    assert [p.name for p in removed] == [
+        "x[1].dump",
+        "x[1].dump.meta.json",
+        ".x[1].dump.meta.json.partial-5678abcd",
+        ".x[1].dump.partial-1234abcd",
+    ]
+    assert seen == removed
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert dumpfile.delete_backup(dump) == []
+
+
 def test_termination_message_fits_in_4_kib() -> None:
     data = {"ok": False, "reason": "RowCountMismatch", "error": "é" * 5000,
             "mismatches": [{"table": "t" * 300, "expectedRows": 1, "actualRows": 2}] * 5,
