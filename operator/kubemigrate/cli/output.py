@@ -10,10 +10,12 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from kubemigrate.engine.migrate.results import VersionState
-from kubemigrate.engine.pg.redact import redact
+from kubemigrate.engine import redact
+
+if TYPE_CHECKING:  # the results module is loaded by the commands that produce them
+    from kubemigrate.engine import VersionState
 
 STATUS_HEADERS = ("Version", "Description", "State", "Applied at (UTC)", "Duration", "Rollback")
 
@@ -22,11 +24,20 @@ def status_table(rows: Sequence[VersionState]) -> str:
     """The rows as a bordered table, one line per version; a note when there are none."""
     if not rows:
         return "No migrations found."
-    return table(STATUS_HEADERS, [
-        (r.version, r.description, state_label(r), format_time(r.applied_at),
-         format_duration(r.duration_seconds), "yes" if r.rollback_available else "no")
-        for r in rows
-    ])
+    return table(
+        STATUS_HEADERS,
+        [
+            (
+                r.version,
+                r.description,
+                state_label(r),
+                format_time(r.applied_at),
+                format_duration(r.duration_seconds),
+                "yes" if r.rollback_available else "no",
+            )
+            for r in rows
+        ],
+    )
 
 
 def state_label(row: VersionState) -> str:
@@ -86,8 +97,14 @@ def _one_line(text: str) -> str:
 class Output:
     """Where the CLI writes: results to stdout, progress and errors to stderr, all redacted."""
 
-    def __init__(self, *, verbose: bool = False, secrets: Sequence[str] = (),
-                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        verbose: bool = False,
+        secrets: Sequence[str] = (),
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
         self.verbose = verbose
         self.secrets = tuple(s for s in secrets if s)
         self._out = stdout or sys.stdout

@@ -1,6 +1,8 @@
-"""CLI subcommands the operator's Jobs run: they take a file, not a migrations directory, and
-write a compact JSON result to --termination-log, which Kubernetes copies into the pod's status
-for the operator to read (no log scraping)."""
+"""``kubemigrate preflight`` at work: the check the operator's preflight Job runs before a
+migration. It takes the operator's plan file, not a migrations directory, and writes a compact
+JSON result to --termination-log, which Kubernetes copies into the pod's status for the operator
+to read (no log scraping). Imported only when it runs (cli.subcommands declares its arguments).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from kubemigrate.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command
+from kubemigrate.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from kubemigrate.cli.output import Output
-from kubemigrate.engine.migrate.sources import MigrationSource
-from kubemigrate.engine.pg.redact import redact
-
-
-def termination_log_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--termination-log", metavar="PATH", type=Path,
-                        help="also write the result as JSON here (a Job's termination message)")
+from kubemigrate.engine import MigrationSource, Migrator, redact, run_preflight
 
 
 def write_termination_log(path: Path | None, text: str, *secrets: str) -> None:
@@ -25,49 +21,55 @@ def write_termination_log(path: Path | None, text: str, *secrets: str) -> None:
         path.write_text(redact(text, *secrets))
 
 
-def _preflight_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--plan", metavar="FILE", type=Path, required=True,
-                        help="the plan JSON the operator wrote (version, sqlFile, requires, ...)")
-    parser.add_argument("--long-transaction", metavar="SECONDS", type=float, default=300.0,
-                        help="report transactions open longer than this (default: %(default)s)")
-    termination_log_arg(parser)
-
-
 def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
     """Check the plan's migration against the database; exit 0 only when every check passed."""
-    from kubemigrate.engine.migrate.migrator import Migrator  # noqa: PLC0415 - loads the driver
-    from kubemigrate.engine.migrate.preflight import run_preflight  # noqa: PLC0415 - only Jobs run it
-
     try:
         plan = json.loads(args.plan.read_text())
         sql = Path(plan["sqlFile"]).read_text()
-        source = MigrationSource(str(plan["version"]), plan.get("description") or "", sql,
-                                 transactional=bool(plan.get("transactional", True)))
+        source = MigrationSource(
+            str(plan["version"]),
+            plan.get("description") or "",
+            sql,
+            transactional=bool(plan.get("transactional", True)),
+        )
     except (OSError, ValueError, KeyError) as exc:
         out.error(f"cannot read the preflight plan: {exc}")
-        write_termination_log(args.termination_log, json.dumps(
-            {"ok": False, "retryable": False, "checks": [
-                {"name": "plan", "passed": False, "message": f"cannot read the plan: {exc}"}]}))
+        write_termination_log(
+            args.termination_log,
+            json.dumps(
+                {
+                    "ok": False,
+                    "retryable": False,
+                    "checks": [
+                        {"name": "plan", "passed": False, "message": f"cannot read the plan: {exc}"}
+                    ],
+                }
+            ),
+        )
         return EXIT_USAGE
-    engine = Migrator(args.database_url, history_schema=plan.get("historySchema", "kubemigrate"),
-                    application_name="kubemigrate-preflight", lock_wait_seconds=args.lock_wait)
-    report = run_preflight(engine, args.database_url, source,
-                           requires=[str(v) for v in plan.get("requires", [])],
-                           expected={str(k): str(v) for k, v in plan.get("expected", {}).items()},
-                           dry_run=bool(plan.get("dryRun")),
-                           long_transaction_seconds=args.long_transaction)
+    engine = Migrator(
+        args.database_url,
+        history_schema=plan.get("historySchema", "kubemigrate"),
+        application_name="kubemigrate-preflight",
+        lock_wait_seconds=args.lock_wait,
+    )
+    report = run_preflight(
+        engine,
+        args.database_url,
+        source,
+        requires=[str(v) for v in plan.get("requires", [])],
+        expected={str(k): str(v) for k, v in plan.get("expected", {}).items()},
+        dry_run=bool(plan.get("dryRun")),
+        long_transaction_seconds=args.long_transaction,
+    )
     for check in report.checks:
         out.say(f"  {'ok  ' if check.passed else 'FAIL'} {check.name:<18} {check.message}")
     write_termination_log(args.termination_log, report.to_json())
     if not report.ok:
-        out.error("preflight failed: " + "; ".join(
-            f"{c.name}: {c.message}" for c in report.checks if not c.passed))
+        out.error(
+            "preflight failed: "
+            + "; ".join(f"{c.name}: {c.message}" for c in report.checks if not c.passed)
+        )
         return EXIT_FAILED
     out.say(f"Preflight of version {source.version} passed.")
     return EXIT_OK
-
-
-COMMANDS: tuple[Command, ...] = (
-    Command("preflight", "check that a migration can be applied now (run by the operator's Job)",
-            _preflight_args, run_preflight_command, takes_directory=False),
-)
