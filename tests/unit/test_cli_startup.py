@@ -22,7 +22,7 @@ LOADED_LATER = ("psycopg", "pglast", "kubemigrate.engine.migrate.migrator",
                 "kubemigrate.engine.backup.restore", "kubemigrate.engine.backup.verify",
                 "kubemigrate.engine.backup.dumpfile", "kubemigrate.engine.migrate.preflight",
                 "kubemigrate.cli.migrate", "kubemigrate.cli.preflight", "kubemigrate.cli.backup",
-                "kubemigrate.termination")
+                "kubemigrate.cli.results", "kubemigrate.jobresult")
 
 
 def test_importing_the_cli_loads_no_driver_parser_or_backup_engine() -> None:

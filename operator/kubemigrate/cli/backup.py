@@ -18,8 +18,9 @@ import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from kubemigrate import jobresult
+from kubemigrate.cli import results
 from kubemigrate.cli.command import (
     EXIT_CONNECTION,
     EXIT_FAILED,
@@ -27,7 +28,7 @@ from kubemigrate.cli.command import (
     EXIT_OK,
     EXIT_USAGE,
 )
-from kubemigrate.cli.output import Output, format_duration
+from kubemigrate.cli.output import Output, format_duration, redacted
 from kubemigrate.engine import (
     ConnectionFailed,
     EngineError,
@@ -42,15 +43,8 @@ from kubemigrate.engine import (
     trial_restore,
     verify_backup,
 )
-from kubemigrate.termination import (
-    backup_json,
-    error_json,
-    restore_json,
-    verify_json,
-    write_termination_log,
-)
 
-Result = Callable[[argparse.Namespace, Output], dict[str, Any]]
+Work = Callable[[argparse.Namespace, Output], jobresult.BackupCommandResult]
 """A backup command's own work: its result, as it goes to --json and the termination log."""
 
 
@@ -76,7 +70,7 @@ def run_delete(args: argparse.Namespace, out: Output) -> int:
 # -- running -----------------------------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace, runner: Result) -> int:
+def _run(args: argparse.Namespace, work: Work) -> int:
     """Run one command: its own Output, redacting both URLs' passwords; every failure becomes
     its result, one error line and an exit status; then --json and the termination log."""
     if hasattr(args, "database_url"):
@@ -90,26 +84,28 @@ def _run(args: argparse.Namespace, runner: Result) -> int:
     try:
         if hasattr(args, "database_url") and not args.database_url:
             raise _Usage("no database given: pass --database-url or set DATABASE_URL")
-        result = runner(args, out)
-        code = EXIT_OK if result.get("ok") else EXIT_FAILED
+        result = work(args, out)
+        code = EXIT_OK if result["ok"] else EXIT_FAILED
     except KeyboardInterrupt:
-        result, code = error_json("interrupted", "Interrupted"), EXIT_INTERRUPTED
+        result, code = results.failure("interrupted", "Interrupted"), EXIT_INTERRUPTED
     except (_Usage, UnsupportedOption, InvalidUrl) as exc:
-        result, code = error_json(str(exc), getattr(exc, "reason", "InvalidArguments")), EXIT_USAGE
+        reason = getattr(exc, "reason", "InvalidArguments")
+        result, code = results.failure(str(exc), reason), EXIT_USAGE
     except ConnectionFailed as exc:
-        result, code = error_json(str(exc), "ConnectionFailed"), EXIT_CONNECTION
+        result, code = results.failure(str(exc), "ConnectionFailed"), EXIT_CONNECTION
     except EngineError as exc:
-        result, code = error_json(str(exc), getattr(exc, "reason", "BackupFailed")), EXIT_FAILED
+        reason = getattr(exc, "reason", "BackupFailed")
+        result, code = results.failure(str(exc), reason), EXIT_FAILED
     except Exception as exc:  # a bug: still one redacted line
-        result = error_json(f"internal error: {type(exc).__name__}: {exc}", "InternalError")
+        result = results.failure(f"internal error: {type(exc).__name__}: {exc}", "InternalError")
         code = EXIT_FAILED
-    result = _redacted(result, out)
-    if result.get("error"):
-        out.error(str(result["error"]))
+    result = redacted(result, out.clean)
+    if result["error"]:
+        out.error(result["error"])
     if args.json:
         out.json(result)
     if args.termination_log:
-        write_termination_log(args.termination_log, result)
+        jobresult.write(args.termination_log, result)
     return code
 
 
@@ -117,17 +113,7 @@ class _Usage(Exception):
     reason = "InvalidArguments"
 
 
-def _redacted(value: Any, out: Output) -> Any:
-    if isinstance(value, str):
-        return out.clean(value)
-    if isinstance(value, dict):
-        return {k: _redacted(v, out) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v, out) for v in value]
-    return value
-
-
-def _backup(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+def _backup(args: argparse.Namespace, out: Output) -> jobresult.Backup:
     out.detail(f"backing up to {args.output} ({args.format} format)")
     result = take_backup(
         args.database_url,
@@ -152,7 +138,7 @@ def _backup(args: argparse.Namespace, out: Output) -> dict[str, Any]:
         args.scratch_url = args.database_url
     if args.verify or args.scratch_url:
         checked, restored = _check(result.path, args, out)
-    return backup_json(result, checked, restored)
+    return results.backup(result, checked, restored)
 
 
 def _row_counts(args: argparse.Namespace) -> bool:
@@ -162,7 +148,7 @@ def _row_counts(args: argparse.Namespace) -> bool:
     return bool(args.verify or args.scratch_url or args.test_restore)
 
 
-def _restore(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+def _restore(args: argparse.Namespace, out: Output) -> jobresult.Restore:
     out.detail(f"restoring {args.file}{' (clean)' if args.clean else ''}")
     result = restore_backup(
         args.file,
@@ -171,7 +157,7 @@ def _restore(args: argparse.Namespace, out: Output) -> dict[str, Any]:
         no_owner=args.no_owner,
         pg_restore=args.pg_restore,
     )
-    data = restore_json(result)
+    data = results.restore(result)
     if not args.json:
         out.say(
             f"Restored {result.path} into database {result.database} in "
@@ -183,7 +169,7 @@ def _restore(args: argparse.Namespace, out: Output) -> dict[str, Any]:
     return data
 
 
-def _delete(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+def _delete(args: argparse.Namespace, out: Output) -> jobresult.DeleteBackup:
     """Remove the dump, its sidecar, and the hidden partial files of an interrupted run."""
     path = Path(args.file).absolute()
     found = delete_backup(path, on_removed=lambda victim: out.detail(f"removed {victim}"))
@@ -192,9 +178,9 @@ def _delete(args: argparse.Namespace, out: Output) -> dict[str, Any]:
     return {"ok": True, "location": str(path), "removed": [p.name for p in found], "error": None}
 
 
-def _verify(args: argparse.Namespace, out: Output) -> dict[str, Any]:
+def _verify(args: argparse.Namespace, out: Output) -> jobresult.VerifyBackup:
     checked, restored = _check(args.file, args, out)
-    return verify_json(checked, restored)
+    return results.verify(checked, restored)
 
 
 def _check(

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 from kubemigrate.engine import redact
 
 if TYPE_CHECKING:  # the results module is loaded by the commands that produce them
     from kubemigrate.engine import VersionState
+
+J = TypeVar("J")
 
 STATUS_HEADERS = ("Version", "Description", "State", "Applied at (UTC)", "Duration", "Rollback")
 
@@ -82,6 +84,22 @@ def format_time(when: datetime | None) -> str:
     if when.tzinfo is not None:
         when = when.astimezone(UTC)
     return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def redacted(value: J, clean: Callable[[str], str]) -> J:
+    """A JSON-like value (a result for --json or a termination log) with every string cleaned:
+    values are masked before a result is shortened to fit, so no cut can split a secret."""
+    return cast(J, _cleaned(value, clean))
+
+
+def _cleaned(value: Any, clean: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {k: _cleaned(v, clean) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v, clean) for v in value]
+    return value
 
 
 def _json_default(value: object) -> object:

@@ -10,15 +10,17 @@ import argparse
 import json
 from pathlib import Path
 
+from kubemigrate import jobresult
+from kubemigrate.cli import results
 from kubemigrate.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from kubemigrate.cli.output import Output
+from kubemigrate.cli.output import Output, redacted
 from kubemigrate.engine import MigrationSource, Migrator, redact, run_preflight
 
 
-def write_termination_log(path: Path | None, text: str, *secrets: str) -> None:
-    """Write the (redacted) result where the kubelet reads the termination message."""
+def _write(path: Path | None, verdict: jobresult.Preflight) -> None:
+    """The verdict where the kubelet reads the termination message, URL passwords masked."""
     if path is not None:
-        path.write_text(redact(text, *secrets))
+        jobresult.write(path, redacted(verdict, redact))
 
 
 def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
@@ -34,27 +36,16 @@ def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
         )
     except (OSError, ValueError, KeyError) as exc:
         out.error(f"cannot read the preflight plan: {exc}")
-        write_termination_log(
-            args.termination_log,
-            json.dumps(
-                {
-                    "ok": False,
-                    "retryable": False,
-                    "checks": [
-                        {"name": "plan", "passed": False, "message": f"cannot read the plan: {exc}"}
-                    ],
-                }
-            ),
-        )
+        _write(args.termination_log, results.unreadable_plan(str(exc)))
         return EXIT_USAGE
-    engine = Migrator(
+    migrator = Migrator(
         args.database_url,
         history_schema=plan.get("historySchema", "kubemigrate"),
         application_name="kubemigrate-preflight",
         lock_wait_seconds=args.lock_wait,
     )
     report = run_preflight(
-        engine,
+        migrator,
         args.database_url,
         source,
         requires=[str(v) for v in plan.get("requires", [])],
@@ -64,7 +55,7 @@ def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
     )
     for check in report.checks:
         out.say(f"  {'ok  ' if check.passed else 'FAIL'} {check.name:<18} {check.message}")
-    write_termination_log(args.termination_log, report.to_json())
+    _write(args.termination_log, results.preflight(report))
     if not report.ok:
         out.error(
             "preflight failed: "

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.backup.verify import VerifyResult, trial_restore, verify_backup
     from kubemigrate.engine.migrate.durations import parse_duration
     from kubemigrate.engine.migrate.migrator import Migrator
-    from kubemigrate.engine.migrate.preflight import run_preflight
+    from kubemigrate.engine.migrate.preflight import PreflightReport, run_preflight
     from kubemigrate.engine.migrate.results import (
         MigrationResult,
         Origin,
@@ -80,7 +80,7 @@ _LAZY = {
     "kubemigrate.engine.backup.verify": ("VerifyResult", "trial_restore", "verify_backup"),
     "kubemigrate.engine.migrate.durations": ("parse_duration",),
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
-    "kubemigrate.engine.migrate.preflight": ("run_preflight",),
+    "kubemigrate.engine.migrate.preflight": ("PreflightReport", "run_preflight"),
     "kubemigrate.engine.migrate.results": (
         "MigrationResult", "Origin", "RunReport", "ValidationReport", "VersionState"),
     "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
@@ -114,6 +114,7 @@ __all__ = [
     "Origin",
     "OutOfOrder",
     "ParseError",
+    "PreflightReport",
     "RestoreResult",
     "RunReport",
     "SourceError",
