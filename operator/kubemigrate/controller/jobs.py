@@ -12,11 +12,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemigrate.jobresult import TERMINATION_LOG
 from kubemigrate.settings import Settings
 
 API_GROUP = "kubemigrate.dev"
 API_VERSION = f"{API_GROUP}/v1alpha1"
-TERMINATION_LOG = "/dev/termination-log"
 WORK_DIR = "/var/run/kubemigrate"
 CONTAINER = "kubemigrate"
 MAX_NAME = 63

@@ -1,4 +1,4 @@
-"""Pure builders for the preflight Job of a Migration, and the reader of its verdict.
+"""Pure builders for the preflight Job of a Migration (its verdict is read by jobresult).
 
 The Job gets a ConfigMap holding `plan.json` (what to check) and, for inline SQL, `up.sql`;
 SQL from the user's ConfigMap (`sqlFrom`) is mounted from there directly, so nothing over the
@@ -9,9 +9,9 @@ message, which the operator reads from the pod's status.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from kubemigrate import jobresult
 from kubemigrate.controller.jobs import WORK_DIR, JobRequest, Owner, job_name, labels
 from kubemigrate.controller.jobs import owner_reference as owner_ref
 from kubemigrate.models.migration import MigrationSpec
@@ -20,17 +20,9 @@ COMPONENT = "preflight"
 PLAN_DIR = f"{WORK_DIR}/plan"
 SOURCE_DIR = f"{WORK_DIR}/source"
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a finished preflight Job said."""
-
-    ok: bool
-    retryable: bool
-    checks: list[dict[str, Any]]
-    server_version: str | None
-    summary: str
-    dry_run: dict[str, Any]
+# The Job's verdict is read through kubemigrate.jobresult, under the names the flows call here.
+read_verdict = jobresult.read_verdict
+termination_message = jobresult.termination_message
 
 
 def plan(spec: MigrationSpec, *, requires: list[str], expected: dict[str, str]) -> dict[str, Any]:
@@ -93,33 +85,3 @@ def job_failure(job: dict[str, Any]) -> str:
         if cond.get("type") in ("Failed", "FailureTarget") and cond.get("status") == "True":
             return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": ")
     return "the Job failed"
-
-
-def termination_message(pods: list[dict[str, Any]]) -> str | None:
-    """The newest terminated container's message among the Job's pods."""
-    best: tuple[str, str] | None = None
-    for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            term = (cs.get("state") or {}).get("terminated")
-            if term and term.get("message"):
-                stamp = str(term.get("finishedAt") or "")
-                if best is None or stamp >= best[0]:
-                    best = (stamp, str(term["message"]))
-    return best[1] if best else None
-
-
-def read_verdict(message: str | None, job_failed_because: str | None = None) -> Verdict:
-    """Parse the Job's JSON report; anything else is a failed, retryable verdict."""
-    try:
-        data = json.loads(message or "")
-        checks = list(data["checks"])
-    except (ValueError, KeyError, TypeError):
-        why = job_failed_because or "the preflight Job reported no result"
-        tail = f": {message.strip()[-300:]}" if message else ""
-        return Verdict(False, True, [{"name": "job", "passed": False, "message": why + tail}],
-                       None, why + tail, {})
-    failed = [c for c in checks if not c.get("passed")]
-    summary = ("all checks passed" if not failed
-               else "; ".join(f"{c.get('name')}: {c.get('message')}" for c in failed))
-    return Verdict(bool(data.get("ok")) and not failed, bool(data.get("retryable", True)),
-                   checks, data.get("serverVersion"), summary, data.get("dryRun") or {})
