@@ -40,13 +40,19 @@ from kubemigrate.engine.errors import (
 
 if TYPE_CHECKING:
     from kubemigrate.engine.backup.dump import BackupResult, take_backup
-    from kubemigrate.engine.backup.dumpfile import FORMATS, BackupMeta, Format, read_sidecar
+    from kubemigrate.engine.backup.dumpfile import (
+        FORMATS,
+        BackupMeta,
+        Format,
+        delete_backup,
+        read_sidecar,
+    )
     from kubemigrate.engine.backup.restore import RestoreResult, restore_backup
     from kubemigrate.engine.backup.rowcounts import CountCheck
     from kubemigrate.engine.backup.verify import VerifyResult, trial_restore, verify_backup
     from kubemigrate.engine.migrate.durations import parse_duration
     from kubemigrate.engine.migrate.migrator import Migrator
-    from kubemigrate.engine.migrate.preflight import run_preflight
+    from kubemigrate.engine.migrate.preflight import PreflightReport, run_preflight
     from kubemigrate.engine.migrate.results import (
         MigrationResult,
         Origin,
@@ -62,13 +68,19 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "kubemigrate.engine.backup.dump": ("BackupResult", "take_backup"),
-    "kubemigrate.engine.backup.dumpfile": ("FORMATS", "BackupMeta", "Format", "read_sidecar"),
+    "kubemigrate.engine.backup.dumpfile": (
+        "FORMATS",
+        "BackupMeta",
+        "Format",
+        "delete_backup",
+        "read_sidecar",
+    ),
     "kubemigrate.engine.backup.restore": ("RestoreResult", "restore_backup"),
     "kubemigrate.engine.backup.rowcounts": ("CountCheck",),
     "kubemigrate.engine.backup.verify": ("VerifyResult", "trial_restore", "verify_backup"),
     "kubemigrate.engine.migrate.durations": ("parse_duration",),
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
-    "kubemigrate.engine.migrate.preflight": ("run_preflight",),
+    "kubemigrate.engine.migrate.preflight": ("PreflightReport", "run_preflight"),
     "kubemigrate.engine.migrate.results": (
         "MigrationResult", "Origin", "RunReport", "ValidationReport", "VersionState"),
     "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
@@ -102,6 +114,7 @@ __all__ = [
     "Origin",
     "OutOfOrder",
     "ParseError",
+    "PreflightReport",
     "RestoreResult",
     "RunReport",
     "SourceError",
@@ -114,6 +127,7 @@ __all__ = [
     "ValidationReport",
     "VerifyResult",
     "VersionState",
+    "delete_backup",
     "load_directory",
     "parse_duration",
     "password_of",

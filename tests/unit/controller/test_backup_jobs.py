@@ -1,5 +1,5 @@
 """Backup, restore and cleanup Jobs: one path per backup, the URL only from the Secret, results
-read from the termination message, and nothing recorded as a backup when the run failed."""
+(read by kubemigrate.jobresult) as status fields, and no backup recorded when the run failed."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from kubemigrate.controller.build.backup_jobs import (
     cleanup_request,
     parse_location,
     place_of,
-    read_outcome,
     restore_fields,
     restore_request,
 )
 from kubemigrate.controller.build.jobs import Owner, build_job
+from kubemigrate.jobresult import read_outcome
 from kubemigrate.models.backup import DatabaseBackupSpec
 from kubemigrate.settings import Settings
 
@@ -102,14 +102,6 @@ def test_a_failed_backup_records_no_location() -> None:
     fields = backup_fields(outcome, Place("backups", "x.dump"))
     assert fields["location"] is None and fields["sha256"] is None
     assert fields["verified"] is False and "sizeBytes" not in fields
-
-
-def test_a_killed_job_reports_the_job_controllers_reason() -> None:
-    outcome = read_outcome(None, "DeadlineExceeded: Job was active longer than specified "
-                                 "deadline")
-    assert not outcome.ok and outcome.reason == "DeadlineExceeded"
-    assert "deadline" in outcome.message
-    assert read_outcome("garbage", None).reason == "NoResult"
 
 
 def test_restore_verification_fields() -> None:

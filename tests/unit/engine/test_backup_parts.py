@@ -1,15 +1,13 @@
-"""The pure parts of backup and restore: connection splitting, messages, sidecars, digests."""
+"""The pure parts of backup and restore: connection splitting, sidecars, digests, deletion."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from kubemigrate import termination
 from kubemigrate.engine.backup import dumpfile, pgtools
 from kubemigrate.engine.backup.dumpfile import BackupMeta
 from kubemigrate.engine.backup.rowcounts import compare
@@ -149,17 +147,25 @@ def test_removing_on_failure(tmp_path: Path) -> None:
     assert not partial.exists()
 
 
-def test_termination_message_fits_in_4_kib() -> None:
-    data = {"ok": False, "reason": "RowCountMismatch", "error": "é" * 5000,
-            "mismatches": [{"table": "t" * 300, "expectedRows": 1, "actualRows": 2}] * 5,
-            "checks": ["c" * 500] * 5}
-    text = termination.compact(data)
-    assert len(text.encode()) <= termination.LIMIT
-    parsed = json.loads(text)
-    assert parsed["ok"] is False and parsed["reason"] == "RowCountMismatch"
-    assert parsed["error"].startswith("é")
-
-
-def test_small_termination_messages_are_kept_whole() -> None:
-    data = {"ok": True, "error": None, "mismatches": [], "sha256": "ab" * 32}
-    assert json.loads(termination.compact(data)) == data
+def test_deleting_a_backup_removes_its_sidecar_and_partial_files(tmp_path: Path) -> None:
+    dump = tmp_path / "x[1].dump"
+    kept = [tmp_path / "y.dump", tmp_path / ".y.dump.partial-1234abcd"]
+    for path in (
+        dump,
+        dumpfile.sidecar_path(dump),
+        tmp_path / ".x[1].dump.partial-1234abcd",
+        tmp_path / ".x[1].dump.meta.json.partial-5678abcd",
+        *kept,
+    ):
+        path.write_text("x")
+    seen: list[Path] = []
+    removed = dumpfile.delete_backup(dump, on_removed=seen.append)
+    assert [p.name for p in removed] == [
+        "x[1].dump",
+        "x[1].dump.meta.json",
+        ".x[1].dump.meta.json.partial-5678abcd",
+        ".x[1].dump.partial-1234abcd",
+    ]
+    assert seen == removed
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert dumpfile.delete_backup(dump) == []

@@ -1,4 +1,4 @@
-"""Pure builders of the backup, restore and file-cleanup Jobs, and readers of their results.
+"""Pure builders of the backup, restore and file-cleanup Jobs, and their results as status fields.
 
 A backup lives on the PersistentVolumeClaim named in its spec, at one path per backup,
 ``[<path>/]<namespace>/<name>-<uid[:8]>.<ext>``, so two backups never share a file and a
@@ -9,11 +9,11 @@ and leaves room for ``s3://`` later. Every Job mounts the claim at ``MOUNT``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from kubemigrate.controller.build.jobs import JobRequest, Owner
+from kubemigrate.jobresult import Outcome
 from kubemigrate.models.backup import DatabaseBackupSpec
 
 BACKUP, RESTORE, CLEANUP = "backup", "restore", "cleanup"
@@ -22,6 +22,7 @@ VOLUME = "backups"
 SCHEME = "pvc://"
 EXTENSIONS = {"custom": "dump", "plain": "sql", "directory": "dir"}
 CLEANUP_DEADLINE = 300
+
 
 
 @dataclass(frozen=True)
@@ -97,36 +98,6 @@ def cleanup_owner(name: str, namespace: str, uid: str) -> Owner:
     """Named after the backup's uid, not its generation: a later backup of the same name never
     adopts an earlier backup's (unowned, still listed) cleanup Job."""
     return Owner("DatabaseBackup", f"{name}-{uid[:8]}", namespace, uid, 0)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a finished Job said: its JSON, or why there is none."""
-
-    ok: bool
-    reason: str
-    message: str
-    data: dict[str, Any]
-
-
-def read_outcome(message: str | None, job_failed_because: str | None) -> Outcome:
-    """The result of a finished Job from its termination message and the Job's own verdict.
-
-    Without a parsable message (the pod was killed at the deadline, or never started), the
-    reason is the Job controller's, e.g. ``DeadlineExceeded``.
-    """
-    try:
-        data = json.loads(message or "")
-        if not isinstance(data, dict):
-            raise TypeError
-    except (ValueError, TypeError):
-        why = job_failed_because or "the Job reported no result"
-        reason = why.split(":", 1)[0] if job_failed_because else "NoResult"
-        return Outcome(False, reason or "JobFailed", why, {})
-    ok = bool(data.get("ok")) and job_failed_because is None
-    reason = str(data.get("reason") or ("Succeeded" if ok else "JobFailed"))
-    text = str(data.get("error") or job_failed_because or "")
-    return Outcome(ok, reason, text, data)
 
 
 def backup_fields(outcome: Outcome, place: Place) -> dict[str, Any]:

@@ -12,10 +12,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemigrate.jobresult import TERMINATION_LOG
 from kubemigrate.models import API_VERSION, GROUP
 from kubemigrate.settings import Settings
 
-TERMINATION_LOG = "/dev/termination-log"
 WORK_DIR = "/var/run/kubemigrate"
 CONTAINER = "kubemigrate"
 MAX_NAME = 63
@@ -122,3 +122,21 @@ def build_job(owner: Owner, request: JobRequest, settings: Settings) -> dict[str
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         },
     }
+
+
+def job_finished(job: dict[str, Any]) -> bool | None:
+    """True when the Job completed, False when it failed, None while it runs."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return True
+        if cond.get("status") == "True" and cond.get("type") in ("Failed", "FailureTarget"):
+            return False
+    return None
+
+
+def job_failure(job: dict[str, Any]) -> str:
+    """Why the Job controller failed the Job (deadline, backoff limit), in a sentence."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Failed", "FailureTarget") and cond.get("status") == "True":
+            return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": ")
+    return "the Job failed"

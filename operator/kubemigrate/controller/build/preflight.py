@@ -1,4 +1,4 @@
-"""Pure builders for the preflight Job of a Migration, and the reader of its verdict.
+"""Pure builders for the preflight Job of a Migration (its verdict is read by jobresult).
 
 The Job gets a ConfigMap holding `plan.json` (what to check) and, for inline SQL, `up.sql`;
 SQL from the user's ConfigMap (`sqlFrom`) is mounted from there directly, so nothing over the
@@ -9,7 +9,6 @@ message, which the operator reads from the pod's status.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from kubemigrate.controller.build.jobs import WORK_DIR, JobRequest, Owner, job_name, labels
@@ -20,17 +19,6 @@ COMPONENT = "preflight"
 PLAN_DIR = f"{WORK_DIR}/plan"
 SOURCE_DIR = f"{WORK_DIR}/source"
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a finished preflight Job said."""
-
-    ok: bool
-    retryable: bool
-    checks: list[dict[str, Any]]
-    server_version: str | None
-    summary: str
-    dry_run: dict[str, Any]
 
 
 def plan(spec: MigrationSpec, *, requires: list[str], expected: dict[str, str]) -> dict[str, Any]:
@@ -75,51 +63,3 @@ def job_request(owner: Owner, spec: MigrationSpec, deadline: int, attempt: int) 
     secret = spec.database.secret_ref
     return JobRequest(COMPONENT, ["preflight", "--plan", f"{PLAN_DIR}/plan.json"],
                       secret.name, secret.key, volumes, mounts, deadline, attempt=attempt)
-
-
-def job_finished(job: dict[str, Any]) -> bool | None:
-    """True when the Job completed, False when it failed, None while it runs."""
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("status") == "True" and cond.get("type") in ("Complete", "SuccessCriteriaMet"):
-            return True
-        if cond.get("status") == "True" and cond.get("type") in ("Failed", "FailureTarget"):
-            return False
-    return None
-
-
-def job_failure(job: dict[str, Any]) -> str:
-    """Why the Job controller failed the Job (deadline, backoff limit), in a sentence."""
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") in ("Failed", "FailureTarget") and cond.get("status") == "True":
-            return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": ")
-    return "the Job failed"
-
-
-def termination_message(pods: list[dict[str, Any]]) -> str | None:
-    """The newest terminated container's message among the Job's pods."""
-    best: tuple[str, str] | None = None
-    for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            term = (cs.get("state") or {}).get("terminated")
-            if term and term.get("message"):
-                stamp = str(term.get("finishedAt") or "")
-                if best is None or stamp >= best[0]:
-                    best = (stamp, str(term["message"]))
-    return best[1] if best else None
-
-
-def read_verdict(message: str | None, job_failed_because: str | None = None) -> Verdict:
-    """Parse the Job's JSON report; anything else is a failed, retryable verdict."""
-    try:
-        data = json.loads(message or "")
-        checks = list(data["checks"])
-    except (ValueError, KeyError, TypeError):
-        why = job_failed_because or "the preflight Job reported no result"
-        tail = f": {message.strip()[-300:]}" if message else ""
-        return Verdict(False, True, [{"name": "job", "passed": False, "message": why + tail}],
-                       None, why + tail, {})
-    failed = [c for c in checks if not c.get("passed")]
-    summary = ("all checks passed" if not failed
-               else "; ".join(f"{c.get('name')}: {c.get('message')}" for c in failed))
-    return Verdict(bool(data.get("ok")) and not failed, bool(data.get("retryable", True)),
-                   checks, data.get("serverVersion"), summary, data.get("dryRun") or {})

@@ -16,17 +16,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubemigrate.controller.build import preflight
 from kubemigrate.controller.build.backup_jobs import (
     BACKUP,
-    Outcome,
     Place,
     backup_fields,
     backup_request,
     place_of,
-    read_outcome,
 )
-from kubemigrate.controller.build.jobs import Owner, build_job, job_name
+from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
 from kubemigrate.controller.build.status import merged, reported, seconds_between, to_second
 from kubemigrate.controller.flows.base import StatusWriter
 from kubemigrate.controller.flows.context import Backoff, StepContext
@@ -39,6 +36,7 @@ from kubemigrate.controller.ordering.backups import (
     ttl_left,
 )
 from kubemigrate.engine import parse_duration
+from kubemigrate.jobresult import Outcome, read_outcome, termination_message
 from kubemigrate.models.backup import BackupPhase, DatabaseBackupSpec, DatabaseBackupStatus
 from kubemigrate.models.common import LastError
 
@@ -128,12 +126,12 @@ class BackupFlow:
             manifest = build_job(self._owner(obj), backup_request(spec, place), ctx.settings)
             manifest["metadata"]["name"] = name
             job = await ctx.api.ensure_job(manifest)
-        finished = preflight.job_finished(job)
+        finished = job_finished(job)
         if finished is None:
             return JOB_POLL
         pods = await ctx.api.job_pods(meta["namespace"], name)
         outcome = read_outcome(
-            preflight.termination_message(pods), None if finished else preflight.job_failure(job)
+            termination_message(pods), None if finished else job_failure(job)
         )
         if outcome.ok and outcome.data.get("verified"):
             return await self._succeeded(obj, spec, place, outcome, ctx)

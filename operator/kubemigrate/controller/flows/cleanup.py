@@ -12,14 +12,13 @@ from typing import Any
 
 import kopf
 
-from kubemigrate.controller.build import preflight
 from kubemigrate.controller.build.backup_jobs import (
     cleanup_owner,
     cleanup_request,
     parse_location,
     place_of,
 )
-from kubemigrate.controller.build.jobs import build_job
+from kubemigrate.controller.build.jobs import build_job, job_failure, job_finished
 from kubemigrate.controller.build.status import status_of
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.kube.api import Forbidden
@@ -56,13 +55,13 @@ async def delete_backup_file(body: Mapping[str, Any], ctx: StepContext) -> None:
     except Forbidden as e:  # the namespace is being deleted, and its volumes with it
         ctx.logger.warning("cannot start the cleanup Job of %s: %s", place.location, e.reason)
         return
-    finished = preflight.job_finished(job)
+    finished = job_finished(job)
     if finished is None:
         raise kopf.TemporaryError(
             f"waiting for cleanup Job {manifest['metadata']['name']}", delay=1
         )
     if not finished:
         raise kopf.PermanentError(
-            f"could not delete {place.location}: {preflight.job_failure(job)}"
+            f"could not delete {place.location}: {job_failure(job)}"
         )
     ctx.emit("Normal", "BackupFileDeleted", f"Deleted {place.location}")

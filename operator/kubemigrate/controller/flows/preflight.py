@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from kubemigrate.controller.build import preflight as job
-from kubemigrate.controller.build.jobs import Owner, build_job, job_name
+from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.flows.migration_status import MigrationStatusWriter
 from kubemigrate.controller.ordering.migrations import Peer
 from kubemigrate.engine import MigrationSource
+from kubemigrate.jobresult import read_verdict, termination_message
 from kubemigrate.models.migration import (
     MigrationPhase,
     MigrationSpec,
@@ -58,12 +59,12 @@ async def gate(
         request = job.job_request(owner, spec, ctx.settings.job_active_deadline_seconds, attempt)
         found = await ctx.api.ensure_job(build_job(owner, request, ctx.settings))
         ctx.emit("Normal", "PreflightStarted", f"Started preflight Job {name}")
-    finished = job.job_finished(found)
+    finished = job_finished(found)
     if finished is None:
         return JOB_POLL
     pods = await ctx.api.job_pods(meta["namespace"], name)
-    verdict = job.read_verdict(
-        job.termination_message(pods), None if finished else job.job_failure(found)
+    verdict = read_verdict(
+        termination_message(pods), None if finished else job_failure(found)
     )
     checks = [
         PreflightCheck(

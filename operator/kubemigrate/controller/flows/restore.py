@@ -14,15 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubemigrate.controller.build import preflight
 from kubemigrate.controller.build.backup_jobs import (
     RESTORE,
     parse_location,
-    read_outcome,
     restore_fields,
     restore_request,
 )
-from kubemigrate.controller.build.jobs import Owner, build_job, job_name
+from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
 from kubemigrate.controller.build.status import (
     merged,
     reported,
@@ -33,6 +31,7 @@ from kubemigrate.controller.build.status import (
 from kubemigrate.controller.flows.base import StatusWriter
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.kube.api import NotFound
+from kubemigrate.jobresult import read_outcome, termination_message
 from kubemigrate.models.backup import BackupPhase, DatabaseBackupStatus
 from kubemigrate.models.common import DatabaseRef, LastError
 from kubemigrate.models.restore import DatabaseRestoreSpec, DatabaseRestoreStatus, RestorePhase
@@ -145,12 +144,12 @@ class RestoreFlow:
             manifest = build_job(self._owner(obj), request, ctx.settings)
             manifest["metadata"]["name"] = name
             job = await ctx.api.ensure_job(manifest)
-        finished = preflight.job_finished(job)
+        finished = job_finished(job)
         if finished is None:
             return JOB_POLL
         pods = await ctx.api.job_pods(meta["namespace"], name)
         outcome = read_outcome(
-            preflight.termination_message(pods), None if finished else preflight.job_failure(job)
+            termination_message(pods), None if finished else job_failure(job)
         )
         fields = DatabaseRestoreStatus.model_validate(restore_fields(outcome))
         if not outcome.ok:

@@ -12,12 +12,13 @@ like one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -159,6 +160,22 @@ def removing_on_failure(*paths: Path) -> Iterator[None]:
         for path in paths:
             remove(path)
         raise
+
+
+def delete_backup(dump: Path, *, on_removed: Callable[[Path], None] | None = None) -> list[Path]:
+    """Remove a backup: the dump, its sidecar, and the hidden partial files of an interrupted run.
+
+    Returns what was removed; none of it being there is not an error, so a cleanup can run twice.
+    """
+    sidecar = sidecar_path(dump)
+    found = [p for p in (dump, sidecar) if p.exists() or p.is_symlink()]
+    if dump.parent.is_dir():
+        found += sorted(dump.parent.glob(f".{glob.escape(dump.name)}*.partial-*"))
+    for victim in found:
+        remove(victim)
+        if on_removed is not None:
+            on_removed(victim)
+    return found
 
 
 def remove(path: Path) -> None:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
-from kubemigrate.engine.migrate.results import VersionState
-from kubemigrate.engine.pg.redact import redact
+from kubemigrate.engine import redact
+
+if TYPE_CHECKING:  # the results module is loaded by the commands that produce them
+    from kubemigrate.engine import VersionState
+
+J = TypeVar("J")
 
 STATUS_HEADERS = ("Version", "Description", "State", "Applied at (UTC)", "Duration", "Rollback")
 
@@ -22,11 +26,20 @@ def status_table(rows: Sequence[VersionState]) -> str:
     """The rows as a bordered table, one line per version; a note when there are none."""
     if not rows:
         return "No migrations found."
-    return table(STATUS_HEADERS, [
-        (r.version, r.description, state_label(r), format_time(r.applied_at),
-         format_duration(r.duration_seconds), "yes" if r.rollback_available else "no")
-        for r in rows
-    ])
+    return table(
+        STATUS_HEADERS,
+        [
+            (
+                r.version,
+                r.description,
+                state_label(r),
+                format_time(r.applied_at),
+                format_duration(r.duration_seconds),
+                "yes" if r.rollback_available else "no",
+            )
+            for r in rows
+        ],
+    )
 
 
 def state_label(row: VersionState) -> str:
@@ -73,6 +86,22 @@ def format_time(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def redacted(value: J, clean: Callable[[str], str]) -> J:
+    """A JSON-like value (a result for --json or a termination log) with every string cleaned:
+    values are masked before a result is shortened to fit, so no cut can split a secret."""
+    return cast(J, _cleaned(value, clean))
+
+
+def _cleaned(value: Any, clean: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {k: _cleaned(v, clean) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v, clean) for v in value]
+    return value
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -86,8 +115,14 @@ def _one_line(text: str) -> str:
 class Output:
     """Where the CLI writes: results to stdout, progress and errors to stderr, all redacted."""
 
-    def __init__(self, *, verbose: bool = False, secrets: Sequence[str] = (),
-                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        verbose: bool = False,
+        secrets: Sequence[str] = (),
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
         self.verbose = verbose
         self.secrets = tuple(s for s in secrets if s)
         self._out = stdout or sys.stdout
