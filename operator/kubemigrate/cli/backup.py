@@ -81,24 +81,7 @@ def _run(args: argparse.Namespace, work: Work) -> int:
         if u
     ]
     out = Output(verbose=args.verbose, secrets=secrets)
-    try:
-        if hasattr(args, "database_url") and not args.database_url:
-            raise _Usage("no database given: pass --database-url or set DATABASE_URL")
-        result = work(args, out)
-        code = EXIT_OK if result["ok"] else EXIT_FAILED
-    except KeyboardInterrupt:
-        result, code = results.failure("interrupted", "Interrupted"), EXIT_INTERRUPTED
-    except (_Usage, UnsupportedOption, InvalidUrl) as exc:
-        reason = getattr(exc, "reason", "InvalidArguments")
-        result, code = results.failure(str(exc), reason), EXIT_USAGE
-    except ConnectionFailed as exc:
-        result, code = results.failure(str(exc), "ConnectionFailed"), EXIT_CONNECTION
-    except EngineError as exc:
-        reason = getattr(exc, "reason", "BackupFailed")
-        result, code = results.failure(str(exc), reason), EXIT_FAILED
-    except Exception as exc:  # a bug: still one redacted line
-        result = results.failure(f"internal error: {type(exc).__name__}: {exc}", "InternalError")
-        code = EXIT_FAILED
+    result, code = _outcome(args, work, out)
     result = redacted(result, out.clean)
     if result["error"]:
         out.error(result["error"])
@@ -107,6 +90,30 @@ def _run(args: argparse.Namespace, work: Work) -> int:
     if args.termination_log:
         jobresult.write(args.termination_log, result)
     return code
+
+
+def _outcome(
+    args: argparse.Namespace, work: Work, out: Output
+) -> tuple[jobresult.BackupCommandResult, int]:
+    """work's result and exit status, or a failure's (each error class has its status)."""
+    try:
+        if hasattr(args, "database_url") and not args.database_url:
+            raise _Usage("no database given: pass --database-url or set DATABASE_URL")
+        result = work(args, out)
+    except KeyboardInterrupt:
+        return results.failure("interrupted", "Interrupted"), EXIT_INTERRUPTED
+    except (_Usage, UnsupportedOption, InvalidUrl) as exc:
+        reason = getattr(exc, "reason", "InvalidArguments")
+        return results.failure(str(exc), reason), EXIT_USAGE
+    except ConnectionFailed as exc:
+        return results.failure(str(exc), "ConnectionFailed"), EXIT_CONNECTION
+    except EngineError as exc:
+        reason = getattr(exc, "reason", "BackupFailed")
+        return results.failure(str(exc), reason), EXIT_FAILED
+    except Exception as exc:  # a bug: still one redacted line
+        failure = results.failure(f"internal error: {type(exc).__name__}: {exc}", "InternalError")
+        return failure, EXIT_FAILED
+    return result, EXIT_OK if result["ok"] else EXIT_FAILED
 
 
 class _Usage(Exception):

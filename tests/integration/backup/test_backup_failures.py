@@ -12,10 +12,9 @@ from psycopg import sql
 
 from harness import databases, postgres
 from harness.ports import free_port
+from integration.backup.backup_helpers import populate, query
 from kubemigrate.engine.backup.dump import take_backup
 from kubemigrate.engine.errors import BackupError, ConnectionFailed, ToolFailed, ToolTooOld
-
-from .backup_helpers import populate, query
 
 PASSWORD = "s3cret-Pa55/w@rd"
 ROLE = postgres.PASSWORD_ROLE

@@ -10,12 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from integration.backup.backup_helpers import ROWS, fingerprint, query
 from kubemigrate.engine.backup import dumpfile
 from kubemigrate.engine.backup.dump import take_backup
 from kubemigrate.engine.backup.restore import restore_backup
 from kubemigrate.engine.errors import TargetNotEmpty, ToolFailed, UnsupportedOption
-
-from .backup_helpers import ROWS, fingerprint, query
 
 
 def test_backup_writes_the_dump_and_its_sidecar(source_url: str, backups: Path) -> None:

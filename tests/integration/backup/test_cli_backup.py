@@ -8,10 +8,9 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from harness.ports import free_port
+from integration.backup.backup_helpers import ROWS, fingerprint, query
 from integration.cli.cli_helpers import run_cli
 from kubemigrate.engine.backup import dumpfile
-
-from .backup_helpers import ROWS, fingerprint, query
 
 PASSWORD = "s3cret-Pa55/w@rd"
 

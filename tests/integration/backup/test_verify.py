@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from integration.backup.backup_helpers import ROWS, fingerprint, query
 from kubemigrate.engine.backup import dumpfile, verify
 from kubemigrate.engine.backup.dump import take_backup
 from kubemigrate.engine.backup.restore import restore_backup
 from kubemigrate.engine.errors import InvalidBackup
-
-from .backup_helpers import ROWS, fingerprint, query
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .cli_helpers import Kubemigrate, Migrations, query, tables
+from integration.cli.cli_helpers import Kubemigrate, Migrations, query, tables
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .cli_helpers import Kubemigrate, Migrations, query, tables
+from integration.cli.cli_helpers import Kubemigrate, Migrations, query, tables
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,7 @@ import pytest
 
 from harness import postgres
 from harness.ports import free_port
-
-from .cli_helpers import Migrations, run_cli
+from integration.cli.cli_helpers import Migrations, run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,8 @@ import yaml
 from harness.crds import install_crds
 from harness.kube import Kubectl, wait_for
 from harness.paths import REPO
+from integration.helm.helm_helpers import CHART, Helm
 from kubemigrate.settings import Settings
-
-from .helm_helpers import CHART, Helm
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,7 @@ import yaml
 
 from harness.kube import Cluster, Kubectl, wait_for
 from harness.ports import free_port
-
-from .helm_helpers import CHART, Helm
+from integration.helm.helm_helpers import CHART, Helm
 
 pytestmark = pytest.mark.integration
 

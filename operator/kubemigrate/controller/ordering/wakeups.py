@@ -23,8 +23,8 @@ class Wakeups:
     def forget(self, uid: str) -> None:
         self._events.pop(uid, None)
 
-    async def sleep(self, uid: str, timeout: float, stopped: Awaitable[object]) -> None:
-        """Return after timeout seconds, on a wake-up for uid, or when stopped resolves."""
+    async def sleep(self, uid: str, delay: float, stopped: Awaitable[object]) -> None:
+        """Return after delay seconds, on a wake-up for uid, or when stopped resolves."""
         event = self._events.setdefault(uid, asyncio.Event())
         if event.is_set():
             event.clear()
@@ -32,7 +32,7 @@ class Wakeups:
         woken = asyncio.ensure_future(event.wait())
         stop = asyncio.ensure_future(stopped)
         try:
-            await asyncio.wait({woken, stop}, timeout=timeout,
+            await asyncio.wait({woken, stop}, timeout=delay,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (woken, stop):
