@@ -36,8 +36,9 @@ sysdeps: ## install PostgreSQL and bubblewrap from Debian's packages if missing
 tools: ## build etcd, kube-apiserver, kube-controller-manager, kubectl and helm (cached outside the repo)
 	@harness/cluster/build.sh >/dev/null
 
-lint: venv ## ruff, mypy --strict and import-linter
+lint: venv ## ruff (rules and formatting), mypy --strict and import-linter
 	$(VENV)/bin/ruff check operator tests bench helm harness
+	$(VENV)/bin/ruff format --check operator tests bench helm harness
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -1,9 +1,9 @@
 """Where the node runner keeps pods' files under its state directory.
 
-    logs/<namespace>_<pod>.log     a pod's stdout and stderr (kept after the pod ends)
-    pods/<uid>/                    per-pod files: volumes, the termination-message file (removed
-                                   when the pod's worker ends)
-    pvc/<namespace>/<claim>/       a PersistentVolumeClaim's data, shared by every pod using it
+logs/<namespace>_<pod>.log     a pod's stdout and stderr (kept after the pod ends)
+pods/<uid>/                    per-pod files: volumes, the termination-message file (removed
+                               when the pod's worker ends)
+pvc/<namespace>/<claim>/       a PersistentVolumeClaim's data, shared by every pod using it
 """
 
 from __future__ import annotations

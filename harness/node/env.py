@@ -29,7 +29,7 @@ def expand(text: str, mapping: Mapping[str, str]) -> str:
             out.append("$")
             i += 2
         elif nxt == "(" and (end := text.find(")", i + 2)) != -1:
-            name = text[i + 2:end]
+            name = text[i + 2 : end]
             out.append(mapping.get(name, f"$({name})"))
             i = end + 1
         else:
@@ -71,8 +71,11 @@ def container_env(container: Obj, refs: Refs, services: Mapping[str, str]) -> di
     """The variables Kubernetes gives the container (not the image's defaults: see pod)."""
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
-        kind, ref = (("Secret", source["secretRef"]) if "secretRef" in source
-                     else ("ConfigMap", source["configMapRef"]))
+        kind, ref = (
+            ("Secret", source["secretRef"])
+            if "secretRef" in source
+            else ("ConfigMap", source["configMapRef"])
+        )
         for key, value in refs.object_data(kind, ref["name"], ref.get("optional")).items():
             name = source.get("prefix", "") + key
             if _ENV_NAME.fullmatch(name):
@@ -94,7 +97,8 @@ def container_argv(container: Obj, env: Mapping[str, str]) -> list[str]:
     if not command:
         raise PodError(
             f'container "{container["name"]}" has no command: the local node runner ignores '
-            "images, so pods must set the container's command explicitly")
+            "images, so pods must set the container's command explicitly"
+        )
     args: list[str] = container.get("args") or []
     return [expand(a, env) for a in [*command, *args]]
 

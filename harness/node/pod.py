@@ -124,11 +124,16 @@ class PodWorker(threading.Thread):
 
     def _live(self) -> None:  # noqa: C901 - split when the runner starts containers from images
         spec = self.pod["spec"]
-        ignored = [c["name"] for c in [*(spec.get("initContainers") or []),
-                                       *spec["containers"][1:]]]
+        ignored = [
+            c["name"] for c in [*(spec.get("initContainers") or []), *spec["containers"][1:]]
+        ]
         if ignored:
-            log.warning("%s: runs only container %s; ignoring %s", self.name,
-                        self.container["name"], ", ".join(ignored))
+            log.warning(
+                "%s: runs only container %s; ignoring %s",
+                self.name,
+                self.container["name"],
+                ", ".join(ignored),
+            )
         if not self._adopt():
             return
         backoff = BACKOFF_START
@@ -144,8 +149,9 @@ class PodWorker(threading.Thread):
                 self._halt.wait(CONFIG_RETRY)
                 continue
             except _StartError as e:
-                state = pod_status.terminated_state(128, str(e), pod_status.now(), "",
-                                                    reason="StartError")
+                state = pod_status.terminated_state(
+                    128, str(e), pod_status.now(), "", reason="StartError"
+                )
             except PodError as e:
                 self._fail(str(e), reason="NodeRunnerError")
                 return
@@ -161,8 +167,11 @@ class PodWorker(threading.Thread):
             if time.monotonic() - began > BACKOFF_RESET:
                 backoff = BACKOFF_START
             self.last_state, self.restart_count = state, self.restart_count + 1
-            self._waiting("CrashLoopBackOff", f"back-off {backoff:.0f}s restarting failed "
-                          f"container={self.container['name']} pod={self.pod_name}")
+            self._waiting(
+                "CrashLoopBackOff",
+                f"back-off {backoff:.0f}s restarting failed "
+                f"container={self.container['name']} pod={self.pod_name}",
+            )
             self._halt.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
         if self.deadline_exceeded:
@@ -185,9 +194,11 @@ class PodWorker(threading.Thread):
         previous = (status.get("containerStatuses") or [{}])[0]
         self.restart_count = int(previous.get("restartCount") or 0)
         lost = pod_status.terminated_state(
-            137, "the node runner restarted and lost this container's process",
+            137,
+            "the node runner restarted and lost this container's process",
             (previous.get("state") or {}).get("running", {}).get("startedAt") or pod_status.now(),
-            previous.get("containerID") or "")
+            previous.get("containerID") or "",
+        )
         if self.policy == "Never":
             self._finish(lost)
             return False
@@ -204,9 +215,13 @@ class PodWorker(threading.Thread):
         env = {"PATH": self.node.path, "HOME": "/root", "HOSTNAME": hostname, **kube_env}
         term = dirs.termination_log(self.node.state_dir, self.uid)
         full = bwrap_argv(
-            argv, mounts=mounts, termination_log=term,
+            argv,
+            mounts=mounts,
+            termination_log=term,
             termination_path=self.container.get("terminationMessagePath") or "/dev/termination-log",
-            workdir=self.container.get("workingDir"), hostname=hostname)
+            workdir=self.container.get("workingDir"),
+            hostname=hostname,
+        )
         if "/" not in argv[0] and not shutil.which(argv[0], path=env["PATH"]):
             raise _StartError(f'exec: "{argv[0]}": executable file not found in $PATH')
         return full, env
@@ -221,15 +236,33 @@ class PodWorker(threading.Thread):
         offset = logfile.stat().st_size if logfile.exists() else 0
         started = pod_status.now()
         with logfile.open("ab") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, cwd="/",
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd="/",
+                start_new_session=True,
+            )
         self.container_id = f"local://{self.uid[:8]}-{proc.pid}"
-        log.info("%s: started pid %d (restart %d): %s", self.name, proc.pid,
-                 self.restart_count, argv[argv.index("--") + 1:])
-        self._patch(pod_status.running(
-            self.pod, self.container, started_at=started, restart_count=self.restart_count,
-            container_id=self.container_id, last_state=self.last_state))
+        log.info(
+            "%s: started pid %d (restart %d): %s",
+            self.name,
+            proc.pid,
+            self.restart_count,
+            argv[argv.index("--") + 1 :],
+        )
+        self._patch(
+            pod_status.running(
+                self.pod,
+                self.container,
+                started_at=started,
+                restart_count=self.restart_count,
+                container_id=self.container_id,
+                last_state=self.last_state,
+            )
+        )
         code = exit_code(self._wait(proc))
         message = self._termination_message(term, logfile, offset, code)
         return pod_status.terminated_state(code, message, started, self.container_id)
@@ -245,8 +278,9 @@ class PodWorker(threading.Thread):
             now = time.monotonic()
             if kill_at is None:
                 if self._halt.is_set() or self._past_deadline():
-                    log.info("%s: terminating pid %d (grace %.0fs)", self.name, proc.pid,
-                             self.grace)
+                    log.info(
+                        "%s: terminating pid %d (grace %.0fs)", self.name, proc.pid, self.grace
+                    )
                     signal_sandbox(proc.pid, signal.SIGTERM)
                     kill_at = now + self.grace
             elif now >= kill_at:
@@ -272,24 +306,40 @@ class PodWorker(threading.Thread):
         if f"{reason}:{message}" != self._last_waiting:
             log.info("%s: waiting: %s: %s", self.name, reason, message)
             self._last_waiting = f"{reason}:{message}"
-            self._patch(pod_status.waiting(self.pod, self.container, reason=reason,
-                                           message=message, restart_count=self.restart_count,
-                                           last_state=self.last_state))
+            self._patch(
+                pod_status.waiting(
+                    self.pod,
+                    self.container,
+                    reason=reason,
+                    message=message,
+                    restart_count=self.restart_count,
+                    last_state=self.last_state,
+                )
+            )
 
     def _finish(self, state: Obj, reason: str | None = None, message: str | None = None) -> None:
         if self._shutdown:
             return
-        self._patch(pod_status.finished(
-            self.pod, self.container, state, restart_count=self.restart_count,
-            container_id=self.container_id, last_state=self.last_state,
-            pod_reason=reason, pod_message=message))
+        self._patch(
+            pod_status.finished(
+                self.pod,
+                self.container,
+                state,
+                restart_count=self.restart_count,
+                container_id=self.container_id,
+                last_state=self.last_state,
+                pod_reason=reason,
+                pod_message=message,
+            )
+        )
 
     def _fail(self, message: str, reason: str, state: Obj | None = None) -> None:
         """Fail the pod, with reason and message on the pod; state is the container's last."""
         log.warning("%s: failed: %s: %s", self.name, reason, message)
         if state is None:
-            state = pod_status.terminated_state(128, message, pod_status.now(),
-                                                self.container_id, reason="StartError")
+            state = pod_status.terminated_state(
+                128, message, pod_status.now(), self.container_id, reason="StartError"
+            )
         self._finish(state, reason, message)
 
     def _patch(self, status: Obj) -> None:
@@ -297,8 +347,12 @@ class PodWorker(threading.Thread):
         for attempt in range(6):
             try:
                 self.node.core.patch_namespaced_pod_status(
-                    self.pod_name, self.namespace, {"status": status},
-                    _content_type="application/merge-patch+json", _preload_content=False)
+                    self.pod_name,
+                    self.namespace,
+                    {"status": status},
+                    _content_type="application/merge-patch+json",
+                    _preload_content=False,
+                )
             except ApiException as e:
                 if e.status == 404:
                     return

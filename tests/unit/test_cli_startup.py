@@ -16,23 +16,39 @@ from kubemigrate import engine
 from kubemigrate.cli import options, subcommands
 from kubemigrate.cli.command import Command
 
-LOADED_LATER = ("psycopg", "pglast", "kubemigrate.engine.migrate.migrator",
-                "kubemigrate.engine.migrate.sources",
-                "kubemigrate.engine.backup.dump",
-                "kubemigrate.engine.backup.restore", "kubemigrate.engine.backup.verify",
-                "kubemigrate.engine.backup.dumpfile", "kubemigrate.engine.migrate.preflight",
-                "kubemigrate.cli.migrate", "kubemigrate.cli.preflight", "kubemigrate.cli.backup",
-                "kubemigrate.cli.results", "kubemigrate.jobresult")
+LOADED_LATER = (
+    "psycopg",
+    "pglast",
+    "kubemigrate.engine.migrate.migrator",
+    "kubemigrate.engine.migrate.sources",
+    "kubemigrate.engine.backup.dump",
+    "kubemigrate.engine.backup.restore",
+    "kubemigrate.engine.backup.verify",
+    "kubemigrate.engine.backup.dumpfile",
+    "kubemigrate.engine.migrate.preflight",
+    "kubemigrate.cli.migrate",
+    "kubemigrate.cli.preflight",
+    "kubemigrate.cli.backup",
+    "kubemigrate.cli.results",
+    "kubemigrate.jobresult",
+)
 
 
 def test_importing_the_cli_loads_no_driver_parser_or_backup_engine() -> None:
-    code = ("import sys, kubemigrate.cli; kubemigrate.cli.build_parser(); "
-            "print('\\n'.join(sys.modules))")
-    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                text=True).stdout.split())
+    code = (
+        "import sys, kubemigrate.cli; kubemigrate.cli.build_parser(); "
+        "print('\\n'.join(sys.modules))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout.split()
+    )
     assert "kubemigrate.cli" in loaded
-    assert sorted(m for m in loaded if m.split(".")[0] in ("psycopg", "pglast")
-                  or m in LOADED_LATER) == []
+    assert (
+        sorted(m for m in loaded if m.split(".")[0] in ("psycopg", "pglast") or m in LOADED_LATER)
+        == []
+    )
 
 
 @pytest.mark.parametrize("command", subcommands.SUBCOMMANDS, ids=lambda c: c.name)

@@ -20,24 +20,42 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.migrations = Counter(
-            "kubemigrate_migrations_total", "Migration runs by outcome.",
-            ["namespace", "outcome"], registry=self.registry)
+            "kubemigrate_migrations_total",
+            "Migration runs by outcome.",
+            ["namespace", "outcome"],
+            registry=self.registry,
+        )
         self.duration = Histogram(
-            "kubemigrate_migration_duration_seconds", "How long applying or rolling back took.",
-            ["namespace", "kind"], buckets=BUCKETS, registry=self.registry)
+            "kubemigrate_migration_duration_seconds",
+            "How long applying or rolling back took.",
+            ["namespace", "kind"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
         self.pending = Gauge(
-            "kubemigrate_migrations_pending", "Migrations not yet in their desired state.",
-            ["namespace", "database"], registry=self.registry)
+            "kubemigrate_migrations_pending",
+            "Migrations not yet in their desired state.",
+            ["namespace", "database"],
+            registry=self.registry,
+        )
         self.last_backup = Gauge(
             "kubemigrate_backup_last_success_timestamp_seconds",
-            "Unix time of the last successful backup.", ["namespace", "database"],
-            registry=self.registry)
+            "Unix time of the last successful backup.",
+            ["namespace", "database"],
+            registry=self.registry,
+        )
         self.backup_size = Gauge(
-            "kubemigrate_backup_size_bytes", "Size of the last successful backup.",
-            ["namespace", "database"], registry=self.registry)
+            "kubemigrate_backup_size_bytes",
+            "Size of the last successful backup.",
+            ["namespace", "database"],
+            registry=self.registry,
+        )
         self.backups = Counter(
-            "kubemigrate_backups_total", "Backups by outcome.", ["namespace", "outcome"],
-            registry=self.registry)
+            "kubemigrate_backups_total",
+            "Backups by outcome.",
+            ["namespace", "outcome"],
+            registry=self.registry,
+        )
 
     def observer(self, namespace: str) -> ObserveRun:
         """What MigrationFlow calls with (outcome, result, seconds) after a run."""

@@ -48,8 +48,12 @@ def test_unknown_database(database_url: str) -> None:
 
 def test_password_in_query_string(database_url: str) -> None:
     parts = urlsplit(_with_password(database_url, port=free_port()))
-    url = urlunsplit(parts._replace(netloc=f"postgres@{parts.hostname}:{parts.port}",
-                                    query=f"password={ENCODED}&sslmode=disable"))
+    url = urlunsplit(
+        parts._replace(
+            netloc=f"postgres@{parts.hostname}:{parts.port}",
+            query=f"password={ENCODED}&sslmode=disable",
+        )
+    )
     with pytest.raises(ConnectionFailed) as caught:
         Migrator(url, connect_timeout=2).validate([])
     _assert_clean(str(caught.value))

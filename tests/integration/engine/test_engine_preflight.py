@@ -73,8 +73,9 @@ def test_a_session_holding_a_lock_on_the_table_blocks(engine: Migrator, database
     assert report.retryable is True
 
 
-def test_old_transactions_block_a_concurrent_index_build(engine: Migrator,
-                                                         database_url: str) -> None:
+def test_old_transactions_block_a_concurrent_index_build(
+    engine: Migrator, database_url: str
+) -> None:
     engine.apply([ONE])
     concurrent = MigrationSource(
         "2", "index", "CREATE INDEX CONCURRENTLY users_id ON users (id);", transactional=False

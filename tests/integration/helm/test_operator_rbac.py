@@ -29,10 +29,12 @@ pytestmark = pytest.mark.integration
 RELEASE = "km"
 SA = f"{RELEASE}-kubemigrate"
 #: kopf's optional cluster-wide scans, which it gives up on (with a warning) when forbidden
-TOLERATED_403 = ('cannot list resource "namespaces"',
-                 'cannot list resource "customresourcedefinitions"',
-                 'cannot watch resource "namespaces"',
-                 'cannot watch resource "customresourcedefinitions"')
+TOLERATED_403 = (
+    'cannot list resource "namespaces"',
+    'cannot list resource "customresourcedefinitions"',
+    'cannot watch resource "namespaces"',
+    'cannot watch resource "customresourcedefinitions"',
+)
 
 MIGRATION = """
 apiVersion: kubemigrate.dev/v1alpha1
@@ -70,14 +72,20 @@ def _sa_kubeconfig(cluster: Cluster, token: str, path: Path) -> None:
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
     entry = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [entry],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator",
-                      "context": {"cluster": entry["name"], "user": "operator"}}],
-        "current-context": "operator",
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [entry],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "operator", "context": {"cluster": entry["name"], "user": "operator"}}
+                ],
+                "current-context": "operator",
+            }
+        )
+    )
 
 
 def _deployment(helm: Helm, namespace: str) -> dict[str, Any]:
@@ -100,15 +108,36 @@ class Operator:
 
 @pytest.fixture
 def operator(
-    helm: Helm, kubectl: Kubectl, cluster: Cluster, namespace: str, database_url: str,
+    helm: Helm,
+    kubectl: Kubectl,
+    cluster: Cluster,
+    namespace: str,
+    database_url: str,
     tmp_path: Path,
 ) -> Iterator[Operator]:
     """The chart installed namespace-scoped, and its operator running as its ServiceAccount."""
-    helm.run("install", RELEASE, str(CHART), "--namespace", namespace,
-             "--set", "crds.create=false", "--set", "rbac.scope=namespace",
-             "--set", "podAnnotations.kubemigrate\\.dev/node-runner=skip")
-    kubectl.run("create", "secret", "generic", "app-db", "-n", namespace,
-                f"--from-literal=url={database_url}")
+    helm.run(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        "crds.create=false",
+        "--set",
+        "rbac.scope=namespace",
+        "--set",
+        "podAnnotations.kubemigrate\\.dev/node-runner=skip",
+    )
+    kubectl.run(
+        "create",
+        "secret",
+        "generic",
+        "app-db",
+        "-n",
+        namespace,
+        f"--from-literal=url={database_url}",
+    )
     token = kubectl.run("create", "token", SA, "-n", namespace, "--duration=1h").stdout.strip()
     kubeconfig = tmp_path / "operator.kubeconfig"
     _sa_kubeconfig(cluster, token, kubeconfig)
@@ -146,17 +175,37 @@ def test_operator_applies_rolls_back_and_backs_up_with_chart_rbac(
     kubectl: Kubectl, namespace: str, operator: Operator
 ) -> None:
     kubectl.apply(MIGRATION, "-n", namespace)
-    wait_for(lambda: _phase(kubectl, namespace, operator) == "Succeeded", timeout=180,
-             interval=1, what=f"Migration Succeeded (operator log: {operator.log})")
-    kubectl.run("patch", "migration", "create-widgets", "-n", namespace, "--type=merge",
-                "-p", '{"spec":{"rollback":true}}')
-    wait_for(lambda: _phase(kubectl, namespace, operator) == "RolledBack", timeout=60, interval=1,
-             what="Migration RolledBack")
+    wait_for(
+        lambda: _phase(kubectl, namespace, operator) == "Succeeded",
+        timeout=180,
+        interval=1,
+        what=f"Migration Succeeded (operator log: {operator.log})",
+    )
+    kubectl.run(
+        "patch",
+        "migration",
+        "create-widgets",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"rollback":true}}',
+    )
+    wait_for(
+        lambda: _phase(kubectl, namespace, operator) == "RolledBack",
+        timeout=60,
+        interval=1,
+        what="Migration RolledBack",
+    )
     kubectl.apply(BACKUP, "-n", namespace)
-    kubectl.run("wait", "--for=condition=Ready", "databasebackup/nightly", "-n", namespace,
-                "--timeout=120s")
+    kubectl.run(
+        "wait", "--for=condition=Ready", "databasebackup/nightly", "-n", namespace, "--timeout=120s"
+    )
     backup = kubectl.json("get", "databasebackup", "nightly", "-n", namespace)["status"]
     assert backup["phase"] == "Succeeded" and backup["sha256"] and backup["sizeBytes"] > 0
-    forbidden = [line for line in operator.log.read_text().splitlines()
-                 if "forbidden" in line.lower() and not any(t in line for t in TOLERATED_403)]
+    forbidden = [
+        line
+        for line in operator.log.read_text().splitlines()
+        if "forbidden" in line.lower() and not any(t in line for t in TOLERATED_403)
+    ]
     assert not forbidden, "\n".join(forbidden)

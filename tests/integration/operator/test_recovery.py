@@ -117,12 +117,20 @@ def test_database_outage_recovers_by_itself(
 
 
 def test_operator_restarted_during_preflight_adopts_the_job(
-        kubectl: Kubectl, namespace: str, db_secret: str, database_url: str,
-        start_operator: Callable[..., OperatorProcess]) -> None:
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
     first = start_operator()
     kubectl.apply(migration("m1", "1", "CREATE TABLE adopted (id int);"), "-n", namespace)
-    wait_for(lambda: kubectl.json("get", "jobs", "-n", namespace)["items"], timeout=30,
-             interval=0.05, what="the preflight Job")
+    wait_for(
+        lambda: kubectl.json("get", "jobs", "-n", namespace)["items"],
+        timeout=30,
+        interval=0.05,
+        what="the preflight Job",
+    )
     first.kill()
     start_operator()
     wait_phase(kubectl, namespace, "m1", "Succeeded", timeout=60)

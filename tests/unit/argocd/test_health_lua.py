@@ -49,7 +49,10 @@ def test_operator_status_reads_as_its_kstatus_meaning(phase: str) -> None:
     status = operator_status(phase, "Because", f"in {phase}", 4)
     obj = {"kind": "Migration", "metadata": {"name": "m", "generation": 4}, "status": status}
     want = (
-        "Healthy" if phase in DONE_PHASES else "Degraded" if phase in STALLED_PHASES
+        "Healthy"
+        if phase in DONE_PHASES
+        else "Degraded"
+        if phase in STALLED_PHASES
         else "Progressing"
     )
     assert run_health(obj) == {"status": want, "message": f"in {phase}"}

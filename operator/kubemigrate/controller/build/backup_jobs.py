@@ -24,7 +24,6 @@ EXTENSIONS = {"custom": "dump", "plain": "sql", "directory": "dir"}
 CLEANUP_DEADLINE = 300
 
 
-
 @dataclass(frozen=True)
 class Place:
     """A backup file: the claim it is on and its path relative to the claim's root."""
@@ -53,7 +52,7 @@ def parse_location(location: str | None) -> Place | None:
     """The Place of a ``pvc://claim/path`` location; None for anything else."""
     if not location or not location.startswith(SCHEME):
         return None
-    claim, _, path = location[len(SCHEME):].partition("/")
+    claim, _, path = location[len(SCHEME) :].partition("/")
     return Place(claim, path) if claim and path else None
 
 
@@ -61,25 +60,28 @@ def _volume(place: Place, *, read_only: bool) -> tuple[list[dict[str, Any]], lis
     claim: dict[str, Any] = {"claimName": place.claim}
     if read_only:
         claim["readOnly"] = True
-    return ([{"name": VOLUME, "persistentVolumeClaim": claim}],
-            [{"name": VOLUME, "mountPath": MOUNT, "readOnly": read_only}])
+    return (
+        [{"name": VOLUME, "persistentVolumeClaim": claim}],
+        [{"name": VOLUME, "mountPath": MOUNT, "readOnly": read_only}],
+    )
 
 
 def backup_request(spec: DatabaseBackupSpec, place: Place) -> JobRequest:
     """``kubemigrate backup`` into place, always verified with pg_restore --list; with
     verify.restore also restored into a scratch database on the same server."""
-    args = ["backup", "--output", place.in_pod, "--format", spec.format.value, "--verify",
-            "--json"]
+    args = ["backup", "--output", place.in_pod, "--format", spec.format.value, "--verify", "--json"]
     if spec.verify.restore:
         args.append("--test-restore")
     volumes, mounts = _volume(place, read_only=False)
     ref = spec.database.secret_ref
-    return JobRequest(BACKUP, args, ref.name, ref.key, volumes, mounts,
-                      spec.active_deadline_seconds)
+    return JobRequest(
+        BACKUP, args, ref.name, ref.key, volumes, mounts, spec.active_deadline_seconds
+    )
 
 
-def restore_request(place: Place, secret: str, key: str, *, clean: bool,
-                    deadline: int) -> JobRequest:
+def restore_request(
+    place: Place, secret: str, key: str, *, clean: bool, deadline: int
+) -> JobRequest:
     """``kubemigrate restore`` of place into the database of secret[key]."""
     args = ["restore", place.in_pod, "--json", *(["--clean"] if clean else [])]
     volumes, mounts = _volume(place, read_only=True)
@@ -90,8 +92,16 @@ def cleanup_request(place: Place) -> JobRequest:
     """``kubemigrate delete-backup``: no database, no Secret, and no owner, because it runs
     while its DatabaseBackup is being deleted and must not be garbage-collected with it."""
     volumes, mounts = _volume(place, read_only=False)
-    return JobRequest(CLEANUP, ["delete-backup", place.in_pod, "--json"], "", "", volumes,
-                      mounts, CLEANUP_DEADLINE, owned=False)
+    return JobRequest(
+        CLEANUP,
+        ["delete-backup", place.in_pod, "--json"],
+        "",
+        "",
+        volumes,
+        mounts,
+        CLEANUP_DEADLINE,
+        owned=False,
+    )
 
 
 def cleanup_owner(name: str, namespace: str, uid: str) -> Owner:
@@ -127,6 +137,9 @@ def restore_fields(outcome: Outcome) -> dict[str, Any]:
 def verification(d: dict[str, Any]) -> dict[str, Any]:
     """status.verification from the CLI's tables/rows/matched/mismatches (matched is null when
     the backup recorded no counts: nothing to compare, so nothing mismatched)."""
-    return {"tables": int(d.get("tables") or 0), "rows": int(d.get("rows") or 0),
-            "matched": d.get("matched") is not False,
-            "mismatches": list(d.get("mismatches") or [])[:100]}
+    return {
+        "tables": int(d.get("tables") or 0),
+        "rows": int(d.get("rows") or 0),
+        "matched": d.get("matched") is not False,
+        "mismatches": list(d.get("mismatches") or [])[:100],
+    }

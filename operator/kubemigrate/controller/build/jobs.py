@@ -60,8 +60,14 @@ def job_name(owner: Owner, component: str, attempt: int = 0) -> str:
 
 
 def owner_reference(owner: Owner) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": owner.kind, "name": owner.name,
-            "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def labels(owner: Owner, component: str) -> dict[str, str]:
@@ -77,30 +83,48 @@ def build_job(owner: Owner, request: JobRequest, settings: Settings) -> dict[str
     """The Job manifest for request, owned by owner."""
     env: list[dict[str, Any]] = []
     if request.secret_name:  # a Job that never connects (file cleanup) needs no Secret
-        env.append({"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {
-            "name": request.secret_name, "key": request.secret_key}}})
+        env.append(
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {
+                    "secretKeyRef": {"name": request.secret_name, "key": request.secret_key}
+                },
+            }
+        )
     env += [{"name": k, "value": v} for k, v in sorted(request.extra_env.items())]
     pod_labels = labels(owner, request.component)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                            "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": CONTAINER,
-            "image": settings.image,
-            "imagePullPolicy": settings.image_pull_policy,
-            "command": ["kubemigrate"],
-            "args": [*request.args, "--termination-log", TERMINATION_LOG],
-            "env": env,
-            "terminationMessagePath": TERMINATION_LOG,
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]}},
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                          "limits": {"memory": "512Mi"}},
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *request.mounts],  # noqa: S108
-        }],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "fsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": CONTAINER,
+                "image": settings.image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["kubemigrate"],
+                "args": [*request.args, "--termination-log", TERMINATION_LOG],
+                "env": env,
+                "terminationMessagePath": TERMINATION_LOG,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"memory": "512Mi"},
+                },
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *request.mounts],  # noqa: S108
+            }
+        ],
         "volumes": [{"name": "tmp", "emptyDir": {}}, *request.volumes],
     }
     if settings.job_service_account:

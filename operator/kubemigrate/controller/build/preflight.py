@@ -20,7 +20,6 @@ PLAN_DIR = f"{WORK_DIR}/plan"
 SOURCE_DIR = f"{WORK_DIR}/source"
 
 
-
 def plan(spec: MigrationSpec, *, requires: list[str], expected: dict[str, str]) -> dict[str, Any]:
     """The preflight plan: this migration, the versions it needs, the checksums to compare."""
     sql_file = f"{PLAN_DIR}/up.sql" if spec.sql is not None else f"{SOURCE_DIR}/up.sql"
@@ -44,8 +43,12 @@ def configmap(owner: Owner, spec: MigrationSpec, plan_doc: dict[str, Any]) -> di
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": job_name(owner, COMPONENT), "namespace": owner.namespace,
-                     "labels": labels(owner, COMPONENT), "ownerReferences": [owner_ref(owner)]},
+        "metadata": {
+            "name": job_name(owner, COMPONENT),
+            "namespace": owner.namespace,
+            "labels": labels(owner, COMPONENT),
+            "ownerReferences": [owner_ref(owner)],
+        },
         "data": data,
     }
 
@@ -53,13 +56,26 @@ def configmap(owner: Owner, spec: MigrationSpec, plan_doc: dict[str, Any]) -> di
 def job_request(owner: Owner, spec: MigrationSpec, deadline: int, attempt: int) -> JobRequest:
     """The preflight Job's arguments, volumes and Secret reference."""
     volumes: list[dict[str, Any]] = [
-        {"name": "plan", "configMap": {"name": job_name(owner, COMPONENT)}}]
+        {"name": "plan", "configMap": {"name": job_name(owner, COMPONENT)}}
+    ]
     mounts: list[dict[str, Any]] = [{"name": "plan", "mountPath": PLAN_DIR, "readOnly": True}]
     if spec.sql_from is not None:
         ref = spec.sql_from.config_map_key_ref
-        volumes.append({"name": "source", "configMap": {
-            "name": ref.name, "items": [{"key": ref.key, "path": "up.sql"}]}})
+        volumes.append(
+            {
+                "name": "source",
+                "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "up.sql"}]},
+            }
+        )
         mounts.append({"name": "source", "mountPath": SOURCE_DIR, "readOnly": True})
     secret = spec.database.secret_ref
-    return JobRequest(COMPONENT, ["preflight", "--plan", f"{PLAN_DIR}/plan.json"],
-                      secret.name, secret.key, volumes, mounts, deadline, attempt=attempt)
+    return JobRequest(
+        COMPONENT,
+        ["preflight", "--plan", f"{PLAN_DIR}/plan.json"],
+        secret.name,
+        secret.key,
+        volumes,
+        mounts,
+        deadline,
+        attempt=attempt,
+    )

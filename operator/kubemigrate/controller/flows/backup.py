@@ -130,9 +130,7 @@ class BackupFlow:
         if finished is None:
             return JOB_POLL
         pods = await ctx.api.job_pods(meta["namespace"], name)
-        outcome = read_outcome(
-            termination_message(pods), None if finished else job_failure(job)
-        )
+        outcome = read_outcome(termination_message(pods), None if finished else job_failure(job))
         if outcome.ok and outcome.data.get("verified"):
             return await self._succeeded(obj, spec, place, outcome, ctx)
         if outcome.ok:  # ran, but verification did not run or did not pass

@@ -61,7 +61,5 @@ async def delete_backup_file(body: Mapping[str, Any], ctx: StepContext) -> None:
             f"waiting for cleanup Job {manifest['metadata']['name']}", delay=1
         )
     if not finished:
-        raise kopf.PermanentError(
-            f"could not delete {place.location}: {job_failure(job)}"
-        )
+        raise kopf.PermanentError(f"could not delete {place.location}: {job_failure(job)}")
     ctx.emit("Normal", "BackupFileDeleted", f"Deleted {place.location}")

@@ -63,9 +63,7 @@ async def gate(
     if finished is None:
         return JOB_POLL
     pods = await ctx.api.job_pods(meta["namespace"], name)
-    verdict = read_verdict(
-        termination_message(pods), None if finished else job_failure(found)
-    )
+    verdict = read_verdict(termination_message(pods), None if finished else job_failure(found))
     checks = [
         PreflightCheck(
             name=str(c.get("name", "?")),

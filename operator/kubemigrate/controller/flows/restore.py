@@ -148,9 +148,7 @@ class RestoreFlow:
         if finished is None:
             return JOB_POLL
         pods = await ctx.api.job_pods(meta["namespace"], name)
-        outcome = read_outcome(
-            termination_message(pods), None if finished else job_failure(job)
-        )
+        outcome = read_outcome(termination_message(pods), None if finished else job_failure(job))
         fields = DatabaseRestoreStatus.model_validate(restore_fields(outcome))
         if not outcome.ok:
             return await self._fail(

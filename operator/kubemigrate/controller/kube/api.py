@@ -89,8 +89,9 @@ class KubeApi:
     async def ensure_configmap(self, manifest: dict[str, Any]) -> None:
         """Create the ConfigMap unless one of that name exists (its content is deterministic)."""
         try:
-            await self._call(self.core.create_namespaced_config_map,
-                             manifest["metadata"]["namespace"], manifest)
+            await self._call(
+                self.core.create_namespaced_config_map, manifest["metadata"]["namespace"], manifest
+            )
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -116,28 +117,42 @@ class KubeApi:
 
     async def delete_job(self, namespace: str, name: str) -> None:
         try:
-            await self._call(self.batch.delete_namespaced_job, name, namespace,
-                             propagation_policy="Background")
+            await self._call(
+                self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+            )
         except ApiException as e:
             if e.status != 404:
                 raise
 
     async def delete_jobs(self, namespace: str, selector: str) -> None:
         """Delete every Job matching a label selector, with their pods."""
-        await self._call(self.batch.delete_collection_namespaced_job, namespace,
-                         label_selector=selector, propagation_policy="Background")
+        await self._call(
+            self.batch.delete_collection_namespaced_job,
+            namespace,
+            label_selector=selector,
+            propagation_policy="Background",
+        )
 
     async def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        pods = await self._call(self.core.list_namespaced_pod, namespace,
-                                label_selector=f"job-name={job_name}")
+        pods = await self._call(
+            self.core.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}"
+        )
         return self._client.sanitize_for_serialization(pods).get("items", [])
 
-    async def patch_status(self, plural: str, namespace: str, name: str,
-                           status: dict[str, Any]) -> dict[str, Any] | None:
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Merge-patch the status subresource; None if the object is gone."""
         try:
-            obj = await self._call(self.custom.patch_namespaced_custom_object_status, GROUP,
-                                   VERSION, namespace, plural, name, {"status": status})
+            obj = await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+            )
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -145,22 +160,32 @@ class KubeApi:
         return cast(dict[str, Any], obj)
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._maybe(self.custom.get_namespaced_custom_object, GROUP, VERSION,
-                                 namespace, plural, name)
+        return await self._maybe(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
 
     async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
         """Every object of one of our kinds in namespace."""
-        found = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION,
-                                 namespace, plural)
+        found = await self._call(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+        )
         return list(cast(dict[str, Any], found).get("items") or [])
 
     async def create_custom(self, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create one of our objects, or return the one of that name that already exists."""
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
-            return cast(dict[str, Any], await self._call(
-                self.custom.create_namespaced_custom_object, GROUP, VERSION, ns, plural,
-                manifest))
+            return cast(
+                dict[str, Any],
+                await self._call(
+                    self.custom.create_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    ns,
+                    plural,
+                    manifest,
+                ),
+            )
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -171,13 +196,15 @@ class KubeApi:
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         try:
-            await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION,
-                             namespace, plural, name)
+            await self._call(
+                self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            )
         except ApiException as e:
             if e.status != 404:
                 raise
 
     async def pvc_exists(self, namespace: str, name: str) -> bool:
-        claim = await self._maybe(self.core.read_namespaced_persistent_volume_claim, name,
-                                  namespace)
+        claim = await self._maybe(
+            self.core.read_namespaced_persistent_volume_claim, name, namespace
+        )
         return claim is not None

@@ -63,12 +63,16 @@ def backup_peer_of(body: Mapping[str, Any]) -> BackupPeer:
     ref = (spec.get("database") or {}).get("secretRef") or {}
     owners = meta.get("ownerReferences") or []
     return BackupPeer(
-        name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
-        database=BackupKey(str(meta.get("namespace", "")), str(ref.get("name", "")),
-                           str(ref.get("key", "url"))),
-        created=str(meta.get("creationTimestamp", "")), phase=status.get("phase"),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        database=BackupKey(
+            str(meta.get("namespace", "")), str(ref.get("name", "")), str(ref.get("key", "url"))
+        ),
+        created=str(meta.get("creationTimestamp", "")),
+        phase=status.get("phase"),
         completed=str(status.get("completedAt") or ""),
-        owner_kind=str(owners[0].get("kind", "")) if owners else "")
+        owner_kind=str(owners[0].get("kind", "")) if owners else "",
+    )
 
 
 def ahead_of(me: BackupPeer, peers: Iterable[BackupPeer]) -> BackupPeer | None:
@@ -85,8 +89,13 @@ def to_prune(keep_last: int, me: BackupPeer, peers: Iterable[BackupPeer]) -> lis
     """Succeeded backups of me's database beyond the newest keep_last (me included), oldest
     first. Pre-migration backups are a Migration's restore point and go with it, so they
     neither count nor get pruned."""
-    same = {p.uid: p for p in peers if p.database == me.database
-            and p.phase == BackupPhase.SUCCEEDED and p.owner_kind != "Migration"}
+    same = {
+        p.uid: p
+        for p in peers
+        if p.database == me.database
+        and p.phase == BackupPhase.SUCCEEDED
+        and p.owner_kind != "Migration"
+    }
     same[me.uid] = me
     newest_first = sorted(same.values(), key=lambda p: (p.completed, *p.order), reverse=True)
     return [p.name for p in reversed(newest_first[keep_last:])]

@@ -108,26 +108,37 @@ def apply_blocker(me: Peer, peers: Iterable[Peer]) -> Blocker | None:
     same = _same_db(me, everyone)
     for other in same:
         if other.key == me.key and (other.created, other.name) < (me.created, me.name):
-            return Blocker("DuplicateVersion",
-                           f"version {me.version} is already claimed by Migration {other.name} "
-                           "on the same database", other.name, True)
+            return Blocker(
+                "DuplicateVersion",
+                f"version {me.version} is already claimed by Migration {other.name} "
+                "on the same database",
+                other.name,
+                True,
+            )
     for dep in me.depends_on:
         peer = by_name.get(dep)
         if peer is None:
-            return Blocker("WaitingForDependency", f"waiting for dependency {dep}: not found",
-                           dep)
+            return Blocker("WaitingForDependency", f"waiting for dependency {dep}: not found", dep)
         if not peer.applied:
             state = peer.phase or "not started"
-            return Blocker("WaitingForDependency",
-                           f"waiting for dependency {dep} (version {peer.version}, {state})", dep)
-    earlier = sorted((p for p in same if p.wants_applied and p.key < me.key and not p.applied),
-                     key=lambda p: p.key)
+            return Blocker(
+                "WaitingForDependency",
+                f"waiting for dependency {dep} (version {peer.version}, {state})",
+                dep,
+            )
+    earlier = sorted(
+        (p for p in same if p.wants_applied and p.key < me.key and not p.applied),
+        key=lambda p: p.key,
+    )
     if earlier:
         first = earlier[0]
         state = first.phase or "not started"
-        return Blocker("WaitingForEarlierVersion",
-                       f"waiting for version {first.version} (Migration {first.name}, {state}) "
-                       "to be applied first", first.name)
+        return Blocker(
+            "WaitingForEarlierVersion",
+            f"waiting for version {first.version} (Migration {first.name}, {state}) "
+            "to be applied first",
+            first.name,
+        )
     return None
 
 
@@ -137,15 +148,24 @@ def rollback_blocker(me: Peer, peers: Iterable[Peer]) -> Blocker | None:
     dependents = sorted(p.name for p in same if me.name in p.depends_on and p.applied)
     if dependents:
         names = ", ".join(dependents)
-        return Blocker("RollbackBlocked",
-                       f"applied Migration(s) {names} depend on it; roll them back first", names)
-    later = sorted((p for p in same if p.rollback and p.key > me.key and p.phase != ROLLED_BACK),
-                   key=lambda p: p.key, reverse=True)
+        return Blocker(
+            "RollbackBlocked",
+            f"applied Migration(s) {names} depend on it; roll them back first",
+            names,
+        )
+    later = sorted(
+        (p for p in same if p.rollback and p.key > me.key and p.phase != ROLLED_BACK),
+        key=lambda p: p.key,
+        reverse=True,
+    )
     if later:
         first = later[0]
-        return Blocker("WaitingForLaterRollback",
-                       f"waiting for the rollback of version {first.version} (Migration "
-                       f"{first.name}) first: rollbacks run newest first", first.name)
+        return Blocker(
+            "WaitingForLaterRollback",
+            f"waiting for the rollback of version {first.version} (Migration "
+            f"{first.name}) first: rollbacks run newest first",
+            first.name,
+        )
     return None
 
 
@@ -155,8 +175,11 @@ def next_up(peers: Iterable[Peer]) -> list[Peer]:
     of hundreds from waking each other all at once."""
     everyone = list(peers)
     todo = sorted((p for p in everyone if p.wants_applied and not p.applied), key=lambda p: p.key)
-    undo = sorted((p for p in everyone if p.rollback and p.phase != ROLLED_BACK),
-                  key=lambda p: p.key, reverse=True)
+    undo = sorted(
+        (p for p in everyone if p.rollback and p.phase != ROLLED_BACK),
+        key=lambda p: p.key,
+        reverse=True,
+    )
     return todo[:1] + undo[:1] + [p for p in everyone if p.dry_run and not p.settled]
 
 
@@ -182,5 +205,9 @@ def peer_of(body: Mapping[str, Any]) -> Peer:
 def database_key(namespace: str, spec: Mapping[str, Any]) -> DatabaseKey:
     """The queue a Migration belongs to."""
     ref = (spec.get("database") or {}).get("secretRef") or {}
-    return DatabaseKey(namespace, str(ref.get("name", "")), str(ref.get("key", "url")),
-                       str(spec.get("historySchema", "kubemigrate")))
+    return DatabaseKey(
+        namespace,
+        str(ref.get("name", "")),
+        str(ref.get("key", "url")),
+        str(spec.get("historySchema", "kubemigrate")),
+    )

@@ -32,8 +32,7 @@ class Wakeups:
         woken = asyncio.ensure_future(event.wait())
         stop = asyncio.ensure_future(stopped)
         try:
-            await asyncio.wait({woken, stop}, timeout=delay,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({woken, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (woken, stop):
                 task.cancel()

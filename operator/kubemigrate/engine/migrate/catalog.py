@@ -39,18 +39,55 @@ class DiffMode(enum.Enum):
     FULL = "full"
 
 
-_NEUTRAL = frozenset({
-    "INSERT", "UPDATE", "DELETE", "MERGE", "CREATE INDEX", "COMMENT", "GRANT", "REVOKE",
-    "CREATE VIEW", "CREATE FUNCTION", "CREATE PROCEDURE", "CREATE SEQUENCE", "ALTER SEQUENCE",
-    "CREATE TYPE", "CREATE DOMAIN", "SET", "SHOW", "ANALYZE", "LOCK TABLE", "CREATE TRIGGER",
-    "CREATE RULE", "CREATE MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW", "CREATE ROLE",
-    "ALTER ROLE", "CREATE POLICY", "ALTER DEFAULT PRIVILEGES", "CREATE STATS", "EXPLAIN",
-})
-_NAMED = frozenset({
-    "CREATE TABLE", "CREATE TABLE AS", "SELECT INTO", "CREATE FOREIGN TABLE", "ALTER TABLE",
-    "ALTER FOREIGN TABLE", "ALTER COLUMN", "ALTER CONSTRAINT", "ALTER INDEX", "ALTER VIEW",
-    "ALTER MATERIALIZED VIEW", "ALTER TYPE",
-})
+_NEUTRAL = frozenset(
+    {
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "CREATE INDEX",
+        "COMMENT",
+        "GRANT",
+        "REVOKE",
+        "CREATE VIEW",
+        "CREATE FUNCTION",
+        "CREATE PROCEDURE",
+        "CREATE SEQUENCE",
+        "ALTER SEQUENCE",
+        "CREATE TYPE",
+        "CREATE DOMAIN",
+        "SET",
+        "SHOW",
+        "ANALYZE",
+        "LOCK TABLE",
+        "CREATE TRIGGER",
+        "CREATE RULE",
+        "CREATE MATERIALIZED VIEW",
+        "REFRESH MATERIALIZED VIEW",
+        "CREATE ROLE",
+        "ALTER ROLE",
+        "CREATE POLICY",
+        "ALTER DEFAULT PRIVILEGES",
+        "CREATE STATS",
+        "EXPLAIN",
+    }
+)
+_NAMED = frozenset(
+    {
+        "CREATE TABLE",
+        "CREATE TABLE AS",
+        "SELECT INTO",
+        "CREATE FOREIGN TABLE",
+        "ALTER TABLE",
+        "ALTER FOREIGN TABLE",
+        "ALTER COLUMN",
+        "ALTER CONSTRAINT",
+        "ALTER INDEX",
+        "ALTER VIEW",
+        "ALTER MATERIALIZED VIEW",
+        "ALTER TYPE",
+    }
+)
 # A table renamed or moved is no longer found under the name the statement gives.
 _MOVES = re.compile(r"\b(RENAME|SET\s+SCHEMA)\b", re.IGNORECASE)
 
@@ -89,10 +126,15 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
         node = s.tree.get("CreateStmt") if s.command == "CREATE TABLE" else None
         relation = (node or {}).get("relation") or {}
         schema = relation.get("schemaname")
-        if (node is None or node.get("if_not_exists") or len(s.relations) != 1
-                or relation.get("relpersistence") == "t" or relation.get("catalogname")
-                or schema in (history_schema, "information_schema")
-                or (schema or "").startswith("pg_")):
+        if (
+            node is None
+            or node.get("if_not_exists")
+            or len(s.relations) != 1
+            or relation.get("relpersistence") == "t"
+            or relation.get("catalogname")
+            or schema in (history_schema, "information_schema")
+            or (schema or "").startswith("pg_")
+        ):
             return None
         created.update(s.relations)
         if schema is not None:
@@ -103,7 +145,8 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
         names.append(
             f"CASE WHEN current_schema() = ANY (ARRAY[{quote(history_schema)},"
             " 'information_schema']) OR current_schema() LIKE 'pg\\_%' THEN '{}'::text[]"
-            f" ELSE ARRAY[format('%I.%I', current_schema(), {quote(relation['relname'])})] END")
+            f" ELSE ARRAY[format('%I.%I', current_schema(), {quote(relation['relname'])})] END"
+        )
     if not names:
         return "'{}'::text[]"
     if len(names) > 1 or not named <= created:
@@ -118,8 +161,9 @@ def named_tables(statements: Sequence[Statement]) -> list[str]:
 
 def array_literal(items: Sequence[str]) -> str:
     """items as the text of a PostgreSQL text[] (``{"a","b"}``), for a setting's value."""
-    return "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                          for i in items) + "}"
+    return (
+        "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items) + "}"
+    )
 
 
 @dataclass(frozen=True)
@@ -197,8 +241,7 @@ WHERE NOT i.indisvalid AND c.relname = ANY (%s)
 
 def user_tables_filter(session: Session, history_schema: str) -> str:
     """SQL condition on ``pg_class c`` joined to ``pg_namespace n``: the users' own tables."""
-    return sql.SQL(_USER_TABLES).format(schema=sql.Literal(history_schema)).as_string(
-        session.conn)
+    return sql.SQL(_USER_TABLES).format(schema=sql.Literal(history_schema)).as_string(session.conn)
 
 
 class Catalog:
@@ -214,12 +257,12 @@ class Catalog:
         return {int(oid): (name, fingerprint) for oid, name, fingerprint in rows}
 
     @staticmethod
-    def diff(before: dict[int, tuple[str, str]], after: dict[int, tuple[str, str]]
-             ) -> TableChanges:
+    def diff(before: dict[int, tuple[str, str]], after: dict[int, tuple[str, str]]) -> TableChanges:
         return TableChanges(
             created=tuple(sorted(after[o][0] for o in after.keys() - before.keys())),
-            altered=tuple(sorted(after[o][0] for o in after.keys() & before.keys()
-                                 if after[o] != before[o])),
+            altered=tuple(
+                sorted(after[o][0] for o in after.keys() & before.keys() if after[o] != before[o])
+            ),
             dropped=tuple(sorted(before[o][0] for o in before.keys() - after.keys())),
         )
 

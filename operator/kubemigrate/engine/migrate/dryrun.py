@@ -59,11 +59,20 @@ def _one(ctx: RunContext, step: Step) -> MigrationResult:
         ran = session.script(prefix + step.sql)
         failure: Failure | None = None
         if ran.error is not None:
-            failure = locate(ran, step.sql, step.statements, offset=len(prefix),
-                             skipped_results=prefix.count(";"))
+            failure = locate(
+                ran,
+                step.sql,
+                step.statements,
+                offset=len(prefix),
+                skipped_results=prefix.count(";"),
+            )
             # After a syntax error nothing ran, not even the savepoint: the transaction is lost.
-            if (failure.retryable and attempt < max(1, policy.attempts)
-                    and ran.failed_at is not None and ran.failed_at > 0):
+            if (
+                failure.retryable
+                and attempt < max(1, policy.attempts)
+                and ran.failed_at is not None
+                and ran.failed_at > 0
+            ):
                 session.script(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
                 time.sleep(policy.delay(attempt))
                 attempt += 1
@@ -71,35 +80,57 @@ def _one(ctx: RunContext, step: Step) -> MigrationResult:
         else:
             failure = verify(session, step)
         if failure is not None:
-            return _result(step, started_at, time.perf_counter() - clock, attempt,
-                           failure=failure)
+            return _result(step, started_at, time.perf_counter() - clock, attempt, failure=failure)
         changes = ctx.catalog.diff(before, ctx.catalog.snapshot())
         session.script(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         return MigrationResult(
-            version=step.version, description=step.source.description, kind="dry_run",
-            status="success", checksum=step.source.checksum, started_at=started_at,
-            finished_at=now(), duration_seconds=time.perf_counter() - clock,
+            version=step.version,
+            description=step.source.description,
+            kind="dry_run",
+            status="success",
+            checksum=step.source.checksum,
+            started_at=started_at,
+            finished_at=now(),
+            duration_seconds=time.perf_counter() - clock,
             rows_affected=rows_affected(ran, prefix.count(";")),
-            tables_created=changes.created, tables_altered=changes.altered,
-            tables_dropped=changes.dropped, attempts=attempt)
+            tables_created=changes.created,
+            tables_altered=changes.altered,
+            tables_dropped=changes.dropped,
+            attempts=attempt,
+        )
 
 
-
-def _result(step: Step, started_at: datetime, duration: float, attempts: int, *,
-            failure: Failure) -> MigrationResult:
+def _result(
+    step: Step, started_at: datetime, duration: float, attempts: int, *, failure: Failure
+) -> MigrationResult:
     return MigrationResult(
-        version=step.version, description=step.source.description, kind="dry_run",
-        status="failed", checksum=step.source.checksum, started_at=started_at,
-        finished_at=now(), duration_seconds=duration, sqlstate=failure.error.sqlstate,
-        error=failure.error.message, statement_index=failure.statement_index,
-        line=failure.line, attempts=attempts)
+        version=step.version,
+        description=step.source.description,
+        kind="dry_run",
+        status="failed",
+        checksum=step.source.checksum,
+        started_at=started_at,
+        finished_at=now(),
+        duration_seconds=duration,
+        sqlstate=failure.error.sqlstate,
+        error=failure.error.message,
+        statement_index=failure.statement_index,
+        line=failure.line,
+        attempts=attempts,
+    )
 
 
 def _skipped(step: Step) -> MigrationResult:
     at = now()
     return MigrationResult(
-        version=step.version, description=step.source.description, kind="dry_run",
-        status="skipped", checksum=step.source.checksum, started_at=at, finished_at=at,
+        version=step.version,
+        description=step.source.description,
+        kind="dry_run",
+        status="skipped",
+        checksum=step.source.checksum,
+        started_at=at,
+        finished_at=at,
         duration_seconds=0.0,
         error="no-transaction migration: it cannot run inside the dry run's transaction,"
-              " so it was not checked")
+        " so it was not checked",
+    )

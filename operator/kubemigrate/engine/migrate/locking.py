@@ -42,8 +42,11 @@ class LockHolder:
     state: str | None
 
     def describe(self) -> str:
-        since = f" since {self.connected_since.isoformat(timespec='seconds')}" \
-            if self.connected_since else ""
+        since = (
+            f" since {self.connected_since.isoformat(timespec='seconds')}"
+            if self.connected_since
+            else ""
+        )
         who = self.application_name or "(no application_name)"
         by = f" as {self.user}" if self.user else ""
         at = f" from {self.client}" if self.client else ""
@@ -64,8 +67,14 @@ LIMIT 1
 class AdvisoryLock:
     """Acquire with backoff up to a deadline, report the holder while waiting, release."""
 
-    def __init__(self, session: Session, key: int, *, wait_seconds: float,
-                 on_wait: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        key: int,
+        *,
+        wait_seconds: float,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.session = session
         self.key = key
         self.wait_seconds = wait_seconds
@@ -93,7 +102,9 @@ class AdvisoryLock:
             if remaining <= 0:
                 raise LockTimeout(
                     f"gave up after {self.wait_seconds:g}s waiting for the migration lock held by"
-                    f" {description}", holder=description)
+                    f" {description}",
+                    holder=description,
+                )
             time.sleep(min(remaining, delay * random.uniform(0.8, 1.2)))  # noqa: S311
             delay = min(delay * 2, 2.0)
             if self.try_acquire():

@@ -104,8 +104,10 @@ class Migrator:
         self.application_name = application_name
         self.lock_wait_seconds = lock_wait_seconds
         self.settings = RunSettings(
-            lock_timeout=default_lock_timeout, statement_timeout=default_statement_timeout,
-            retry=RetryPolicy(lock_retry_attempts, lock_retry_delay, lock_retry_max_delay))
+            lock_timeout=default_lock_timeout,
+            statement_timeout=default_statement_timeout,
+            retry=RetryPolicy(lock_retry_attempts, lock_retry_delay, lock_retry_max_delay),
+        )
         self.actor = actor or _default_actor()
         self.origin = origin
         self._on_progress = on_progress
@@ -126,9 +128,15 @@ class Migrator:
 
     # -- public API ----------------------------------------------------------------------------
 
-    def apply(self, sources: Iterable[MigrationSource], *, target: str | None = None,
-              dry_run: bool = False, allow_out_of_order: bool = False,
-              on_result: ResultCallback | None = None) -> RunReport:
+    def apply(
+        self,
+        sources: Iterable[MigrationSource],
+        *,
+        target: str | None = None,
+        dry_run: bool = False,
+        allow_out_of_order: bool = False,
+        on_result: ResultCallback | None = None,
+    ) -> RunReport:
         """Apply pending migrations up to target, in version order, each in its own
         transaction; stop at the first failure (reported in the result, not raised).
         ``dry_run``: run them in one transaction that is rolled back, and report.
@@ -154,9 +162,16 @@ class Migrator:
             version = _schema_version(plan, [] if dry_run else results)
         return RunReport(str(ctx.run_id), kind, started, now(), tuple(results), version)
 
-    def rollback(self, sources: Iterable[MigrationSource], *, target: str | None = None,
-                 steps: int | None = None, versions: Sequence[str] | None = None,
-                 dry_run: bool = False, on_result: ResultCallback | None = None) -> RunReport:
+    def rollback(
+        self,
+        sources: Iterable[MigrationSource],
+        *,
+        target: str | None = None,
+        steps: int | None = None,
+        versions: Sequence[str] | None = None,
+        dry_run: bool = False,
+        on_result: ResultCallback | None = None,
+    ) -> RunReport:
         """Revert applied migrations newest first: those above ``target`` ("0": all), the
         newest ``steps``, or exactly ``versions``; the newest one when none is given. Refused
         before any change if one of them has no rollback SQL. ``dry_run``: run the rollback
@@ -166,14 +181,15 @@ class Migrator:
         started = now()
         with self._context(lock=True) as ctx:
             plan = self._checked_plan(ctx, by_key, dry_run=dry_run)
-            chosen = planning.to_revert(plan.records, target=target_key, steps=steps,
-                                        versions=versions)
-            lacking = [r.version for r in chosen
-                       if (s := by_key.get(r.key)) is None or s.down_sql is None]
+            chosen = planning.to_revert(
+                plan.records, target=target_key, steps=steps, versions=versions
+            )
+            lacking = [
+                r.version for r in chosen if (s := by_key.get(r.key)) is None or s.down_sql is None
+            ]
             if lacking:
                 raise NoRollbackSql(lacking)
-            todo = [Step.of(by_key[r.key], "rollback", ctx.session.server_version)
-                    for r in chosen]
+            todo = [Step.of(by_key[r.key], "rollback", ctx.session.server_version) for r in chosen]
             _refuse_forbidden(todo)
             if not todo:
                 self._progress("nothing to roll back")
@@ -190,8 +206,13 @@ class Migrator:
         with self._context(lock=False) as ctx:
             return planning.states(ctx.history.load(), by_key)
 
-    def validate(self, sources: Iterable[MigrationSource], *, target: str | None = None,
-                 allow_out_of_order: bool = False) -> ValidationReport:
+    def validate(
+        self,
+        sources: Iterable[MigrationSource],
+        *,
+        target: str | None = None,
+        allow_out_of_order: bool = False,
+    ) -> ValidationReport:
         """What apply (with the same arguments) would refuse or run, without changing
         anything or waiting for the lock. Out-of-order versions are listed only when they would
         be refused."""
@@ -209,16 +230,19 @@ class Migrator:
                 except EngineError as exc:
                     problems.append(str(exc))
                 if step.parse_error is not None:
-                    problems.append(f"migration {source.version}: the SQL does not parse:"
-                                    f" {step.parse_error}")
+                    problems.append(
+                        f"migration {source.version}: the SQL does not parse: {step.parse_error}"
+                    )
             return ValidationReport(
                 drifted=tuple(planning.drifted(records, by_key)),
                 pending=tuple(s.version for s in todo),
-                missing=tuple(r.version for k, r in sorted(records.items())
-                              if r.applied and k not in by_key),
+                missing=tuple(
+                    r.version for k, r in sorted(records.items()) if r.applied and k not in by_key
+                ),
                 out_of_order=tuple(s.version for s in early),
                 problems=tuple(problems),
-                schema_version=planning.schema_version(records))
+                schema_version=planning.schema_version(records),
+            )
 
     def repair(self, sources: Iterable[MigrationSource]) -> RunReport:
         """Accept the sources' current checksums (and rollback availability) for applied
@@ -231,8 +255,9 @@ class Migrator:
             version = planning.schema_version(records)
         return RunReport(str(ctx.run_id), "repair", started, now(), tuple(results), version)
 
-    def baseline(self, sources: Iterable[MigrationSource], version: str, *,
-                 description: str | None = None) -> RunReport:
+    def baseline(
+        self, sources: Iterable[MigrationSource], version: str, *, description: str | None = None
+    ) -> RunReport:
         """Mark every source up to ``version`` as applied without running it (kind baseline),
         for a database whose schema already has them. When ``version`` itself is not among
         the sources, a marker row for it is recorded too, with ``description`` (default
@@ -261,17 +286,29 @@ class Migrator:
 
     @contextmanager
     def _context(self, *, lock: bool) -> Iterator[RunContext]:
-        session = Session.connect(self._url, application_name=self.application_name,
-                                  connect_timeout=self.connect_timeout)
-        advisory = AdvisoryLock(session, lock_key(self.history_schema),
-                                wait_seconds=self.lock_wait_seconds, on_wait=self._progress)
+        session = Session.connect(
+            self._url, application_name=self.application_name, connect_timeout=self.connect_timeout
+        )
+        advisory = AdvisoryLock(
+            session,
+            lock_key(self.history_schema),
+            wait_seconds=self.lock_wait_seconds,
+            on_wait=self._progress,
+        )
         try:
             history = History(session, self.history_schema)
             if lock:
                 advisory.acquire()
-            yield RunContext(session, history, Catalog(session, self.history_schema),
-                             self.settings, uuid.uuid4(), self.actor, self.origin,
-                             self._progress)
+            yield RunContext(
+                session,
+                history,
+                Catalog(session, self.history_schema),
+                self.settings,
+                uuid.uuid4(),
+                self.actor,
+                self.origin,
+                self._progress,
+            )
         except psycopg.OperationalError as exc:
             raise connection_failed(self._url, exc) from None
         except psycopg.Error as exc:
@@ -284,16 +321,18 @@ class Migrator:
                 pass  # the connection is gone, and the session lock with it
             session.close()
 
-    def _checked_plan(self, ctx: RunContext, by_key: planning.Sources, *,
-                      dry_run: bool = False) -> _Plan:
+    def _checked_plan(
+        self, ctx: RunContext, by_key: planning.Sources, *, dry_run: bool = False
+    ) -> _Plan:
         records = ctx.history.load(upgrade=not dry_run)
         drift = planning.drifted(records, by_key)
         if drift:
             raise DriftDetected([d.version for d in drift])
         return _Plan(records, by_key)
 
-    def _run_steps(self, ctx: RunContext, steps: list[Step], *, dry_run: bool,
-                   on_result: ResultCallback | None) -> list[MigrationResult]:
+    def _run_steps(
+        self, ctx: RunContext, steps: list[Step], *, dry_run: bool, on_result: ResultCallback | None
+    ) -> list[MigrationResult]:
         if dry_run:
             checked = run_dry_run(ctx, steps)
             for result in checked:
@@ -317,8 +356,9 @@ class Migrator:
         self._collect(runner.flush(), results, on_result)
         return results
 
-    def _one_at_a_time(self, ctx: RunContext, runner: TransactionalRunner,
-                       segment: list[Step]) -> Iterator[MigrationResult]:
+    def _one_at_a_time(
+        self, ctx: RunContext, runner: TransactionalRunner, segment: list[Step]
+    ) -> Iterator[MigrationResult]:
         """segment's results as its steps run one by one; the caller stops at a failure, and
         no step after it runs (a generator runs its next step only when asked)."""
         for index, step in enumerate(segment):
@@ -332,8 +372,12 @@ class Migrator:
                     done.append(run_non_transactional(ctx, step))
             yield from done
 
-    def _collect(self, done: Iterable[MigrationResult], results: list[MigrationResult],
-                 on_result: ResultCallback | None) -> bool:
+    def _collect(
+        self,
+        done: Iterable[MigrationResult],
+        results: list[MigrationResult],
+        on_result: ResultCallback | None,
+    ) -> bool:
         """Report and keep done's results (as they come); False if one failed."""
         for result in done:
             results.append(result)
@@ -348,15 +392,20 @@ class Migrator:
         if on_result is not None:
             on_result(result)
 
-    def _record(self, ctx: RunContext, kind: Kind, sources: Sequence[MigrationSource]
-                ) -> list[MigrationResult]:
+    def _record(
+        self, ctx: RunContext, kind: Kind, sources: Sequence[MigrationSource]
+    ) -> list[MigrationResult]:
         """Append success rows of kind for sources without running them, in one transaction."""
         if not sources:
             return []
         ctx.history.ensure()
         at = now()
-        rows = [history_row(ctx, Step(s, kind, ""), "success", started_at=at,
-                            finished_at=at, duration=0.0) for s in sources]
+        rows = [
+            history_row(
+                ctx, Step(s, kind, ""), "success", started_at=at, finished_at=at, duration=0.0
+            )
+            for s in sources
+        ]
         ctx.history.append(*rows)
         for row in rows:
             self._progress(f"{kind} {row.version}: recorded {row.checksum}")
@@ -390,24 +439,34 @@ def _refuse_forbidden(steps: Sequence[Step]) -> None:
     InvalidSources for SQL with a NUL character (the protocol ends a query at it)."""
     for step in steps:
         if "\x00" in step.sql:
-            raise InvalidSources(f"migration {step.version}: its {step.kind} SQL holds a NUL"
-                                 " character, which PostgreSQL cannot take")
+            raise InvalidSources(
+                f"migration {step.version}: its {step.kind} SQL holds a NUL"
+                " character, which PostgreSQL cannot take"
+            )
         discard = next((s for s in step.statements or () if s.command == "DISCARD ALL"), None)
         if discard is not None:
             raise TransactionForbidden(
-                step.version, discard.index, discard.line, discard.command,
+                step.version,
+                discard.index,
+                discard.line,
+                discard.command,
                 "DISCARD ALL would release the migration lock and the engine's prepared"
-                " statements; use DISCARD PLANS, DISCARD TEMP or DISCARD SEQUENCES")
+                " statements; use DISCARD PLANS, DISCARD TEMP or DISCARD SEQUENCES",
+            )
         if not step.source.transactional or not step.statements:
             continue
         for s in step.statements:
             reason = None
             if s.transaction_forbidden:
-                reason = (f"{s.reason or s.command + ' cannot run in a transaction'}; mark the"
-                          " migration no-transaction (-- kubemigrate: no-transaction)")
+                reason = (
+                    f"{s.reason or s.command + ' cannot run in a transaction'}; mark the"
+                    " migration no-transaction (-- kubemigrate: no-transaction)"
+                )
             elif s.transaction_control:
-                reason = ("transaction control in a transactional migration; remove it (each"
-                          " migration already runs in its own transaction)")
+                reason = (
+                    "transaction control in a transactional migration; remove it (each"
+                    " migration already runs in its own transaction)"
+                )
             elif s.command == "COPY" and _COPY_STDIO.search(s.text):
                 reason = "COPY FROM STDIN / TO STDOUT is not supported; use INSERT"
             if reason is not None:
@@ -429,9 +488,10 @@ def _schema_version(plan: _Plan, results: Sequence[MigrationResult]) -> str | No
 
 def _summary(result: MigrationResult) -> str:
     if result.ok:
-        return (f"{result.kind} {result.version}: {result.status} in"
-                f" {result.duration_seconds * 1000:.0f} ms, {result.rows_affected} row(s)")
+        return (
+            f"{result.kind} {result.version}: {result.status} in"
+            f" {result.duration_seconds * 1000:.0f} ms, {result.rows_affected} row(s)"
+        )
     where = f" at statement {result.statement_index}" if result.statement_index else ""
     where += f", line {result.line}" if result.line else ""
     return f"{result.kind} {result.version}: failed{where}: [{result.sqlstate}] {result.error}"
-

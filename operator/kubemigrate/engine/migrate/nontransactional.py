@@ -37,11 +37,15 @@ from kubemigrate.engine.pg.session import ScriptOutcome
 if TYPE_CHECKING:  # the parser is loaded only when there is SQL to run
     from kubemigrate.engine.migrate.statements import Statement
 
+
 def run_non_transactional(ctx: RunContext, step: Step) -> MigrationResult:
     session, catalog = ctx.session, ctx.catalog
     started_at, clock = now(), time.perf_counter()
-    ctx.history.append(history_row(ctx, step, "pending", started_at=started_at,
-                                   finished_at=started_at, duration=0.0))
+    ctx.history.append(
+        history_row(
+            ctx, step, "pending", started_at=started_at, finished_at=started_at, duration=0.0
+        )
+    )
     before = catalog.snapshot()
     rows, attempts = 0, 1
     failure: Failure | None = None
@@ -70,16 +74,25 @@ def run_non_transactional(ctx: RunContext, step: Step) -> MigrationResult:
     if step.statements is None or any(s.command == "DEALLOCATE" for s in step.statements):
         ctx.history.prepared = False  # the history's prepared INSERTs may be gone
     tables = catalog.diff(before, catalog.snapshot())
-    row = history_row(ctx, step, "failed" if failure else "success", started_at=started_at,
-                      finished_at=now(), duration=time.perf_counter() - clock, rows=rows,
-                      failure=failure, attempts=attempts,
-                      tables=tables if failure is None else TableChanges())
+    row = history_row(
+        ctx,
+        step,
+        "failed" if failure else "success",
+        started_at=started_at,
+        finished_at=now(),
+        duration=time.perf_counter() - clock,
+        rows=rows,
+        failure=failure,
+        attempts=attempts,
+        tables=tables if failure is None else TableChanges(),
+    )
     ctx.history.append(row)
     return result_of(row)
 
 
-def _run_statement(ctx: RunContext, step: Step, statement: Statement,
-                   attempts: int) -> tuple[int | Failure, int]:
+def _run_statement(
+    ctx: RunContext, step: Step, statement: Statement, attempts: int
+) -> tuple[int | Failure, int]:
     """Rows the statement affected, or its failure; and the attempts used so far."""
     policy = ctx.settings.retry
     tries = 1
@@ -90,8 +103,10 @@ def _run_statement(ctx: RunContext, step: Step, statement: Statement,
         if ran.error.sqlstate == LOCK_NOT_AVAILABLE and tries < max(1, policy.attempts):
             ctx.session.rollback_if_open()
             delay = policy.delay(tries)
-            ctx.progress(f"{step.kind} {step.version}, statement {statement.index}: lock not"
-                         f" available; retrying in {delay:.2f}s")
+            ctx.progress(
+                f"{step.kind} {step.version}, statement {statement.index}: lock not"
+                f" available; retrying in {delay:.2f}s"
+            )
             time.sleep(delay)
             drop_invalid_indexes(ctx, [statement])
             tries += 1
@@ -106,7 +121,6 @@ def _failure(ran: ScriptOutcome, statement: Statement) -> Failure:
     if ran.error.position is not None and 0 < ran.error.position <= len(statement.text):
         line += statement.text.count("\n", 0, ran.error.position - 1)
     return Failure(ran.error, statement.index, line)
-
 
 
 def drop_invalid_indexes(ctx: RunContext, statements: Sequence[Statement]) -> None:

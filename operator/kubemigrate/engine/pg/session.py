@@ -51,8 +51,11 @@ class SqlError:
         position = field(pq.DiagnosticField.STATEMENT_POSITION)
         return cls(
             sqlstate=field(pq.DiagnosticField.SQLSTATE),
-            message=_with_detail(primary, field(pq.DiagnosticField.MESSAGE_DETAIL),
-                                 field(pq.DiagnosticField.MESSAGE_HINT)),
+            message=_with_detail(
+                primary,
+                field(pq.DiagnosticField.MESSAGE_DETAIL),
+                field(pq.DiagnosticField.MESSAGE_HINT),
+            ),
             position=int(position) if position and position.isdigit() else None,
         )
 
@@ -91,8 +94,7 @@ class ScriptOutcome:
 
     def rowcounts(self, start: int = 0) -> int:
         """Rows affected by the statements from ``start`` on (SELECTs count rows returned)."""
-        return sum(max(r.command_tuples or 0, 0) for r in self.results[start:]
-                   if r.status in _OK)
+        return sum(max(r.command_tuples or 0, 0) for r in self.results[start:] if r.status in _OK)
 
     def value(self, index: int, row: int = 0, column: int = 0) -> str | None:
         """The text value of one cell of result ``index``."""
@@ -120,8 +122,13 @@ class Session:
         try:
             # UTF8 whatever the database's encoding: migrations are read as UTF-8 text, and
             # the server converts them, refusing what the database cannot hold (22P05).
-            conn = psycopg.connect(url, autocommit=True, application_name=application_name,
-                                   connect_timeout=connect_timeout, client_encoding="UTF8")
+            conn = psycopg.connect(
+                url,
+                autocommit=True,
+                application_name=application_name,
+                connect_timeout=connect_timeout,
+                client_encoding="UTF8",
+            )
         except psycopg.Error as exc:
             raise connection_failed(url, exc) from None
         session = cls(conn)
@@ -153,8 +160,9 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def execute(self, query: Any, params: Sequence[Any] | None = None, *,
-                prepare: bool | None = None) -> list[tuple[Any, ...]]:
+    def execute(
+        self, query: Any, params: Sequence[Any] | None = None, *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
         """Run one statement with bound parameters; its rows ([] if it returns none)."""
         with self.conn.cursor() as cur:
             cur.execute(query, params, prepare=prepare)
@@ -180,12 +188,18 @@ class Session:
             # COPY FROM STDIN / TO STDOUT would need the client to stream data; the engine
             # does not, so the connection is in a state it cannot leave cleanly.
             self.close()
-            raise EngineError("COPY FROM STDIN / TO STDOUT is not supported in migrations;"
-                              " use INSERT or COPY from a server-side file")
+            raise EngineError(
+                "COPY FROM STDIN / TO STDOUT is not supported in migrations;"
+                " use INSERT or COPY from a server-side file"
+            )
         for index, result in enumerate(results):
             if result.status not in _OK:
-                return ScriptOutcome(results[:index], SqlError.from_result(result, self.encoding),
-                                     index, self.encoding)
+                return ScriptOutcome(
+                    results[:index],
+                    SqlError.from_result(result, self.encoding),
+                    index,
+                    self.encoding,
+                )
         return ScriptOutcome(results, None, None, self.encoding)
 
     def cancel(self) -> None:
