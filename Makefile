@@ -73,8 +73,8 @@ run: venv ## run the operator in the foreground against $KUBECONFIG, in all name
 	$(VENV)/bin/kopf run --standalone --all-namespaces -m kubemigrate.controller.main
 
 crds: venv ## regenerate crds/, docs/resources.md and the chart's CRD templates from the models
-	$(PY) -m kubemigrate.models.crds --write crds/
-	$(PY) -m kubemigrate.models.reference --write docs/resources.md
+	$(PY) -m kubemigrate.models.gen.crds --write crds/
+	$(PY) -m kubemigrate.models.gen.reference --write docs/resources.md
 	$(PY) helm/sync_crds.py
 
 manifests: venv tools ## render manifests/install.yaml from the Helm chart

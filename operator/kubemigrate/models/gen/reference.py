@@ -1,7 +1,7 @@
 """docs/resources.md, generated from the same schemas as the CRDs so the two never disagree.
 
-python -m kubemigrate.models.reference --write docs/resources.md
-python -m kubemigrate.models.reference --check docs/resources.md
+python -m kubemigrate.models.gen.reference --write docs/resources.md
+python -m kubemigrate.models.gen.reference --check docs/resources.md
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kubemigrate.models.base import API_VERSION, Resource
-from kubemigrate.models.crds import RESOURCES, open_api_schema
+from kubemigrate.models.gen.crds import RESOURCES, open_api_schema
 
 INTRO = f"""\
 # Resource reference
@@ -91,7 +91,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubemigrate.models.reference")
+    parser = argparse.ArgumentParser(prog="python -m kubemigrate.models.gen.reference")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", metavar="FILE", type=Path)
     mode.add_argument("--check", metavar="FILE", type=Path)

@@ -1,8 +1,8 @@
 """Generate the CustomResourceDefinitions in crds/ from the models, or check them for drift.
 
-    python -m kubemigrate.models.crds                  # all CRDs to stdout, one YAML stream
-    python -m kubemigrate.models.crds --write crds/    # one file per CRD
-    python -m kubemigrate.models.crds --check crds/    # exit 1 naming the files that drifted
+    python -m kubemigrate.models.gen.crds                  # all CRDs to stdout, one YAML stream
+    python -m kubemigrate.models.gen.crds --write crds/    # one file per CRD
+    python -m kubemigrate.models.gen.crds --check crds/    # exit 1 naming the files that drifted
 
 The models are the source of truth; crds/ is their committed rendering, so a review shows the
 API change and ``kubectl apply -f crds/`` needs no Python.
@@ -19,7 +19,7 @@ import yaml
 
 from kubemigrate.models import backup, migration, restore
 from kubemigrate.models.base import GROUP, VERSION, Resource
-from kubemigrate.models.structural import structural
+from kubemigrate.models.gen.structural import structural
 
 RESOURCES: tuple[Resource, ...] = (migration.RESOURCE, backup.RESOURCE, restore.RESOURCE)
 
@@ -123,7 +123,9 @@ def drifted(directory: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubemigrate.models.crds", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m kubemigrate.models.gen.crds", description=__doc__
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", metavar="DIR", type=Path, help="write one YAML file per CRD")
     mode.add_argument("--check", metavar="DIR", type=Path, help="exit 1 if DIR has drifted")
