@@ -11,7 +11,8 @@ about what is applied, so the engine applies a migration exactly once however of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.migration_status import IDLE, MigrationStatusWriter
 from kubemigrate.controller.flows.migrator import Migrating, MigratorFactory, open_migrator
 from kubemigrate.controller.kube.api import NotFound
+from kubemigrate.controller.metrics import ObserveRun
 from kubemigrate.controller.ordering.migrations import (
     Peer,
     PeerIndex,
@@ -34,6 +36,7 @@ from kubemigrate.engine import (
     ConnectionFailed,
     EngineError,
     LockTimeout,
+    MigrationResult,
     MigrationSource,
     RunReport,
     parse_duration,
@@ -52,6 +55,16 @@ SETTLED = frozenset(
 BLOCKED_REASONS = frozenset({"DependencyCycle", "DuplicateVersion", "RollbackBlocked"})
 APPLIED_STATES = frozenset({"applied", "drifted", "failed", "incomplete"})
 """Engine states of a version that a rollback can revert."""
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """An engine run that did not fail: its one result (None if nothing ran), the status
+    fields it gives every outcome, and the metrics observer to report it to."""
+
+    result: MigrationResult | None
+    run: MigrationStatus
+    observe: ObserveRun
 
 
 class MigrationFlow:
@@ -137,32 +150,38 @@ class MigrationFlow:
             ),
         )
         ctx.emit("Normal", "Applying", f"{verb} version {spec.version}")
+        ran = await self._engine_run(
+            obj,
+            ctx,
+            "failed",
+            lambda: migrator.apply(
+                [source], dry_run=spec.dry_run, allow_out_of_order=spec.allow_out_of_order
+            ),
+        )
+        if not isinstance(ran, _Ran):
+            return ran
+        return await self._applied(obj, spec, source, ran, ctx)
+
+    async def _engine_run(
+        self,
+        obj: dict[str, Any],
+        ctx: StepContext,
+        failed_outcome: str,
+        call: Callable[[], RunReport],
+    ) -> _Ran | float:
+        """Run call in a worker thread. An unreachable database or a held lock is transient, any
+        other engine error and a failed migration are Failed (the delay is returned then)."""
         try:
-            report = await asyncio.to_thread(
-                migrator.apply,
-                [source],
-                dry_run=spec.dry_run,
-                allow_out_of_order=spec.allow_out_of_order,
-            )
+            report = await asyncio.to_thread(call)
         except (ConnectionFailed, LockTimeout) as exc:
             return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
         except EngineError as exc:
             return await self.writer.failed(obj, type(exc).__name__, str(exc), ctx)
-        return await self._applied(obj, spec, source, report, ctx)
-
-    async def _applied(
-        self,
-        obj: dict[str, Any],
-        spec: MigrationSpec,
-        source: MigrationSource,
-        report: RunReport,
-        ctx: StepContext,
-    ) -> float:
         result = report.results[0] if report.results else None
         run = status.run_fields(report, result)
         observe = ctx.metrics.observer(obj["metadata"]["namespace"])
         if result is not None and not result.ok:
-            observe("failed", result, result.duration_seconds)
+            observe(failed_outcome, result, result.duration_seconds)
             return await self.writer.failed(
                 obj,
                 "SQLError",
@@ -171,6 +190,17 @@ class MigrationFlow:
                 status.merged(run, MigrationStatus(last_error=status.last_error(result))),
             )
         self.backoff.reset()
+        return _Ran(result, run, observe)
+
+    async def _applied(
+        self,
+        obj: dict[str, Any],
+        spec: MigrationSpec,
+        source: MigrationSource,
+        ran: _Ran,
+        ctx: StepContext,
+    ) -> float:
+        result, run, observe = ran.result, ran.run, ran.observe
         if spec.dry_run:
             created = list(run.tables_created)
             rows = run.rows_affected if run.rows_affected is not None else 0
@@ -300,25 +330,15 @@ class MigrationFlow:
             ),
         )
         ctx.emit("Normal", "RollingBack", f"Rolling back version {spec.version}")
-        try:
-            report = await asyncio.to_thread(migrator.rollback, [source], versions=[source.version])
-        except (ConnectionFailed, LockTimeout) as exc:
-            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
-        except EngineError as exc:
-            return await self.writer.failed(obj, type(exc).__name__, str(exc), ctx)
-        result = report.results[0] if report.results else None
-        run = status.run_fields(report, result)
-        observe = ctx.metrics.observer(obj["metadata"]["namespace"])
-        if result is not None and not result.ok:
-            observe("rollback_failed", result, result.duration_seconds)
-            return await self.writer.failed(
-                obj,
-                "SQLError",
-                status.error_summary(result),
-                ctx,
-                status.merged(run, MigrationStatus(last_error=status.last_error(result))),
-            )
-        self.backoff.reset()
+        ran = await self._engine_run(
+            obj,
+            ctx,
+            "rollback_failed",
+            lambda: migrator.rollback([source], versions=[source.version]),
+        )
+        if not isinstance(ran, _Ran):
+            return ran
+        result, run, observe = ran.result, ran.run, ran.observe
         observe("rolled_back", result, result.duration_seconds if result else 0.0)
         message = f"rolled back version {spec.version}"
         await self.writer.write(
