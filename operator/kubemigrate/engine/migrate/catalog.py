@@ -111,9 +111,16 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
     return names[0]
 
 
+_DATA_ONLY = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
+"""Commands that change rows, never a table's catalog entry: their relations are not looked up
+(walking the trees of a data file's 40,000 INSERTs took seconds)."""
+
+
 def named_tables(statements: Sequence[Statement]) -> list[str]:
-    """The relations statements name, quoted for ``to_regclass``, once each."""
-    return list(dict.fromkeys(quote_qualified(r) for s in statements for r in s.relations))
+    """The relations statements that may change a table's definition name, quoted for
+    ``to_regclass``, once each."""
+    return list(dict.fromkeys(quote_qualified(r) for s in statements
+                              if s.command not in _DATA_ONLY for r in s.relations))
 
 
 def array_literal(items: Sequence[str]) -> str:

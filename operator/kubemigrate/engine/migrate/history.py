@@ -298,6 +298,17 @@ class History:
                 raise EngineError(f"the history in schema {self.schema} has the older layout"
                                   f" {layout}; run apply once to upgrade it")
             self._upgrade(layout)
+        return self._read()
+
+    def peek(self) -> dict[tuple[int, ...], VersionRecord] | None:
+        """What ``load`` would read, without the lock and without raising: None when the
+        history's layout is not this kubemigrate's (it is upgraded under the lock)."""
+        layout = self.layout()
+        if layout is None:
+            return {}
+        return self._read() if layout == LAYOUT_VERSION else None
+
+    def _read(self) -> dict[tuple[int, ...], VersionRecord]:
         rows = self.session.execute(sql.SQL(
             "SELECT version, description, state, checksum,"
             f" {microseconds_sql('applied_at')}, duration_ms,"

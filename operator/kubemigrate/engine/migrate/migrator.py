@@ -74,6 +74,31 @@ class _Plan:
     sources: planning.Sources
 
 
+class _Parsed:
+    """Steps split before the lock is taken, so that parsing a big file never holds the lock
+    over an idle connection: the ones the history (read without the lock) says will run.
+    Whatever another runner changed in between is parsed under the lock."""
+
+    def __init__(self, kind: Kind, choose: Callable[[planning.Records],
+                                                    Iterable[MigrationSource]]) -> None:
+        self.kind = kind
+        self.choose = choose
+        self.steps: dict[tuple[int, ...], Step] = {}
+
+    def early(self, ctx: RunContext) -> None:
+        records = ctx.history.peek()
+        if records is None:  # an older layout: read under the lock, after its upgrade
+            return
+        for source in self.choose(records):
+            self.steps[source.key] = Step.of(source, self.kind, ctx.session.server_version)
+
+    def step(self, ctx: RunContext, source: MigrationSource) -> Step:
+        found = self.steps.get(source.key)
+        if found is not None and found.source is source:
+            return found
+        return Step.of(source, self.kind, ctx.session.server_version)
+
+
 class Migrator:
     """Applies, reverts, checks and reports migrations on one PostgreSQL database."""
 
@@ -137,14 +162,15 @@ class Migrator:
         target_key = planning.parse_target(target)
         kind: Kind = "dry_run" if dry_run else "apply"
         started = now()
-        with self._context(lock=True) as ctx:
+        parsed = _Parsed("apply", lambda records: planning.pending(records, by_key, target_key))
+        with self._context(lock=True, before_lock=parsed.early) as ctx:
             plan = self._checked_plan(ctx, by_key, dry_run=dry_run)
             todo = planning.pending(plan.records, by_key, target_key)
             early = planning.out_of_order(todo, plan.records)
             newest = planning.newest_applied(plan.records)
             if early and not allow_out_of_order and newest is not None:
                 raise OutOfOrder([s.version for s in early], newest.version)
-            steps = [Step.of(s, "apply", ctx.session.server_version) for s in todo]
+            steps = [parsed.step(ctx, s) for s in todo]
             _refuse_forbidden(steps)
             if not steps:
                 self._progress("nothing to apply")
@@ -164,7 +190,14 @@ class Migrator:
         by_key = planning.index_sources(sources)
         target_key = planning.parse_target(target)
         started = now()
-        with self._context(lock=True) as ctx:
+
+        def revertible(records: planning.Records) -> list[MigrationSource]:
+            chosen = planning.to_revert(records, target=target_key, steps=steps,
+                                        versions=versions)
+            return [s for r in chosen if (s := by_key.get(r.key)) is not None and s.down_sql]
+
+        parsed = _Parsed("rollback", revertible)
+        with self._context(lock=True, before_lock=parsed.early) as ctx:
             plan = self._checked_plan(ctx, by_key, dry_run=dry_run)
             chosen = planning.to_revert(plan.records, target=target_key, steps=steps,
                                         versions=versions)
@@ -172,8 +205,7 @@ class Migrator:
                        if (s := by_key.get(r.key)) is None or s.down_sql is None]
             if lacking:
                 raise NoRollbackSql(lacking)
-            todo = [Step.of(by_key[r.key], "rollback", ctx.session.server_version)
-                    for r in chosen]
+            todo = [parsed.step(ctx, by_key[r.key]) for r in chosen]
             _refuse_forbidden(todo)
             if not todo:
                 self._progress("nothing to roll back")
@@ -253,18 +285,24 @@ class Migrator:
     # -- internals -----------------------------------------------------------------------------
 
     @contextmanager
-    def _context(self, *, lock: bool) -> Iterator[RunContext]:
+    def _context(self, *, lock: bool, before_lock: Callable[[RunContext], None] | None = None
+                 ) -> Iterator[RunContext]:
+        """The call's connection and helpers; ``before_lock`` runs once connected, before the
+        lock is taken (or waited for)."""
         session = Session.connect(self._url, application_name=self.application_name,
                                   connect_timeout=self.connect_timeout)
         advisory = AdvisoryLock(session, lock_key(self.history_schema),
                                 wait_seconds=self.lock_wait_seconds, on_wait=self._progress)
         try:
             history = History(session, self.history_schema)
-            if lock:
-                advisory.acquire()
-            yield RunContext(session, history, Catalog(session, self.history_schema),
+            ctx = RunContext(session, history, Catalog(session, self.history_schema),
                              self.settings, uuid.uuid4(), self.actor, self.origin,
                              self._progress)
+            if before_lock is not None:
+                before_lock(ctx)
+            if lock:
+                advisory.acquire()
+            yield ctx
         except psycopg.OperationalError as exc:
             raise connection_failed(self._url, exc) from None
         except psycopg.Error as exc:
