@@ -55,7 +55,8 @@ def _one(ctx: RunContext, step: Step) -> MigrationResult:
     attempt = 1
     while True:
         before = ctx.catalog.snapshot()
-        prefix = f"SAVEPOINT {_SAVEPOINT};" + local_settings(step.source, ctx.settings) + "\n"
+        prefix = (f"SAVEPOINT {_SAVEPOINT};{session.resets};"
+                  + local_settings(step.source, ctx.settings) + "\n")
         ran = session.script(prefix + step.sql)
         failure: Failure | None = None
         if ran.error is not None:

@@ -131,6 +131,13 @@ START_CLOCK = ("SELECT set_config('kubemigrate.started',"
 ``server_times``): the server's clock when the migration started, in microseconds since the
 epoch (text in no DateStyle or time zone), kept as a transaction setting and returned."""
 
+AS_RUNNER = "SET LOCAL SESSION AUTHORIZATION DEFAULT;SET LOCAL role TO DEFAULT"
+"""Run in a transaction before a history write: the row is written as the runner, whatever
+role the migration switched to (a member of an owner role may ``SET ROLE`` to create objects
+it owns, and that role may not write the history). ``LOCAL``: the migration's own role is back
+after the transaction, for the next statement of a no-transaction migration."""
+AS_RUNNER_STATEMENTS = 2
+
 _STARTED = ("(timestamptz 'epoch' + current_setting('kubemigrate.started')::bigint"
             " * interval '1 microsecond')")
 _SERVER_TIMES = {
@@ -412,17 +419,15 @@ class History:
         # was small would otherwise scan all of pg_class once it is large.
         return (f"SET LOCAL kubemigrate.tables = {literal(array_literal(tables))};"
                 "SET LOCAL enable_seqscan = off;\n"
-                f"EXECUTE {INSERT_NAMED}({values})"), 3
+                f"{AS_RUNNER};EXECUTE {INSERT_NAMED}({values})"), 3 + AS_RUNNER_STATEMENTS
 
     def append(self, *rows: HistoryRow) -> None:
-        """Insert rows in their own short transaction (autocommit: one statement)."""
+        """Insert rows in their own short transaction, as the runner."""
         if not rows:
             return
         self.prepare()
         text = ";\n".join(self.insert_sql(r) for r in rows)
-        if len(rows) > 1:
-            text = f"BEGIN;\n{text};\nCOMMIT"
-        outcome = self.session.script(text)
+        outcome = self.session.script(f"BEGIN;{AS_RUNNER};\n{text};\nCOMMIT")
         if outcome.error is not None:
             self.session.rollback_if_open()
             raise EngineError(f"cannot write the history: {outcome.error.message}")

@@ -45,7 +45,8 @@ def run_non_transactional(ctx: RunContext, step: Step) -> MigrationResult:
     before = catalog.snapshot()
     rows, attempts = 0, 1
     failure: Failure | None = None
-    session.script(local_settings(step.source, ctx.settings, local=False))
+    session.script(session.reset_sql + ";" + local_settings(step.source, ctx.settings,
+                                                            local=False))
     try:
         if step.statements is None:
             # The parser rejected the SQL: let the server say where. It parses the whole text

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Literal
 
 from kubemigrate.engine.migrate.catalog import DiffMode, TableChanges, diff_mode, named_tables
-from kubemigrate.engine.migrate.history import HistoryRow
+from kubemigrate.engine.migrate.history import AS_RUNNER, AS_RUNNER_STATEMENTS, HistoryRow
 from kubemigrate.engine.migrate.results import MigrationResult
 from kubemigrate.engine.migrate.step import (
     Failure,
@@ -195,7 +195,6 @@ class TransactionalRunner:
 
     def _commit_later(self, step: Step, row: HistoryRow, mode: DiffMode) -> _Waiting:
         """step ran: its history INSERT and COMMIT, to travel at the head of the next message."""
-        session = self.ctx.session
         named = mode is DiffMode.NAMED and step.statements is not None
         deallocates = step.statements is None or any(
             s.command == "DEALLOCATE" for s in step.statements)
@@ -205,13 +204,14 @@ class TransactionalRunner:
             insert, count = self.ctx.history.insert_named_sql(row, named_tables(step.statements))
             returning = count - 1
         else:
-            insert, count = self.ctx.history.insert_sql(row, prepared=not deallocates), 1
-        finish, count = insert + ";\nCOMMIT", count + 1
-        if step.statements is None or any(s.command == "SET" for s in step.statements):
-            # Keep a session-level SET (search_path, ...) from leaking into later migrations.
-            finish += ";\n" + session.reset_sql
-            count += session.reset_sql.count(";") + 1
-        return _Waiting(step, row, finish, count, returning, deallocates)
+            insert = AS_RUNNER + ";" + self.ctx.history.insert_sql(row, prepared=not deallocates)
+            count = AS_RUNNER_STATEMENTS + 1
+        # The session's state back to the run's, after the COMMIT: before the next BEGIN,
+        # which takes settings such as default_transaction_read_only.
+        session = self.ctx.session
+        finish = f"{insert};\nCOMMIT;{session.reset_sql}"
+        return _Waiting(step, row, finish, count + 1 + session.reset_statements, returning,
+                        deallocates)
 
     def _settle(self, carried: _Waiting, ran: ScriptOutcome,
                 head_length: int) -> MigrationResult | None:

@@ -129,17 +129,31 @@ class Session:
         return session
 
     @property
-    def reset_sql(self) -> str:
-        """Session settings back to the connection's, then the engine's own.
-
-        Run after a migration that used a session-level ``SET`` (``search_path``, ...), so that
-        it does not leak into the migrations after it."""
-        text = "RESET ALL"
+    def resets(self) -> str:
+        """Authorization, role (which ``RESET ALL`` leaves alone) and every setting back to
+        the session's defaults, then the engine's own setting. Resetting to the
+        authenticated user is always allowed."""
+        text = "RESET SESSION AUTHORIZATION;RESET ROLE;RESET ALL"
         if self.server_version >= 140000:
             # A killed runner's backend otherwise keeps running (and holding its locks) until
             # its statement ends and it finds nobody to send the result to.
-            text += "; SET client_connection_check_interval = '1s'"
+            text += ";SET client_connection_check_interval = '1s'"
         return text
+
+    @property
+    def reset_sql(self) -> str:
+        """The session back to the state it began with (``resets``), in a transaction of its
+        own: sent after every migration, so that none inherits what the one before it did
+        with ``SET ROLE``, ``SET SESSION AUTHORIZATION``, ``set_config(..., false)``, a
+        ``SET`` in a DO block, .... Its own transaction: statements after a COMMIT in one
+        message share the transaction a following BEGIN opens, which took its
+        characteristics (default_transaction_read_only, ...) before they ran."""
+        return f"BEGIN;{self.resets};COMMIT"
+
+    @property
+    def reset_statements(self) -> int:
+        """How many statements ``reset_sql`` is."""
+        return self.reset_sql.count(";") + 1
 
     def reset(self) -> None:
         self.script(self.reset_sql)
