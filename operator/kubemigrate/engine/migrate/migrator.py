@@ -31,7 +31,7 @@ from kubemigrate.engine.migrate.batched import MIN_SERVER, BatchRunner, batchabl
 from kubemigrate.engine.migrate.catalog import Catalog
 from kubemigrate.engine.migrate.dryrun import dry_run as run_dry_run
 from kubemigrate.engine.migrate.history import History
-from kubemigrate.engine.migrate.locking import AdvisoryLock, lock_key
+from kubemigrate.engine.migrate.locking import RunLock
 from kubemigrate.engine.migrate.nontransactional import run_non_transactional
 from kubemigrate.engine.migrate.results import (
     Kind,
@@ -289,10 +289,9 @@ class Migrator:
                  ) -> Iterator[RunContext]:
         """The call's connection and helpers; ``before_lock`` runs once connected, before the
         lock is taken (or waited for)."""
-        session = Session.connect(self._url, application_name=self.application_name,
-                                  connect_timeout=self.connect_timeout)
-        advisory = AdvisoryLock(session, lock_key(self.history_schema),
-                                wait_seconds=self.lock_wait_seconds, on_wait=self._progress)
+        session = self._connect()
+        advisory = RunLock(session, self.history_schema, connect=self._connect,
+                           wait_seconds=self.lock_wait_seconds, on_wait=self._progress)
         try:
             history = History(session, self.history_schema)
             ctx = RunContext(session, history, Catalog(session, self.history_schema),
@@ -314,6 +313,10 @@ class Migrator:
             except psycopg.Error:
                 pass  # the connection is gone, and the session lock with it
             session.close()
+
+    def _connect(self) -> Session:
+        return Session.connect(self._url, application_name=self.application_name,
+                               connect_timeout=self.connect_timeout)
 
     def _checked_plan(self, ctx: RunContext, by_key: planning.Sources, *,
                       dry_run: bool = False) -> _Plan:
