@@ -91,6 +91,15 @@ class TransactionForbidden(EngineError):
         )
 
 
+class NeedsRepair(EngineError):
+    """A no-transaction migration stopped in a statement whose outcome the catalog cannot
+    tell; ``repair`` records what a person found. Nothing was run."""
+
+    def __init__(self, version: str, message: str) -> None:
+        self.version = version
+        super().__init__(message)
+
+
 class MigrationFailed(EngineError):
     """A migration failed while running; ``result`` holds SQLSTATE, message and position."""
 

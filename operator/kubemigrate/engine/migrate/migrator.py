@@ -9,30 +9,22 @@ every applied checksum against the given sources, and only then run anything. Re
 from __future__ import annotations
 
 import getpass
-import re
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
 
-from kubemigrate.engine.errors import (
-    DriftDetected,
-    EngineError,
-    InvalidSources,
-    NoRollbackSql,
-    OutOfOrder,
-    TransactionForbidden,
-)
+from kubemigrate.engine.errors import DriftDetected, EngineError, NoRollbackSql, OutOfOrder
 from kubemigrate.engine.migrate import planning
-from kubemigrate.engine.migrate.batched import MIN_SERVER, BatchRunner, batchable
 from kubemigrate.engine.migrate.catalog import Catalog
-from kubemigrate.engine.migrate.dryrun import dry_run as run_dry_run
 from kubemigrate.engine.migrate.history import History
 from kubemigrate.engine.migrate.locking import RunLock
-from kubemigrate.engine.migrate.nontransactional import run_non_transactional
+from kubemigrate.engine.migrate.progress import explain, resume_of
+from kubemigrate.engine.migrate.refusals import refuse_forbidden, refuse_undecided
+from kubemigrate.engine.migrate.repairs import settle_in_doubt
 from kubemigrate.engine.migrate.results import (
     Kind,
     MigrationResult,
@@ -41,6 +33,7 @@ from kubemigrate.engine.migrate.results import (
     ValidationReport,
     VersionState,
 )
+from kubemigrate.engine.migrate.runloop import ResultCallback, RunLoop
 from kubemigrate.engine.migrate.sources import MigrationSource
 from kubemigrate.engine.migrate.step import (
     RetryPolicy,
@@ -51,12 +44,9 @@ from kubemigrate.engine.migrate.step import (
     now,
     result_of,
 )
-from kubemigrate.engine.migrate.transactional import TransactionalRunner
 from kubemigrate.engine.pg.redact import redact
 from kubemigrate.engine.pg.session import Session, connection_failed, one_line
 
-ResultCallback = Callable[[MigrationResult], None]
-_COPY_STDIO = re.compile(r"\b(stdin|stdout)\b", re.IGNORECASE)
 _IDENTIFIER_MAX = 63
 
 
@@ -171,12 +161,14 @@ class Migrator:
             if early and not allow_out_of_order and newest is not None:
                 raise OutOfOrder([s.version for s in early], newest.version)
             steps = [parsed.step(ctx, s) for s in todo]
-            _refuse_forbidden(steps)
+            refuse_forbidden(steps)
             if not steps:
                 self._progress("nothing to apply")
             elif not dry_run:
+                refuse_undecided(steps, plan.records)
                 ctx.history.ensure()
-            results = self._run_steps(ctx, steps, dry_run=dry_run, on_result=on_result)
+            results = self._run_steps(ctx, steps, plan.records, dry_run=dry_run,
+                                      on_result=on_result)
             version = _schema_version(plan, [] if dry_run else results)
         return RunReport(str(ctx.run_id), kind, started, now(), tuple(results), version)
 
@@ -206,21 +198,25 @@ class Migrator:
             if lacking:
                 raise NoRollbackSql(lacking)
             todo = [parsed.step(ctx, by_key[r.key]) for r in chosen]
-            _refuse_forbidden(todo)
+            refuse_forbidden(todo)
             if not todo:
                 self._progress("nothing to roll back")
             elif not dry_run:
+                refuse_undecided(todo, plan.records)
                 ctx.history.ensure()
-            results = self._run_steps(ctx, todo, dry_run=dry_run, on_result=on_result)
+            results = self._run_steps(ctx, todo, plan.records, dry_run=dry_run,
+                                      on_result=on_result)
             version = _schema_version(plan, [] if dry_run else results)
         kind: Kind = "dry_run" if dry_run else "rollback"
         return RunReport(str(ctx.run_id), kind, started, now(), tuple(results), version)
 
     def status(self, sources: Iterable[MigrationSource]) -> list[VersionState]:
-        """Every version in the history or the sources, in order, with its state."""
+        """Every version in the history or the sources, in order, with its state; for one a
+        run left midway, what the next run will do (``VersionState.resume``)."""
         by_key = planning.index_sources(sources)
         with self._context(lock=False) as ctx:
-            return planning.states(ctx.history.load(), by_key)
+            records = ctx.history.load()
+            return planning.states(records, by_key, _unfinished(ctx, records, by_key))
 
     def validate(self, sources: Iterable[MigrationSource], *, target: str | None = None,
                  allow_out_of_order: bool = False) -> ValidationReport:
@@ -237,12 +233,14 @@ class Migrator:
             for source in todo:
                 step = Step.of(source, "apply", ctx.session.server_version)
                 try:
-                    _refuse_forbidden([step])
+                    refuse_forbidden([step])
+                    refuse_undecided([step], records)
                 except EngineError as exc:
                     problems.append(str(exc))
                 if step.parse_error is not None:
                     problems.append(f"migration {source.version}: the SQL does not parse:"
                                     f" {step.parse_error}")
+            unfinished = _unfinished(ctx, records, by_key)
             return ValidationReport(
                 drifted=tuple(planning.drifted(records, by_key)),
                 pending=tuple(s.version for s in todo),
@@ -250,16 +248,23 @@ class Migrator:
                               if r.applied and k not in by_key),
                 out_of_order=tuple(s.version for s in early),
                 problems=tuple(problems),
-                schema_version=planning.schema_version(records))
+                schema_version=planning.schema_version(records),
+                incomplete=tuple(f"migration {records[k].version}: {note}"
+                                 for k, note in sorted(unfinished.items())))
 
-    def repair(self, sources: Iterable[MigrationSource]) -> RunReport:
+    def repair(self, sources: Iterable[MigrationSource], *,
+               completed: Sequence[str] = ()) -> RunReport:
         """Accept the sources' current checksums (and rollback availability) for applied
-        versions, recorded as runs of kind repair."""
+        versions, recorded as runs of kind repair. And settle what the engine cannot: a
+        no-transaction migration whose run stopped in a statement whose outcome the catalog
+        cannot tell (``NeedsRepair``) has that statement recorded as not done (the next run
+        runs it again), or as done for the versions in ``completed``."""
         by_key = planning.index_sources(sources)
         started = now()
         with self._context(lock=True) as ctx:
             records = ctx.history.load(upgrade=True)
             results = self._record(ctx, "repair", planning.needs_repair(records, by_key))
+            results += settle_in_doubt(ctx, records, by_key, completed)
             version = planning.schema_version(records)
         return RunReport(str(ctx.run_id), "repair", started, now(), tuple(results), version)
 
@@ -326,61 +331,10 @@ class Migrator:
             raise DriftDetected([d.version for d in drift])
         return _Plan(records, by_key)
 
-    def _run_steps(self, ctx: RunContext, steps: list[Step], *, dry_run: bool,
-                   on_result: ResultCallback | None) -> list[MigrationResult]:
-        if dry_run:
-            checked = run_dry_run(ctx, steps)
-            for result in checked:
-                self._report(result, on_result)
-            return checked
-        results: list[MigrationResult] = []
-        runner = TransactionalRunner(ctx)
-        batches = BatchRunner(ctx, runner)
-        can_batch = ctx.session.server_version >= MIN_SERVER
-        for together, segment in _segments(steps, batch=can_batch):
-            if together:
-                # Each result is reported as soon as its batch is back, not at the end.
-                if not self._collect(runner.flush(), results, on_result):
-                    return results
-                with closing(batches.run(segment)) as batched:
-                    if not self._collect(batched, results, on_result):
-                        return results
-                continue
-            if not self._collect(self._one_at_a_time(ctx, runner, segment), results, on_result):
-                return results
-        self._collect(runner.flush(), results, on_result)
-        return results
-
-    def _one_at_a_time(self, ctx: RunContext, runner: TransactionalRunner,
-                       segment: list[Step]) -> Iterator[MigrationResult]:
-        """segment's results as its steps run one by one; the caller stops at a failure, and
-        no step after it runs (a generator runs its next step only when asked)."""
-        for index, step in enumerate(segment):
-            if self._on_progress is not None:
-                self._progress(f"{step.kind} {step.version} {step.source.description}".rstrip())
-            if step.source.transactional:
-                done = runner.run(step, defer=index + 1 < len(segment))
-            else:
-                done = runner.flush()
-                if all(r.ok for r in done):
-                    done.append(run_non_transactional(ctx, step))
-            yield from done
-
-    def _collect(self, done: Iterable[MigrationResult], results: list[MigrationResult],
-                 on_result: ResultCallback | None) -> bool:
-        """Report and keep done's results (as they come); False if one failed."""
-        for result in done:
-            results.append(result)
-            self._report(result, on_result)
-            if not result.ok:
-                return False
-        return True
-
-    def _report(self, result: MigrationResult, on_result: ResultCallback | None) -> None:
-        if self._on_progress is not None:
-            self._progress(_summary(result))
-        if on_result is not None:
-            on_result(result)
+    def _run_steps(self, ctx: RunContext, steps: list[Step], records: planning.Records, *,
+                   dry_run: bool, on_result: ResultCallback | None) -> list[MigrationResult]:
+        loop = RunLoop(ctx, records, on_progress=self._on_progress, on_result=on_result)
+        return loop.run(steps, dry_run=dry_run)
 
     def _record(self, ctx: RunContext, kind: Kind, sources: Sequence[MigrationSource]
                 ) -> list[MigrationResult]:
@@ -397,57 +351,6 @@ class Migrator:
         return [result_of(r) for r in rows]
 
 
-def _segments(steps: Sequence[Step], *, batch: bool) -> Iterator[tuple[bool, list[Step]]]:
-    """steps in runs: (True, steps) for two or more batchable ones in a row, else
-    (False, steps) to run one at a time."""
-    alone: list[Step] = []
-    index = 0
-    while index < len(steps):
-        end = index
-        while batch and end < len(steps) and batchable(steps[end]):
-            end += 1
-        if end - index >= 2:
-            if alone:
-                yield False, alone
-                alone = []
-            yield True, list(steps[index:end])
-            index = end
-        else:
-            alone.append(steps[index])
-            index += 1
-    if alone:
-        yield False, alone
-
-
-def _refuse_forbidden(steps: Sequence[Step]) -> None:
-    """TransactionForbidden for the first statement a transactional step cannot run;
-    InvalidSources for SQL with a NUL character (the protocol ends a query at it)."""
-    for step in steps:
-        if "\x00" in step.sql:
-            raise InvalidSources(f"migration {step.version}: its {step.kind} SQL holds a NUL"
-                                 " character, which PostgreSQL cannot take")
-        discard = next((s for s in step.statements or () if s.command == "DISCARD ALL"), None)
-        if discard is not None:
-            raise TransactionForbidden(
-                step.version, discard.index, discard.line, discard.command,
-                "DISCARD ALL would release the migration lock and the engine's prepared"
-                " statements; use DISCARD PLANS, DISCARD TEMP or DISCARD SEQUENCES")
-        if not step.source.transactional or not step.statements:
-            continue
-        for s in step.statements:
-            reason = None
-            if s.transaction_forbidden:
-                reason = (f"{s.reason or s.command + ' cannot run in a transaction'}; mark the"
-                          " migration no-transaction (-- kubemigrate: no-transaction)")
-            elif s.transaction_control:
-                reason = ("transaction control in a transactional migration; remove it (each"
-                          " migration already runs in its own transaction)")
-            elif s.command == "COPY" and _COPY_STDIO.search(s.text):
-                reason = "COPY FROM STDIN / TO STDOUT is not supported; use INSERT"
-            if reason is not None:
-                raise TransactionForbidden(step.version, s.index, s.line, s.command, reason)
-
-
 def _schema_version(plan: _Plan, results: Sequence[MigrationResult]) -> str | None:
     """Highest applied version after results, from the state before and what changed."""
     applied = {k: r.version for k, r in plan.records.items() if r.applied}
@@ -461,11 +364,21 @@ def _schema_version(plan: _Plan, results: Sequence[MigrationResult]) -> str | No
     return applied[max(applied)] if applied else None
 
 
-def _summary(result: MigrationResult) -> str:
-    if result.ok:
-        return (f"{result.kind} {result.version}: {result.status} in"
-                f" {result.duration_seconds * 1000:.0f} ms, {result.rows_affected} row(s)")
-    where = f" at statement {result.statement_index}" if result.statement_index else ""
-    where += f", line {result.line}" if result.line else ""
-    return f"{result.kind} {result.version}: failed{where}: [{result.sqlstate}] {result.error}"
-
+def _unfinished(ctx: RunContext, records: planning.Records,
+                sources: planning.Sources) -> dict[tuple[int, ...], str]:
+    """For each version a run left midway (incomplete, or a no-transaction migration that
+    failed), what the next run will do, in words."""
+    notes = {}
+    for key, record in records.items():
+        source = sources.get(key)
+        if record.state not in ("incomplete", "failed") or source is None:
+            continue
+        if record.state == "failed" and source.transactional:
+            continue  # rolled back whole: the next apply simply runs it
+        kind: Kind = "rollback" if record.rollback_incomplete else "apply"
+        if kind == "rollback" and source.down_sql is None:
+            notes[key] = "its rollback stopped midway, and it has no rollback SQL now"
+            continue
+        step = Step.of(source, kind, ctx.session.server_version)
+        notes[key] = explain(step, record, resume_of(step, record))
+    return notes

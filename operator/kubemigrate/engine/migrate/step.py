@@ -211,10 +211,11 @@ def verify(session: Session, step: Step) -> Failure | None:
     return Failure(SqlError(None, f"verification failed: {problem}")) if problem else None
 
 
-def rows_affected(outcome: ScriptOutcome, start: int = 0) -> int:
-    """Rows written by the statements from ``start`` on; SELECT results do not count."""
+def rows_affected(outcome: ScriptOutcome, start: int = 0, stop: int | None = None) -> int:
+    """Rows written by the statements from ``start`` on (to ``stop``); SELECT results do not
+    count."""
     total = 0
-    for result in outcome.results[start:]:
+    for result in outcome.results[start:stop]:
         tag = (result.command_status or b"").split(b" ", 1)[0]
         if tag in (b"INSERT", b"UPDATE", b"DELETE", b"MERGE", b"COPY") or (
                 tag == b"SELECT" and result.status == pq.ExecStatus.COMMAND_OK):
