@@ -164,6 +164,8 @@ class BatchRunner:
         first, last = batch.entries[0].step, batch.entries[-1].step
         self.ctx.progress(f"{first.kind} {first.version}..{last.version}:"
                           f" {len(batch.entries)} migration(s) in one message")
+        self.ctx.activity.doing = (f"{first.kind} of migrations {first.version} to"
+                                   f" {last.version} (sent together; each commits on its own)")
         self.ctx.session.send(batch.text)
         return batch
 

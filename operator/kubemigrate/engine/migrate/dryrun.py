@@ -12,6 +12,7 @@ No-transaction migrations cannot run inside the transaction; they are reported a
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 
 from kubemigrate.engine.migrate.results import MigrationResult
@@ -63,9 +64,13 @@ def _one(ctx: RunContext, step: Step) -> MigrationResult:
             failure = locate(ran, step.sql, step.statements, offset=len(prefix),
                              skipped_results=prefix.count(";"))
             # After a syntax error nothing ran, not even the savepoint: the transaction is lost.
+            if failure.retryable:
+                failure = replace(failure, blocked_by=ctx.activity.blockers())
             if (failure.retryable and attempt < max(1, policy.attempts)
                     and ran.failed_at is not None and ran.failed_at > 0):
                 session.script(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                held = f", held by {failure.blocked_by}" if failure.blocked_by else ""
+                ctx.progress(f"dry run of {step.version}: lock not available{held}; retrying")
                 time.sleep(policy.delay(attempt))
                 attempt += 1
                 continue
@@ -92,8 +97,8 @@ def _result(step: Step, started_at: datetime, duration: float, attempts: int, *,
         version=step.version, description=step.source.description, kind="dry_run",
         status="failed", checksum=step.source.checksum, started_at=started_at,
         finished_at=now(), duration_seconds=duration, sqlstate=failure.error.sqlstate,
-        error=failure.error.message, statement_index=failure.statement_index,
-        line=failure.line, attempts=attempts)
+        error=failure.message, statement_index=failure.statement_index,
+        line=failure.line, attempts=attempts, blocked_by=failure.blocked_by)
 
 
 def _skipped(step: Step) -> MigrationResult:

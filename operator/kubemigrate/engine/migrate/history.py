@@ -108,6 +108,8 @@ class HistoryRow:
     tables_dropped: tuple[str, ...] = ()
     key: tuple[int, ...] | None = None
     """The version's key when the caller has it at hand (else computed from ``version``)."""
+    blocked_by: str | None = None
+    """Not a column: who held a lock the migration waited for (in ``error`` when it failed)."""
 
     def values(self) -> list[Value]:
         """The column values, in the order of ``COLUMNS``."""

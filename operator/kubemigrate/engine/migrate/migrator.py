@@ -13,12 +13,25 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 
-from kubemigrate.engine.errors import DriftDetected, EngineError, NoRollbackSql, OutOfOrder
+from kubemigrate.engine.errors import (
+    ConnectionFailed,
+    ConnectionLost,
+    DriftDetected,
+    EngineError,
+    NoRollbackSql,
+    OutOfOrder,
+)
 from kubemigrate.engine.migrate import planning
+from kubemigrate.engine.migrate.activity import (
+    Activity,
+    BlockerWatch,
+    lost_reason,
+    watch_interval,
+)
 from kubemigrate.engine.migrate.catalog import Catalog
 from kubemigrate.engine.migrate.history import History
 from kubemigrate.engine.migrate.locking import RunLock
@@ -44,7 +57,8 @@ from kubemigrate.engine.migrate.step import (
     now,
     result_of,
 )
-from kubemigrate.engine.pg.redact import redact
+from kubemigrate.engine.pg.libpq import password_of
+from kubemigrate.engine.pg.redact import mask_url, redact
 from kubemigrate.engine.pg.session import Session, connection_failed, one_line
 
 _IDENTIFIER_MAX = 63
@@ -297,18 +311,20 @@ class Migrator:
         session = self._connect()
         advisory = RunLock(session, self.history_schema, connect=self._connect,
                            wait_seconds=self.lock_wait_seconds, on_wait=self._progress)
+        activity = Activity()
         try:
             history = History(session, self.history_schema)
             ctx = RunContext(session, history, Catalog(session, self.history_schema),
                              self.settings, uuid.uuid4(), self.actor, self.origin,
-                             self._progress)
+                             self._progress, activity)
             if before_lock is not None:
                 before_lock(ctx)
             if lock:
                 advisory.acquire()
+                ctx = replace(ctx, guard=advisory.guard_session)
             yield ctx
         except psycopg.OperationalError as exc:
-            raise connection_failed(self._url, exc) from None
+            raise self._lost(session, activity, exc) from None
         except psycopg.Error as exc:
             raise EngineError(redact(one_line(str(exc)))) from None
         finally:
@@ -318,6 +334,18 @@ class Migrator:
             except psycopg.Error:
                 pass  # the connection is gone, and the session lock with it
             session.close()
+
+    def _lost(self, session: Session, activity: Activity,
+              exc: psycopg.OperationalError) -> ConnectionFailed:
+        """The error for a connection that failed or was lost: naming the migration that was
+        running, if one was."""
+        if activity.doing is None:
+            return connection_failed(self._url, exc)
+        reason = redact(lost_reason(session, exc), password_of(self._url))
+        return ConnectionLost(
+            f"lost the connection to {mask_url(self._url)} during {activity.doing}: {reason};"
+            " what committed before is in the history, and the next run starts from there",
+            activity.doing)
 
     def _connect(self) -> Session:
         return Session.connect(self._url, application_name=self.application_name,
@@ -334,7 +362,17 @@ class Migrator:
     def _run_steps(self, ctx: RunContext, steps: list[Step], records: planning.Records, *,
                    dry_run: bool, on_result: ResultCallback | None) -> list[MigrationResult]:
         loop = RunLoop(ctx, records, on_progress=self._on_progress, on_result=on_result)
-        return loop.run(steps, dry_run=dry_run)
+        if ctx.guard is None or not steps:
+            return loop.run(steps, dry_run=dry_run)
+        timeouts = [s.source.lock_timeout if s.source.lock_timeout is not None
+                    else self.settings.lock_timeout for s in steps]
+        with BlockerWatch(ctx.guard, ctx.session.pgconn.backend_pid,
+                          watch_interval(timeouts)) as watch:
+            ctx.activity.blockers = watch.take
+            try:
+                return loop.run(steps, dry_run=dry_run)
+            finally:
+                ctx.activity.blockers = Activity().blockers
 
     def _record(self, ctx: RunContext, kind: Kind, sources: Sequence[MigrationSource]
                 ) -> list[MigrationResult]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kubemigrate.engine.migrate.catalog import TableChanges
@@ -76,6 +77,8 @@ class _Run:
         rejects it whole, so none of it runs)."""
         self.rows = 0
         self.attempts = 1
+        self.blocked_by: str | None = None
+        """Who was seen holding the locks the run waited for."""
 
     def run(self) -> MigrationResult:
         ctx, step, session = self.ctx, self.step, self.ctx.session
@@ -93,15 +96,17 @@ class _Run:
             if failure is None:
                 failure = verify(session, step)
         finally:
-            session.rollback_if_open()
-            session.reset()
+            if not session.conn.closed:  # else the error that closed it is the one to tell
+                session.rollback_if_open()
+                session.reset()
         if step.statements is None or any(s.command == "DEALLOCATE" for s in step.statements):
             ctx.history.prepared = False  # the history's prepared INSERTs may be gone
         tables = ctx.catalog.diff(before, ctx.catalog.snapshot())
         row = history_row(ctx, step, "failed" if failure else "success", started_at=started_at,
                           finished_at=now(), duration=time.perf_counter() - clock,
                           rows=self.rows, failure=failure, attempts=self.attempts,
-                          tables=tables if failure is None else TableChanges())
+                          tables=tables if failure is None else TableChanges(),
+                          blocked_by=self.blocked_by if self.attempts > 1 else None)
         self._record(row, self.progress.finished() if failure is None
                      else self.progress.settled())
         return result_of(row)
@@ -148,18 +153,26 @@ class _Run:
     def _run_statement(self, statement: Statement) -> Failure | None:
         """Run statement, retrying on lock_timeout; its failure, if it failed."""
         policy, session = self.ctx.settings.retry, self.ctx.session
+        self.ctx.activity.doing = (f"{self.step.kind} of migration {self.step.version},"
+                                   f" statement {statement.index} (line {statement.line},"
+                                   f" {statement.command})")
         tries = 1
         while True:
             ran, at, offset = self._send(statement)
             if ran.error is None:
                 self.rows += rows_affected(ran, at, at + 1)
                 return None
-            if ran.error.sqlstate != LOCK_NOT_AVAILABLE or tries >= max(1, policy.attempts):
+            if ran.error.sqlstate == LOCK_NOT_AVAILABLE:
+                self.blocked_by = self.ctx.activity.blockers() or self.blocked_by
+            if ran.error.sqlstate != LOCK_NOT_AVAILABLE:
                 return _failure(ran, statement, offset)
+            if tries >= max(1, policy.attempts):
+                return replace(_failure(ran, statement, offset), blocked_by=self.blocked_by)
             session.rollback_if_open()
             delay = policy.delay(tries)
+            held = f", held by {self.blocked_by}" if self.blocked_by else ""
             self.ctx.progress(f"{self.step.kind} {self.step.version}, statement"
-                              f" {statement.index}: lock not available; retrying in"
+                              f" {statement.index}: lock not available{held}; retrying in"
                               f" {delay:.2f}s")
             time.sleep(delay)
             drop_invalid_indexes(self.ctx, [statement])

@@ -55,6 +55,9 @@ class MigrationResult:
     statement_index: int | None = None
     line: int | None = None
     attempts: int = 1
+    blocked_by: str | None = None
+    """Sessions seen holding a lock the migration waited for until lock_timeout (its retries,
+    ``attempts``), by pid, application and query start: say it, with or without a failure."""
 
     @property
     def ok(self) -> bool:

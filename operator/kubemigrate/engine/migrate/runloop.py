@@ -31,9 +31,16 @@ class RunLoop:
         self.on_result = on_result
 
     def run(self, steps: list[Step], *, dry_run: bool) -> list[MigrationResult]:
+        """The steps' results; ``ctx.activity.doing`` names what was running if it raises."""
+        results = self._run(steps, dry_run=dry_run)
+        self.ctx.activity.doing = None
+        return results
+
+    def _run(self, steps: list[Step], *, dry_run: bool) -> list[MigrationResult]:
         ctx = self.ctx
         results: list[MigrationResult] = []
         if dry_run:
+            ctx.activity.doing = "the dry run"
             self._collect(run_dry_run(ctx, steps), results)
             return results
         runner = TransactionalRunner(ctx)
@@ -58,6 +65,7 @@ class RunLoop:
         """segment's results as its steps run one by one; the caller stops at a failure, and
         no step after it runs (a generator runs its next step only when asked)."""
         for index, step in enumerate(segment):
+            self.ctx.activity.doing = f"{step.kind} of migration {step.version}"
             if self.on_progress is not None:
                 self.on_progress(f"{step.kind} {step.version} {step.source.description}"
                                  .rstrip())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import pq
 
+from kubemigrate.engine.migrate.activity import Activity
 from kubemigrate.engine.migrate.catalog import Catalog, TableChanges
 from kubemigrate.engine.migrate.history import History, HistoryRow
 from kubemigrate.engine.migrate.results import Kind, MigrationResult, Origin, Status
@@ -60,6 +61,10 @@ class RunContext:
     actor: str | None
     origin: Origin | None
     progress: Callable[[str], None]
+    activity: Activity = field(default_factory=Activity)
+    guard: Session | None = None
+    """The guard lock's connection while the lock is held (see ``locking``): idle, for the
+    engine's looks at the server while a migration runs."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,14 @@ class Failure:
     statement_index: int | None = None
     line: int | None = None
     lost_prepared: bool = False
+    blocked_by: str | None = None
+    """Who held the lock, for a lock_timeout (see ``activity.BlockerWatch``)."""
+
+    @property
+    def message(self) -> str:
+        """The server's message, and for a lock_timeout who held the lock."""
+        blocked = f"; blocked by {self.blocked_by}" if self.blocked_by else ""
+        return self.error.message + blocked
 
     @property
     def retryable(self) -> bool:
@@ -226,7 +239,8 @@ def rows_affected(outcome: ScriptOutcome, start: int = 0, stop: int | None = Non
 def history_row(ctx: RunContext, step: Step, status: Status, *, started_at: datetime,
                 finished_at: datetime, duration: float, rows: int | None = None,
                 failure: Failure | None = None, attempts: int = 1,
-                tables: TableChanges | None = None) -> HistoryRow:
+                tables: TableChanges | None = None,
+                blocked_by: str | None = None) -> HistoryRow:
     tables = tables or TableChanges()
     return HistoryRow(
         run_id=ctx.run_id, version=step.version, description=step.source.description,
@@ -237,9 +251,10 @@ def history_row(ctx: RunContext, step: Step, status: Status, *, started_at: date
         statement_index=failure.statement_index if failure else None,
         error_line=failure.line if failure else None,
         sqlstate=failure.error.sqlstate if failure else None,
-        error=failure.error.message if failure else None, attempts=attempts,
+        error=failure.message if failure else None, attempts=attempts,
         executed_by=ctx.actor, origin=ctx.origin, tables_created=tables.created,
-        tables_altered=tables.altered, tables_dropped=tables.dropped, key=step.key)
+        tables_altered=tables.altered, tables_dropped=tables.dropped, key=step.key,
+        blocked_by=(failure.blocked_by if failure else None) or blocked_by)
 
 
 def result_of(row: HistoryRow, *, tables: TableChanges | None = None) -> MigrationResult:
@@ -253,4 +268,4 @@ def result_of(row: HistoryRow, *, tables: TableChanges | None = None) -> Migrati
         rows_affected=row.rows_affected or 0, tables_created=tables.created,
         tables_altered=tables.altered, tables_dropped=tables.dropped,
         sqlstate=row.sqlstate, error=row.error, statement_index=row.statement_index,
-        line=row.error_line, attempts=row.attempts)
+        line=row.error_line, attempts=row.attempts, blocked_by=row.blocked_by)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -68,6 +68,8 @@ class TransactionalRunner:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self._waiting: _Waiting | None = None
+        self._blocked: dict[str, str] = {}
+        """Who was seen holding the locks each version waited for."""
 
     def run(self, step: Step, *, defer: bool = False, attempt: int = 1) -> list[MigrationResult]:
         """Run step, retrying on lock_timeout; ``attempt`` > 1 when tries were made already.
@@ -104,12 +106,22 @@ class TransactionalRunner:
         policy = self.ctx.settings.retry
         if not failure.retryable or attempt >= max(1, policy.attempts):
             return False
+        who = self.blocked_by(step)
         delay = policy.delay(attempt)
         self.ctx.progress(f"{step.kind} {step.version}: lock not available"
-                          f" ({failure.error.message}); retrying in {delay:.2f}s"
+                          f" ({failure.error.message})"
+                          + (f", held by {who}" if who else "")
+                          + f"; retrying in {delay:.2f}s"
                           f" (attempt {attempt + 1} of {policy.attempts})")
         time.sleep(delay)
         return True
+
+    def blocked_by(self, step: Step) -> str | None:
+        """Who step's session was seen waiting for, since it started."""
+        seen = self.ctx.activity.blockers()
+        if seen is not None:
+            self._blocked[step.version] = seen
+        return self._blocked.get(step.version)
 
     def flush(self) -> list[MigrationResult]:
         """Commit the waiting migration, if there is one; its result."""
@@ -161,7 +173,8 @@ class TransactionalRunner:
             tables = ctx.catalog.diff(before, ctx.catalog.snapshot())
         row = history_row(ctx, step, "success", started_at=started_at, finished_at=now(),
                           duration=time.perf_counter() - clock, rows=rows, attempts=attempt,
-                          tables=tables)
+                          tables=tables,
+                          blocked_by=self._blocked.get(step.version) if attempt > 1 else None)
         return self._commit_later(step, row, mode)
 
     def _take_waiting(self, step: Step, mode: DiffMode,
@@ -263,6 +276,8 @@ class TransactionalRunner:
     def failed(self, step: Step, failure: Failure, started_at: datetime, duration: float,
                attempts: int) -> MigrationResult:
         """Record step's failure in a short transaction of its own; its result."""
+        if failure.retryable:
+            failure = replace(failure, blocked_by=self.blocked_by(step))
         row = history_row(self.ctx, step, "failed", started_at=started_at, finished_at=now(),
                           duration=duration, failure=failure, attempts=attempts)
         self.ctx.history.append(row)
