@@ -7,7 +7,9 @@ dump. The sidecar keeps them, so a restore anywhere, later, can prove it loaded 
 
 pg_dump writes to a temporary file (``-f``, not a pipe: a seekable custom archive gets data
 offsets in its table of contents, which parallel and selective restores need); the file is then
-hashed once, from the page cache, and renamed into place with its sidecar.
+hashed once, from the page cache, and renamed into place with its sidecar. pg_dump dies with
+this process (``pgtools``), and the temporary files a killed run leaves are removed by the next
+backup of the same target (``dumpfile.clear_stale``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def take_backup(url: str, output: Path, *, format: Format = "custom",
     """
     started_at, t0 = datetime.now(UTC), time.monotonic()
     checked = _check_output(Path(output), format, jobs, overwrite)
+    dumpfile.clear_stale(checked)  # what a run killed outright left (see dumpfile)
     program = pgtools.locate(pg_dump)
     plan = _Plan(program, pgtools.major_version(program), tool_connection(url), checked,
                  format, jobs, count_rows, overwrite)
@@ -114,7 +117,8 @@ def _backup(conn: psycopg.Connection[Any], plan: _Plan, t0: float) -> BackupMeta
             f"--dbname={plan.connection.dbname_arg}"]
     if plan.jobs:
         args.append(f"--jobs={plan.jobs}")
-    with dumpfile.removing_on_failure(temp):
+    with (dumpfile.removing_on_failure(temp),
+          dumpfile.claimed(temp, directory=plan.format == "directory")):
         tables = _dump_and_count(conn, args, plan)
         conn.execute("ROLLBACK")
         sha256, size = dumpfile.digest(temp)
@@ -133,8 +137,8 @@ def _dump_and_count(conn: psycopg.Connection[Any], args: list[str],
                     plan: _Plan) -> dict[str, int] | None:
     """Run pg_dump; meanwhile count rows on conn, whose open transaction holds the snapshot."""
     with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen(args, env=plan.connection.environ(), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = pgtools.popen(args, env=plan.connection.environ(), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             tables = count_tables(conn, background=True) if plan.count_rows else None
             returncode = proc.wait()
