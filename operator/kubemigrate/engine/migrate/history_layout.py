@@ -12,8 +12,8 @@ Layouts:
 2. ``progress``: how far the unfinished run of a no-transaction migration got, statement by
    statement (one row per version, updated as it runs, deleted when it finishes), and
    ``version_state`` reading it: a failed no-transaction rollback is ``incomplete``, and each
-   version carries its run's progress. Added by kubemigrate 0.1 (issue 17); older releases
-   refuse a layout-2 history.
+   version carries its run's progress. A kubemigrate that knows only layout 1 refuses a
+   layout-2 history.
 """
 
 from __future__ import annotations
