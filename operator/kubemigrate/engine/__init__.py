@@ -73,7 +73,12 @@ _LAZY = {
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
     "kubemigrate.engine.migrate.preflight": ("run_preflight",),
     "kubemigrate.engine.migrate.results": (
-        "MigrationResult", "Origin", "RunReport", "ValidationReport", "VersionState"),
+        "MigrationResult",
+        "Origin",
+        "RunReport",
+        "ValidationReport",
+        "VersionState",
+    ),
     "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
     "kubemigrate.engine.migrate.statements": ("split_statements",),
     "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),

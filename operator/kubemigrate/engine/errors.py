@@ -75,7 +75,8 @@ class OutOfOrder(EngineError):
         self.versions = list(versions)
         self.newest_applied = newest_applied
         super().__init__(
-            "pending migration(s) " + ", ".join(self.versions)
+            "pending migration(s) "
+            + ", ".join(self.versions)
             + f" are older than the newest applied version {newest_applied}"
             " (allow out-of-order application to run them)"
         )
@@ -87,7 +88,8 @@ class NoRollbackSql(EngineError):
     def __init__(self, versions: Sequence[str]) -> None:
         self.versions = list(versions)
         super().__init__(
-            "cannot roll back: no rollback SQL for migration(s) " + ", ".join(self.versions)
+            "cannot roll back: no rollback SQL for migration(s) "
+            + ", ".join(self.versions)
             + "; nothing was changed"
         )
 
@@ -95,8 +97,9 @@ class NoRollbackSql(EngineError):
 class TransactionForbidden(EngineError):
     """A transactional migration holds a statement PostgreSQL refuses in a transaction block."""
 
-    def __init__(self, version: str, statement_index: int, line: int, command: str,
-                 reason: str) -> None:
+    def __init__(
+        self, version: str, statement_index: int, line: int, command: str, reason: str
+    ) -> None:
         self.version = version
         self.statement_index = statement_index
         self.line = line
@@ -130,6 +133,7 @@ class MigrationFailed(EngineError):
         super().__init__(
             f"{result.kind} of migration {result.version} failed{where}{state}: {result.error}"
         )
+
 
 class BackupError(EngineError):
     """A backup, verification or restore failed."""
@@ -171,6 +175,7 @@ class UnsupportedOption(BackupError):
     """Options that cannot be combined, e.g. ``clean`` for a plain-SQL backup."""
 
     reason = "UnsupportedOption"
+
 
 class ParseError(ValueError):
     """SQL the PostgreSQL grammar rejects; ``line`` is 1-based, ``message`` the parser's."""

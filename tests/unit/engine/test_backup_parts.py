@@ -41,17 +41,24 @@ def test_key_value_dsns_and_bad_urls() -> None:
     assert "s3cret" not in str(bad.value)
 
 
-@pytest.mark.parametrize(("stderr", "expected"), [
-    ('pg_dump: error: query failed: ERROR:  permission denied for table secrets\n'
-     'pg_dump: detail: Query was: LOCK TABLE public.secrets IN ACCESS SHARE MODE\n',
-     "query failed: ERROR: permission denied for table secrets detail: Query was: LOCK TABLE "
-     "public.secrets IN ACCESS SHARE MODE"),
-    ('pg_dump: error: connection to server at "db" failed: FATAL:  password authentication '
-     'failed for user "app" password=hunter2 \n',
-     'connection to server at "db" failed: FATAL: password authentication failed for user '
-     '"app" password=****'),
-    ("", "pg_dump exited with an error"),
-])
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            "pg_dump: error: query failed: ERROR:  permission denied for table secrets\n"
+            "pg_dump: detail: Query was: LOCK TABLE public.secrets IN ACCESS SHARE MODE\n",
+            "query failed: ERROR: permission denied for table secrets detail: Query was: LOCK TABLE "
+            "public.secrets IN ACCESS SHARE MODE",
+        ),
+        (
+            'pg_dump: error: connection to server at "db" failed: FATAL:  password authentication '
+            'failed for user "app" password=hunter2 \n',
+            'connection to server at "db" failed: FATAL: password authentication failed for user '
+            '"app" password=****',
+        ),
+        ("", "pg_dump exited with an error"),
+    ],
+)
 def test_error_line(stderr: str, expected: str) -> None:
     assert pgtools.error_line(stderr, "pg_dump", secrets=["hunter2"]) == expected
 
@@ -64,18 +71,28 @@ def test_compare_counts() -> None:
     check = compare({"a.t": 3, "a.u": 1, "a.gone": 5}, {"a.t": 3, "a.u": 2, "a.extra": 9})
     assert not check.matched and check.tables == 3 and check.rows == 5
     assert [(m.table, m.expected, m.actual, m.missing) for m in check.mismatches] == [
-        ("a.gone", 5, 0, True), ("a.u", 1, 2, False)]
-    assert check.summary() == ("3 tables, 5 rows; 2 tables differ: a.gone missing (expected 5 "
-                               "rows), a.u has 2 rows, expected 1")
+        ("a.gone", 5, 0, True),
+        ("a.u", 1, 2, False),
+    ]
+    assert check.summary() == (
+        "3 tables, 5 rows; 2 tables differ: a.gone missing (expected 5 "
+        "rows), a.u has 2 rows, expected 1"
+    )
     assert compare({"a.t": 3}, {"a.t": 3}).summary() == "1 tables, 3 rows, all match"
 
 
 def meta(**changes: object) -> BackupMeta:
     fields: dict[str, object] = {
-        "format": "custom", "sha256": "ab" * 32, "size_bytes": 10, "database": "orders",
-        "server_version": "15.18", "pg_dump_version": 15,
-        "created_at": datetime(2024, 12, 20, 1, 2, 3, tzinfo=UTC), "duration_seconds": 1.5,
-        "tables": {"public.t": 3}}
+        "format": "custom",
+        "sha256": "ab" * 32,
+        "size_bytes": 10,
+        "database": "orders",
+        "server_version": "15.18",
+        "pg_dump_version": 15,
+        "created_at": datetime(2024, 12, 20, 1, 2, 3, tzinfo=UTC),
+        "duration_seconds": 1.5,
+        "tables": {"public.t": 3},
+    }
     fields.update(changes)
     return BackupMeta(**fields)  # type: ignore[arg-type]
 
@@ -115,16 +132,18 @@ def test_detect_format(tmp_path: Path) -> None:
     (tmp_path / "p").write_text("--\n-- PostgreSQL database dump\n")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "toc.dat").write_bytes(b"PGDMP")
-    assert [dumpfile.detect_format(tmp_path / n) for n in "cpd"] == [
-        "custom", "plain", "directory"]
+    assert [dumpfile.detect_format(tmp_path / n) for n in "cpd"] == ["custom", "plain", "directory"]
     with pytest.raises(dumpfile.InvalidBackup, match="does not exist"):
         dumpfile.detect_format(tmp_path / "missing")
 
 
 def test_plain_completeness(tmp_path: Path) -> None:
     dump = tmp_path / "p.sql"
-    dump.write_text(f"--\n{dumpfile.PLAIN_HEAD}\n--\n" + "SELECT 1;\n" * 2000
-                    + f"--\n{dumpfile.PLAIN_TAIL}\n--\n\n")
+    dump.write_text(
+        f"--\n{dumpfile.PLAIN_HEAD}\n--\n"
+        + "SELECT 1;\n" * 2000
+        + f"--\n{dumpfile.PLAIN_TAIL}\n--\n\n"
+    )
     assert dumpfile.plain_is_complete(dump)
     dump.write_text(dump.read_text()[:-60])
     assert not dumpfile.plain_is_complete(dump)
@@ -150,9 +169,13 @@ def test_removing_on_failure(tmp_path: Path) -> None:
 
 
 def test_termination_message_fits_in_4_kib() -> None:
-    data = {"ok": False, "reason": "RowCountMismatch", "error": "é" * 5000,
-            "mismatches": [{"table": "t" * 300, "expectedRows": 1, "actualRows": 2}] * 5,
-            "checks": ["c" * 500] * 5}
+    data = {
+        "ok": False,
+        "reason": "RowCountMismatch",
+        "error": "é" * 5000,
+        "mismatches": [{"table": "t" * 300, "expectedRows": 1, "actualRows": 2}] * 5,
+        "checks": ["c" * 500] * 5,
+    }
     text = termination.compact(data)
     assert len(text.encode()) <= termination.LIMIT
     parsed = json.loads(text)

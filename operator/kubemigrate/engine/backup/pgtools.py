@@ -33,19 +33,24 @@ def locate(program: str) -> str:
     """The executable for program (a name on PATH or a path), or ToolMissing."""
     found = shutil.which(program)
     if found is None:
-        raise ToolMissing(f"{program} not found: install the PostgreSQL client programs "
-                          "(postgresql-client) or give their path")
+        raise ToolMissing(
+            f"{program} not found: install the PostgreSQL client programs "
+            "(postgresql-client) or give their path"
+        )
     return found
 
 
 def major_version(program: str) -> int:
     """The major version of a client program, from ``program --version``."""
-    done = subprocess.run([locate(program), "--version"], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [locate(program), "--version"], capture_output=True, text=True, check=False
+    )
     match = _VERSION.search(done.stdout)
     if done.returncode != 0 or match is None:
-        raise ToolMissing(f"{program} --version did not report a PostgreSQL version: "
-                          f"{(done.stdout + done.stderr).strip()[:200]!r}")
+        raise ToolMissing(
+            f"{program} --version did not report a PostgreSQL version: "
+            f"{(done.stdout + done.stderr).strip()[:200]!r}"
+        )
     return int(match.group(1))
 
 
@@ -79,15 +84,27 @@ def popen(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
     return subprocess.Popen(list(args), preexec_fn=preexec, **kwargs)  # noqa: PLW1509
 
 
-def run(args: Sequence[str], *, env: Mapping[str, str] | None = None,
-        secrets: Sequence[str] = (), what: str) -> subprocess.CompletedProcess[str]:
+def run(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[str] = (),
+    what: str,
+) -> subprocess.CompletedProcess[str]:
     """Run a client program to completion; ToolFailed with its first error line if it fails."""
-    done = subprocess.run(list(args), env=None if env is None else dict(env),
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          check=False, preexec_fn=die_with_parent())
+    done = subprocess.run(
+        list(args),
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        preexec_fn=die_with_parent(),
+    )
     if done.returncode != 0:
-        raise ToolFailed(f"{what} failed: "
-                         + error_line(done.stderr, Path(args[0]).name, secrets=secrets))
+        raise ToolFailed(
+            f"{what} failed: " + error_line(done.stderr, Path(args[0]).name, secrets=secrets)
+        )
     return done
 
 
@@ -103,14 +120,17 @@ def error_line(stderr: str, program: str, *, secrets: Sequence[str] = ()) -> str
     for index, line in enumerate(lines):
         if line.startswith((f"{prefix}error:", "psql:")) or " ERROR: " in f" {line}":
             picked.append(_strip(line, prefix))
-            following = lines[index + 1:index + 3]
-            picked.extend(_strip(f, prefix) for f in following
-                          if f.startswith((f"{prefix}detail:", "Command was:", "DETAIL:")))
+            following = lines[index + 1 : index + 3]
+            picked.extend(
+                _strip(f, prefix)
+                for f in following
+                if f.startswith((f"{prefix}detail:", "Command was:", "DETAIL:"))
+            )
             break
     if not picked:
         picked = [_strip(lines[-1], prefix)] if lines else [f"{program} exited with an error"]
     text = redact(" ".join(" ".join(picked).split()), *secrets)
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 3] + "..."
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
 
 def _strip(line: str, prefix: str) -> str:

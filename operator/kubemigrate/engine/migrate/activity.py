@@ -21,7 +21,7 @@ from kubemigrate.engine.pg.session import Session, SqlError
 
 _BLOCKERS = f"""
 SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-       {microseconds_sql('a.query_start')}, {microseconds_sql('a.xact_start')}
+       {microseconds_sql("a.query_start")}, {microseconds_sql("a.xact_start")}
 FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids(%s)) ORDER BY a.pid
 """
 
@@ -69,8 +69,9 @@ class BlockerWatch:
         self._seen: dict[int, Blocker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="kubemigrate-blockers",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._watch, name="kubemigrate-blockers", daemon=True
+        )
 
     def __enter__(self) -> BlockerWatch:
         self._thread.start()

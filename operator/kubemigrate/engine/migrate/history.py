@@ -36,24 +36,43 @@ from kubemigrate.engine.pg.session import Session
 RecordState = Literal["applied", "rolled_back", "failed", "incomplete"]
 
 COLUMNS = (
-    ("run_id", "uuid"), ("version", "text"), ("version_key", "numeric[]"),
-    ("description", "text"), ("checksum", "text"), ("kind", "text"), ("status", "text"),
-    ("started_at", "timestamptz"), ("finished_at", "timestamptz"),
-    ("duration_ms", "double precision"), ("rows_affected", "bigint"),
-    ("has_rollback", "boolean"), ("statement_index", "integer"), ("error_line", "integer"),
-    ("sqlstate", "text"), ("error", "text"), ("attempts", "integer"), ("executed_by", "text"),
-    ("engine_version", "text"), ("resource_name", "text"), ("resource_uid", "text"),
+    ("run_id", "uuid"),
+    ("version", "text"),
+    ("version_key", "numeric[]"),
+    ("description", "text"),
+    ("checksum", "text"),
+    ("kind", "text"),
+    ("status", "text"),
+    ("started_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+    ("duration_ms", "double precision"),
+    ("rows_affected", "bigint"),
+    ("has_rollback", "boolean"),
+    ("statement_index", "integer"),
+    ("error_line", "integer"),
+    ("sqlstate", "text"),
+    ("error", "text"),
+    ("attempts", "integer"),
+    ("executed_by", "text"),
+    ("engine_version", "text"),
+    ("resource_name", "text"),
+    ("resource_uid", "text"),
     ("resource_generation", "bigint"),
-    ("tables_created", "text[]"), ("tables_altered", "text[]"), ("tables_dropped", "text[]"),
+    ("tables_created", "text[]"),
+    ("tables_altered", "text[]"),
+    ("tables_dropped", "text[]"),
 )
 _TABLE_COLUMNS = 3  # the last three: given, or found by the catalog query in the INSERT
-_RETURNING = (" RETURNING json_build_array(tables_created, tables_altered, tables_dropped,"
-              f" {microseconds_sql('started_at')}, {microseconds_sql('finished_at')},"
-              " duration_ms)")
+_RETURNING = (
+    " RETURNING json_build_array(tables_created, tables_altered, tables_dropped,"
+    f" {microseconds_sql('started_at')}, {microseconds_sql('finished_at')},"
+    " duration_ms)"
+)
 """What both INSERTs return: the tables, and the times (when the server's clock gave them)."""
 
-START_CLOCK = ("SELECT set_config('kubemigrate.started',"
-               f" {microseconds_sql('clock_timestamp()')}::text, true)")
+START_CLOCK = (
+    f"SELECT set_config('kubemigrate.started', {microseconds_sql('clock_timestamp()')}::text, true)"
+)
 """Run first in a migration's transaction whose row takes the server's times (see
 ``server_times``): the server's clock when the migration started, in microseconds since the
 epoch (text in no DateStyle or time zone), kept as a transaction setting and returned."""
@@ -65,15 +84,23 @@ it owns, and that role may not write the history). ``LOCAL``: the migration's ow
 after the transaction, for the next statement of a no-transaction migration."""
 AS_RUNNER_STATEMENTS = 2
 
-_STARTED = ("(timestamptz 'epoch' + current_setting('kubemigrate.started')::bigint"
-            " * interval '1 microsecond')")
+_STARTED = (
+    "(timestamptz 'epoch' + current_setting('kubemigrate.started')::bigint"
+    " * interval '1 microsecond')"
+)
 _SERVER_TIMES = {
     "started_at": _STARTED,
     "finished_at": "clock_timestamp()",
     "duration_ms": f"1000 * extract(epoch FROM clock_timestamp() - {_STARTED})",
 }
-_PER_MIGRATION = ("version", "version_key", "description", "checksum", "has_rollback",
-                  "tables_created")
+_PER_MIGRATION = (
+    "version",
+    "version_key",
+    "description",
+    "checksum",
+    "has_rollback",
+    "tables_created",
+)
 """The columns ``insert_run_sql`` gives per migration; tables_created last."""
 INSERT_RUN = "kubemigrate_history_insert_run"
 INSERT = "kubemigrate_history_insert"
@@ -115,13 +142,31 @@ class HistoryRow:
         """The column values, in the order of ``COLUMNS``."""
         origin = self.origin or Origin()
         return [
-            self.run_id, self.version, list(self.key or version_key(self.version)),
+            self.run_id,
+            self.version,
+            list(self.key or version_key(self.version)),
             self.description,
-            self.checksum, self.kind, self.status, self.started_at, self.finished_at,
-            self.duration_ms, self.rows_affected, self.has_rollback, self.statement_index,
-            self.error_line, self.sqlstate, self.error, self.attempts, self.executed_by,
-            __version__, origin.resource_name, origin.resource_uid, origin.resource_generation,
-            list(self.tables_created), list(self.tables_altered), list(self.tables_dropped),
+            self.checksum,
+            self.kind,
+            self.status,
+            self.started_at,
+            self.finished_at,
+            self.duration_ms,
+            self.rows_affected,
+            self.has_rollback,
+            self.statement_index,
+            self.error_line,
+            self.sqlstate,
+            self.error,
+            self.attempts,
+            self.executed_by,
+            __version__,
+            origin.resource_name,
+            origin.resource_uid,
+            origin.resource_generation,
+            list(self.tables_created),
+            list(self.tables_altered),
+            list(self.tables_dropped),
         ]
 
 
@@ -167,8 +212,13 @@ class RunProgress:
     running: int | None
 
 
-def _progress(kind: str | None, statements: int | None, done: int | None, digest: str | None,
-              running: int | None) -> RunProgress | None:
+def _progress(
+    kind: str | None,
+    statements: int | None,
+    done: int | None,
+    digest: str | None,
+    running: int | None,
+) -> RunProgress | None:
     if kind is None or statements is None or done is None or digest is None:
         return None
     return RunProgress(cast(Kind, kind), statements, done, digest, running)
@@ -197,11 +247,13 @@ class History:
         """The layout version of the history, None when there is no history."""
         rows = self.session.execute(
             "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-            [self._qualified("schema_info"), self._qualified("version_state")])
+            [self._qualified("schema_info"), self._qualified("version_state")],
+        )
         if not rows[0][0]:
             return None
-        layout = self.session.execute(sql.SQL("SELECT layout_version FROM {}.schema_info")
-                                      .format(sql.Identifier(self.schema)))
+        layout = self.session.execute(
+            sql.SQL("SELECT layout_version FROM {}.schema_info").format(sql.Identifier(self.schema))
+        )
         return int(layout[0][0]) if layout else 0
 
     def ensure(self) -> None:
@@ -219,17 +271,21 @@ class History:
             step = sql.SQL(UPGRADES[layout]).format(schema=sql.Identifier(self.schema))
             outcome = self.session.script(
                 f"BEGIN;\n{self._render(step)};\nUPDATE {self._qualified('schema_info')}"
-                f" SET layout_version = {layout + 1};\nCOMMIT")
+                f" SET layout_version = {layout + 1};\nCOMMIT"
+            )
             if outcome.error is not None:
                 self.session.rollback_if_open()
-                raise EngineError(f"cannot upgrade the history in schema {self.schema}:"
-                                  f" {outcome.error.message}")
+                raise EngineError(
+                    f"cannot upgrade the history in schema {self.schema}: {outcome.error.message}"
+                )
             layout += 1
 
     def _create(self) -> None:
-        ddl = sql.SQL(CREATE).format(schema=sql.Identifier(self.schema),
-                                      layout=sql.Literal(LAYOUT_VERSION),
-                                      engine=sql.Literal(__version__))
+        ddl = sql.SQL(CREATE).format(
+            schema=sql.Identifier(self.schema),
+            layout=sql.Literal(LAYOUT_VERSION),
+            engine=sql.Literal(__version__),
+        )
         for attempt in range(3):
             outcome = self.session.script("BEGIN;\n" + self._render(ddl) + "\nCOMMIT")
             if outcome.error is None:
@@ -237,14 +293,16 @@ class History:
             self.session.rollback_if_open()
             # 23505: two creators raced on pg_namespace/pg_type; the other one won.
             if outcome.error.sqlstate != "23505" or attempt == 2:
-                raise EngineError(f"cannot create the history in schema {self.schema}:"
-                                  f" {outcome.error.message}")
+                raise EngineError(
+                    f"cannot create the history in schema {self.schema}: {outcome.error.message}"
+                )
 
     def check_layout(self, layout: int) -> None:
         if layout > LAYOUT_VERSION:
             raise HistoryTooNew(
                 f"the history in schema {self.schema} has layout {layout}, newer than this"
-                f" kubemigrate ({__version__}) understands ({LAYOUT_VERSION}); upgrade kubemigrate")
+                f" kubemigrate ({__version__}) understands ({LAYOUT_VERSION}); upgrade kubemigrate"
+            )
 
     def _qualified(self, name: str) -> str:
         return sql.Identifier(self.schema, name).as_string(self.session.conn)
@@ -264,8 +322,10 @@ class History:
         self.check_layout(layout)
         if layout < LAYOUT_VERSION:
             if not upgrade:
-                raise EngineError(f"the history in schema {self.schema} has the older layout"
-                                  f" {layout}; run apply once to upgrade it")
+                raise EngineError(
+                    f"the history in schema {self.schema} has the older layout"
+                    f" {layout}; run apply once to upgrade it"
+                )
             self._upgrade(layout)
         return self._read()
 
@@ -278,21 +338,44 @@ class History:
         return self._read() if layout == LAYOUT_VERSION else None
 
     def _read(self) -> dict[tuple[int, ...], VersionRecord]:
-        rows = self.session.execute(sql.SQL(
-            "SELECT version, description, state, checksum,"
-            f" {microseconds_sql('applied_at')}, duration_ms,"
-            " rollback_available, sqlstate, error, last_kind, progress_kind,"
-            " progress_statements, progress_done, progress_digest, progress_running"
-            " FROM {}.version_state"
-        ).format(sql.Identifier(self.schema)))
+        rows = self.session.execute(
+            sql.SQL(
+                "SELECT version, description, state, checksum,"
+                f" {microseconds_sql('applied_at')}, duration_ms,"
+                " rollback_available, sqlstate, error, last_kind, progress_kind,"
+                " progress_statements, progress_done, progress_digest, progress_running"
+                " FROM {}.version_state"
+            ).format(sql.Identifier(self.schema))
+        )
         records = {}
-        for (version, desc, state, checksum, applied_at, ms, rollback, sqlstate, error,
-             last_kind, *progress) in rows:
+        for (
+            version,
+            desc,
+            state,
+            checksum,
+            applied_at,
+            ms,
+            rollback,
+            sqlstate,
+            error,
+            last_kind,
+            *progress,
+        ) in rows:
             key = version_key(version)
-            records[key] = VersionRecord(version, key, desc, cast(RecordState, state), checksum,
-                                         from_microseconds(applied_at), ms, bool(rollback),
-                                         sqlstate, error, cast(Kind, last_kind),
-                                         _progress(*progress))
+            records[key] = VersionRecord(
+                version,
+                key,
+                desc,
+                cast(RecordState, state),
+                checksum,
+                from_microseconds(applied_at),
+                ms,
+                bool(rollback),
+                sqlstate,
+                error,
+                cast(Kind, last_kind),
+                _progress(*progress),
+            )
         return records
 
     # -- writing -------------------------------------------------------------------------------
@@ -330,23 +413,31 @@ class History:
         engine version, resource) written in, and the times taken from the server's clock (see
         ``START_CLOCK``) by the statement itself. Its EXECUTE is a fraction of the full one for
         the server to parse."""
-        values = dict(zip((c for c, _ in COLUMNS), _literals(template.values(), False),
-                          strict=True))
+        values = dict(
+            zip((c for c, _ in COLUMNS), _literals(template.values(), False), strict=True)
+        )
         for number, column in enumerate(_PER_MIGRATION, start=1):
             values[column] = f"${number}"
-        values.update(started_at="t.s", finished_at="t.f",
-                      duration_ms="1000 * extract(epoch FROM t.f - t.s)")
+        values.update(
+            started_at="t.s", finished_at="t.f", duration_ms="1000 * extract(epoch FROM t.f - t.s)"
+        )
         types = dict(COLUMNS)
         names = ", ".join(sql.Identifier(c).as_string(self.session.conn) for c in values)
-        prepare = (f"PREPARE {INSERT_RUN} ({', '.join(types[c] for c in _PER_MIGRATION)}) AS"
-                   f" INSERT INTO {self._qualified('history')} ({names})"
-                   f" SELECT {', '.join(values.values())} FROM (SELECT {_STARTED} AS s,"
-                   " clock_timestamp() AS f) AS t" + _RETURNING)
+        prepare = (
+            f"PREPARE {INSERT_RUN} ({', '.join(types[c] for c in _PER_MIGRATION)}) AS"
+            f" INSERT INTO {self._qualified('history')} ({names})"
+            f" SELECT {', '.join(values.values())} FROM (SELECT {_STARTED} AS s,"
+            " clock_timestamp() AS f) AS t" + _RETURNING
+        )
         # A migration run alone in between (DEALLOCATE ALL, DISCARD ALL in a no-transaction
         # one) may have dropped any of the session's prepared statements: look, then redo.
-        present = {name for (name,) in self.session.execute(
-            "SELECT name FROM pg_prepared_statements WHERE name = ANY (%s)",
-            [[INSERT, INSERT_NAMED, INSERT_RUN]])}
+        present = {
+            name
+            for (name,) in self.session.execute(
+                "SELECT name FROM pg_prepared_statements WHERE name = ANY (%s)",
+                [[INSERT, INSERT_NAMED, INSERT_RUN]],
+            )
+        }
         if {INSERT, INSERT_NAMED} - present:
             self.prepared = False
             self.prepare()
@@ -375,17 +466,20 @@ class History:
         names = ", ".join(sql.Identifier(c).as_string(self.session.conn) for c, _ in COLUMNS)
         return f"INSERT INTO {self._qualified('history')} ({names}) VALUES ({values})"
 
-    def insert_named_sql(self, row: HistoryRow, tables: list[str], *,
-                         server_times: bool = False) -> tuple[str, int]:
+    def insert_named_sql(
+        self, row: HistoryRow, tables: list[str], *, server_times: bool = False
+    ) -> tuple[str, int]:
         """SQL that inserts row with the table columns found from the catalog among tables
         (names quoted for ``to_regclass``), and how many statements it is; the INSERT
         returns ``[created, altered, dropped, ...]`` as JSON."""
         values = ",".join(_literals(row.values()[:-_TABLE_COLUMNS], server_times))
         # enable_seqscan off while the statement is planned: a plan cached while the catalog
         # was small would otherwise scan all of pg_class once it is large.
-        return (f"SET LOCAL kubemigrate.tables = {literal(array_literal(tables))};"
-                "SET LOCAL enable_seqscan = off;\n"
-                f"{AS_RUNNER};EXECUTE {INSERT_NAMED}({values})"), 3 + AS_RUNNER_STATEMENTS
+        return (
+            f"SET LOCAL kubemigrate.tables = {literal(array_literal(tables))};"
+            "SET LOCAL enable_seqscan = off;\n"
+            f"{AS_RUNNER};EXECUTE {INSERT_NAMED}({values})"
+        ), 3 + AS_RUNNER_STATEMENTS
 
     def append(self, *rows: HistoryRow, also: str | None = None) -> None:
         """Insert rows in their own short transaction, as the runner, with the SQL ``also``

@@ -56,8 +56,11 @@ class LockHolder:
     state: str | None
 
     def describe(self) -> str:
-        since = f" since {self.connected_since.isoformat(timespec='seconds')}" \
-            if self.connected_since else ""
+        since = (
+            f" since {self.connected_since.isoformat(timespec='seconds')}"
+            if self.connected_since
+            else ""
+        )
         who = self.application_name or "(no application_name)"
         by = f" as {self.user}" if self.user else ""
         at = f" from {self.client}" if self.client else ""
@@ -78,8 +81,14 @@ LIMIT 1
 class AdvisoryLock:
     """Acquire with backoff up to a deadline, report the holder while waiting, release."""
 
-    def __init__(self, session: Session, key: int, *, wait_seconds: float,
-                 on_wait: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        key: int,
+        *,
+        wait_seconds: float,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.session = session
         self.key = key
         self.wait_seconds = wait_seconds
@@ -109,7 +118,9 @@ class AdvisoryLock:
             if remaining <= 0:
                 raise LockTimeout(
                     f"gave up after {self.wait_seconds:g}s waiting for the migration lock held by"
-                    f" {description}", holder=description)
+                    f" {description}",
+                    holder=description,
+                )
             time.sleep(min(remaining, delay * random.uniform(0.8, 1.2)))  # noqa: S311
             delay = min(delay * 2, 2.0)
             if self.try_acquire():
@@ -135,11 +146,18 @@ class RunLock:
     """The two locks of one run (see the module's doc): ``acquire`` takes the first on the
     migrating session, then opens the guard's connection and takes the guard on it."""
 
-    def __init__(self, session: Session, history_schema: str, *,
-                 connect: Callable[[], Session], wait_seconds: float,
-                 on_wait: Callable[[str], None] | None = None) -> None:
-        self.main = AdvisoryLock(session, lock_key(history_schema), wait_seconds=wait_seconds,
-                                 on_wait=on_wait)
+    def __init__(
+        self,
+        session: Session,
+        history_schema: str,
+        *,
+        connect: Callable[[], Session],
+        wait_seconds: float,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.main = AdvisoryLock(
+            session, lock_key(history_schema), wait_seconds=wait_seconds, on_wait=on_wait
+        )
         self.connect = connect
         self.key = guard_key(history_schema)
         self.wait_seconds = wait_seconds
@@ -149,8 +167,9 @@ class RunLock:
     def acquire(self) -> None:
         deadline = time.monotonic() + self.wait_seconds
         self.main.acquire(deadline)
-        self.guard = AdvisoryLock(self.connect(), self.key, wait_seconds=self.wait_seconds,
-                                  on_wait=self.on_wait)
+        self.guard = AdvisoryLock(
+            self.connect(), self.key, wait_seconds=self.wait_seconds, on_wait=self.on_wait
+        )
         self.guard.acquire(deadline)
 
     @property

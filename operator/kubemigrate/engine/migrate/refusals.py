@@ -21,35 +21,45 @@ def refuse_forbidden(steps: Sequence[Step]) -> None:
     and for the first statement a transactional step cannot run."""
     for step in steps:
         if "\x00" in step.sql:
-            raise InvalidSources(f"migration {step.version}: its {step.kind} SQL holds a NUL"
-                                 " character, which PostgreSQL cannot take")
+            raise InvalidSources(
+                f"migration {step.version}: its {step.kind} SQL holds a NUL"
+                " character, which PostgreSQL cannot take"
+            )
         for s in step.statements or ():
             reason = _refused_anywhere(s.command, s.text)
             if reason is None and step.source.transactional:
-                reason = _refused_in_a_transaction(s.command, s.transaction_forbidden,
-                                                   s.transaction_control, s.reason)
+                reason = _refused_in_a_transaction(
+                    s.command, s.transaction_forbidden, s.transaction_control, s.reason
+                )
             if reason is not None:
                 raise TransactionForbidden(step.version, s.index, s.line, s.command, reason)
 
 
 def _refused_anywhere(command: str, text: str) -> str | None:
     if command == "DISCARD ALL":
-        return ("DISCARD ALL would release the migration lock and the engine's prepared"
-                " statements; use DISCARD PLANS, DISCARD TEMP or DISCARD SEQUENCES")
+        return (
+            "DISCARD ALL would release the migration lock and the engine's prepared"
+            " statements; use DISCARD PLANS, DISCARD TEMP or DISCARD SEQUENCES"
+        )
     if command == "COPY" and _COPY_STDIO.search(text):
         # The engine does not stream data: the connection would be left in COPY mode.
         return "COPY FROM STDIN / TO STDOUT is not supported; use INSERT"
     return None
 
 
-def _refused_in_a_transaction(command: str, forbidden: bool, control: bool,
-                              reason: str | None) -> str | None:
+def _refused_in_a_transaction(
+    command: str, forbidden: bool, control: bool, reason: str | None
+) -> str | None:
     if forbidden:
-        return (f"{reason or command + ' cannot run in a transaction'}; mark the"
-                " migration no-transaction (-- kubemigrate: no-transaction)")
+        return (
+            f"{reason or command + ' cannot run in a transaction'}; mark the"
+            " migration no-transaction (-- kubemigrate: no-transaction)"
+        )
     if control:
-        return ("transaction control in a transactional migration; remove it (each"
-                " migration already runs in its own transaction)")
+        return (
+            "transaction control in a transactional migration; remove it (each"
+            " migration already runs in its own transaction)"
+        )
     return None
 
 
@@ -61,5 +71,4 @@ def refuse_undecided(steps: Sequence[Step], records: planning.Records) -> None:
             continue
         problem = undecided(step, resume_of(step, records.get(step.key)))
         if problem is not None:
-            raise NeedsRepair(step.version,
-                              f"migration {step.version}: {problem}; nothing was run")
+            raise NeedsRepair(step.version, f"migration {step.version}: {problem}; nothing was run")

@@ -18,8 +18,9 @@ from kubemigrate.engine.migrate.step import RunContext, Step, history_row, now, 
 from kubemigrate.engine.migrate.versions import version_key
 
 
-def settle_in_doubt(ctx: RunContext, records: planning.Records, sources: planning.Sources,
-                    completed: Sequence[str]) -> list[MigrationResult]:
+def settle_in_doubt(
+    ctx: RunContext, records: planning.Records, sources: planning.Sources, completed: Sequence[str]
+) -> list[MigrationResult]:
     """Record each undecidable statement as not done, or as done for the versions in
     completed; InvalidSources for a completed version with nothing to settle."""
     done_keys = {_key(v) for v in completed}
@@ -33,8 +34,10 @@ def settle_in_doubt(ctx: RunContext, records: planning.Records, sources: plannin
         done_keys.discard(key)
     if done_keys:
         versions = ", ".join(".".join(map(str, k)) for k in sorted(done_keys))
-        raise InvalidSources(f"nothing to record as completed for version(s) {versions}: no"
-                             " run of theirs stopped in a statement the engine cannot settle")
+        raise InvalidSources(
+            f"nothing to record as completed for version(s) {versions}: no"
+            " run of theirs stopped in a statement the engine cannot settle"
+        )
     return results
 
 
@@ -45,8 +48,9 @@ def _key(version: str) -> tuple[int, ...]:
         raise InvalidSources(f"invalid version to record as completed: {exc}") from None
 
 
-def _in_doubt(ctx: RunContext, record: VersionRecord,
-              source: MigrationSource | None) -> Step | None:
+def _in_doubt(
+    ctx: RunContext, record: VersionRecord, source: MigrationSource | None
+) -> Step | None:
     """The step whose stopped run needs a person, if record's is one."""
     progress = record.progress
     if progress is None or progress.running is None or source is None:
@@ -60,12 +64,22 @@ def _in_doubt(ctx: RunContext, record: VersionRecord,
 def _settle(ctx: RunContext, step: Step, record: VersionRecord, done: bool) -> MigrationResult:
     assert record.progress is not None and record.progress.running is not None
     index = record.progress.running
-    sql = ProgressSql(ctx.history.table("progress"), step, str(ctx.run_id),
-                      sql_checksum(step.sql))
+    sql = ProgressSql(ctx.history.table("progress"), step, str(ctx.run_id), sql_checksum(step.sql))
     at = now()
-    row = replace(history_row(ctx, Step(step.source, "repair", ""), "success", started_at=at,
-                              finished_at=at, duration=0.0), statement_index=index)
+    row = replace(
+        history_row(
+            ctx,
+            Step(step.source, "repair", ""),
+            "success",
+            started_at=at,
+            finished_at=at,
+            duration=0.0,
+        ),
+        statement_index=index,
+    )
     ctx.history.append(row, also=sql.done(index) if done else sql.settled())
-    ctx.progress(f"repair {step.version}: statement {index} of its {step.kind} recorded as"
-                 + (" done" if done else f" not done; the next {step.kind} runs it again"))
+    ctx.progress(
+        f"repair {step.version}: statement {index} of its {step.kind} recorded as"
+        + (" done" if done else f" not done; the next {step.kind} runs it again")
+    )
     return result_of(row)

@@ -22,9 +22,14 @@ class RunLoop:
     """Runs one call's steps on its context; ``records``: the history as the call read it
     under the lock (where no-transaction steps resume)."""
 
-    def __init__(self, ctx: RunContext, records: planning.Records, *,
-                 on_progress: Callable[[str], None] | None,
-                 on_result: ResultCallback | None) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        records: planning.Records,
+        *,
+        on_progress: Callable[[str], None] | None,
+        on_result: ResultCallback | None,
+    ) -> None:
         self.ctx = ctx
         self.records = records
         self.on_progress = on_progress
@@ -60,15 +65,15 @@ class RunLoop:
         self._collect(runner.flush(), results)
         return results
 
-    def _one_at_a_time(self, runner: TransactionalRunner,
-                       segment: list[Step]) -> Iterator[MigrationResult]:
+    def _one_at_a_time(
+        self, runner: TransactionalRunner, segment: list[Step]
+    ) -> Iterator[MigrationResult]:
         """segment's results as its steps run one by one; the caller stops at a failure, and
         no step after it runs (a generator runs its next step only when asked)."""
         for index, step in enumerate(segment):
             self.ctx.activity.doing = f"{step.kind} of migration {step.version}"
             if self.on_progress is not None:
-                self.on_progress(f"{step.kind} {step.version} {step.source.description}"
-                                 .rstrip())
+                self.on_progress(f"{step.kind} {step.version} {step.source.description}".rstrip())
             if step.source.transactional:
                 done = runner.run(step, defer=index + 1 < len(segment))
             else:
@@ -116,8 +121,10 @@ def _segments(steps: Sequence[Step], *, batch: bool) -> Iterator[tuple[bool, lis
 def summary(result: MigrationResult) -> str:
     """One line on how a migration's run ended, for the progress callback."""
     if result.ok:
-        return (f"{result.kind} {result.version}: {result.status} in"
-                f" {result.duration_seconds * 1000:.0f} ms, {result.rows_affected} row(s)")
+        return (
+            f"{result.kind} {result.version}: {result.status} in"
+            f" {result.duration_seconds * 1000:.0f} ms, {result.rows_affected} row(s)"
+        )
     where = f" at statement {result.statement_index}" if result.statement_index else ""
     where += f", line {result.line}" if result.line else ""
     return f"{result.kind} {result.version}: failed{where}: [{result.sqlstate}] {result.error}"

@@ -129,8 +129,9 @@ def _locate_error(sql: str) -> ParseError:
 # -- what a statement is -----------------------------------------------------------------------
 
 
-_PLAIN_DML = re.compile(r"(INSERT|UPDATE|DELETE|MERGE)(?![A-Za-z0-9_$\x80-\U0010ffff])",
-                        re.IGNORECASE)
+_PLAIN_DML = re.compile(
+    r"(INSERT|UPDATE|DELETE|MERGE)(?![A-Za-z0-9_$\x80-\U0010ffff])", re.IGNORECASE
+)
 """A statement starting with one of these words is that command, whatever follows."""
 
 
@@ -160,10 +161,17 @@ def _statement(text: str, index: int, line: int, server_version_num: int | None)
     )
 
 
-_TX_CONTROL = frozenset({
-    "TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",
-    "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED",
-})
+_TX_CONTROL = frozenset(
+    {
+        "TRANS_STMT_BEGIN",
+        "TRANS_STMT_START",
+        "TRANS_STMT_COMMIT",
+        "TRANS_STMT_ROLLBACK",
+        "TRANS_STMT_PREPARE",
+        "TRANS_STMT_COMMIT_PREPARED",
+        "TRANS_STMT_ROLLBACK_PREPARED",
+    }
+)
 """Statements that end or start a transaction; SAVEPOINT and RELEASE stay inside one."""
 
 
@@ -177,7 +185,8 @@ def _option_true(options: list[Json] | None, name: str, default: bool) -> bool:
                 return True
             ((kind, value_node),) = arg.items()
             value = value_node.get("sval") or (
-                value_node.get("boolval", False) if kind == "Boolean" else None)
+                value_node.get("boolval", False) if kind == "Boolean" else None
+            )
             if value is None:
                 value = value_node.get("ival", 0) if kind == "Integer" else 1
             return str(value).lower() not in {"false", "off", "0", "no"}
@@ -200,22 +209,28 @@ _IN_A_TRANSACTION = " cannot run inside a transaction block"
 def _reindex_forbidden(node: Json, _version: int) -> str | None:
     if _option_true(node.get("params"), "concurrently", default=False):
         return "REINDEX CONCURRENTLY" + _IN_A_TRANSACTION
-    if node.get("kind") in ("REINDEX_OBJECT_SCHEMA", "REINDEX_OBJECT_SYSTEM",
-                            "REINDEX_OBJECT_DATABASE"):
+    if node.get("kind") in (
+        "REINDEX_OBJECT_SCHEMA",
+        "REINDEX_OBJECT_SYSTEM",
+        "REINDEX_OBJECT_DATABASE",
+    ):
         return f"REINDEX {_enum_words(node['kind'], 'REINDEX_OBJECT_')}" + _IN_A_TRANSACTION
     return None
 
 
 def _detach_concurrently(node: Json, _version: int) -> str | None:
-    if any(cmd.get("AlterTableCmd", {}).get("subtype") == "AT_DetachPartition"
-           and cmd["AlterTableCmd"].get("def", {}).get("PartitionCmd", {}).get("concurrent")
-           for cmd in node.get("cmds", ())):
+    if any(
+        cmd.get("AlterTableCmd", {}).get("subtype") == "AT_DetachPartition"
+        and cmd["AlterTableCmd"].get("def", {}).get("PartitionCmd", {}).get("concurrent")
+        for cmd in node.get("cmds", ())
+    ):
         return "ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY" + _IN_A_TRANSACTION
     return None
 
 
-def _when(condition: Callable[[Json, int], object], what: str,
-          *, suffix: str = "") -> Callable[[Json, int], str | None]:
+def _when(
+    condition: Callable[[Json, int], object], what: str, *, suffix: str = ""
+) -> Callable[[Json, int], str | None]:
     """A check that refuses ``what`` when ``condition`` holds for the statement's fields."""
     reason = what + _IN_A_TRANSACTION + suffix
     return lambda node, version: reason if condition(node, version) else None
@@ -226,13 +241,18 @@ _FORBIDDEN_WHEN: dict[str, Callable[[Json, int], str | None]] = {
     "DropStmt": _when(lambda node, _: node.get("concurrent"), "DROP INDEX CONCURRENTLY"),
     "ReindexStmt": _reindex_forbidden,
     "VacuumStmt": _when(lambda node, _: node.get("is_vacuumcmd"), "VACUUM"),
-    "ClusterStmt": _when(lambda node, _: node.get("relation") is None,
-                         "CLUSTER without a table name"),
-    "AlterDatabaseStmt": _when(lambda node, _: _has_option(node.get("options"), "tablespace"),
-                               "ALTER DATABASE ... SET TABLESPACE"),
+    "ClusterStmt": _when(
+        lambda node, _: node.get("relation") is None, "CLUSTER without a table name"
+    ),
+    "AlterDatabaseStmt": _when(
+        lambda node, _: _has_option(node.get("options"), "tablespace"),
+        "ALTER DATABASE ... SET TABLESPACE",
+    ),
     "AlterEnumStmt": _when(
         lambda node, version: node.get("oldVal") is None and version < MODERN_SERVER,
-        "ALTER TYPE ... ADD VALUE", suffix=" before PostgreSQL 12"),
+        "ALTER TYPE ... ADD VALUE",
+        suffix=" before PostgreSQL 12",
+    ),
     "AlterTableStmt": _detach_concurrently,
 }
 """Statements PostgreSQL refuses in a transaction only with certain fields (checked per kind)."""
@@ -256,10 +276,11 @@ def _subscription_reason(kind: str, node: Json, why: str) -> str | None:
     if kind == "AlterSubscriptionStmt":
         if node.get("kind") == "ALTER_SUBSCRIPTION_REFRESH":
             return "ALTER SUBSCRIPTION ... REFRESH PUBLICATION" + why
-        if node.get("kind") in ("ALTER_SUBSCRIPTION_SET_PUBLICATION",
-                                "ALTER_SUBSCRIPTION_ADD_PUBLICATION",
-                                "ALTER_SUBSCRIPTION_DROP_PUBLICATION") and _option_true(
-                                    node.get("options"), "refresh", default=True):
+        if node.get("kind") in (
+            "ALTER_SUBSCRIPTION_SET_PUBLICATION",
+            "ALTER_SUBSCRIPTION_ADD_PUBLICATION",
+            "ALTER_SUBSCRIPTION_DROP_PUBLICATION",
+        ) and _option_true(node.get("options"), "refresh", default=True):
             return "ALTER SUBSCRIPTION ... PUBLICATION with refresh" + why
     return None
 
@@ -268,7 +289,9 @@ def _other_reason(kind: str, node: Json, why: str) -> str | None:
     if kind == "DiscardStmt" and node.get("target") == "DISCARD_ALL":
         return "DISCARD ALL" + why
     if kind == "TransactionStmt" and node.get("kind") in (
-            "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED"):
+        "TRANS_STMT_COMMIT_PREPARED",
+        "TRANS_STMT_ROLLBACK_PREPARED",
+    ):
         return command_of(kind, node) + why
     return None
 
@@ -353,8 +376,7 @@ def _reindex(node: Json) -> str:
 
 _NAMED_BY_FIELDS: dict[str, Callable[[Json], str]] = {
     "IndexStmt": lambda node: "CREATE INDEX" + _concurrently(node),
-    "DropStmt": lambda node: f"DROP {_object_words(node.get('removeType'))}"
-                             + _concurrently(node),
+    "DropStmt": lambda node: f"DROP {_object_words(node.get('removeType'))}" + _concurrently(node),
     "AlterTableStmt": lambda node: f"ALTER {_object_words(node.get('objtype'))}",
     "RenameStmt": lambda node: f"ALTER {_object_words(node.get('renameType'))}",
     "CreateTableAsStmt": _create_table_as,
@@ -363,7 +385,8 @@ _NAMED_BY_FIELDS: dict[str, Callable[[Json], str]] = {
     "RefreshMatViewStmt": lambda node: "REFRESH MATERIALIZED VIEW" + _concurrently(node),
     "VacuumStmt": lambda node: "VACUUM" if node.get("is_vacuumcmd") else "ANALYZE",
     "CreateFunctionStmt": lambda node: (
-        "CREATE PROCEDURE" if node.get("is_procedure") else "CREATE FUNCTION"),
+        "CREATE PROCEDURE" if node.get("is_procedure") else "CREATE FUNCTION"
+    ),
     "GrantStmt": lambda node: "GRANT" if node.get("is_grant") else "REVOKE",
     "GrantRoleStmt": lambda node: "GRANT" if node.get("is_grant") else "REVOKE",
     "TransactionStmt": lambda node: _enum_words(node.get("kind"), "TRANS_STMT_"),
@@ -372,9 +395,13 @@ _NAMED_BY_FIELDS: dict[str, Callable[[Json], str]] = {
 """Commands whose name depends on the statement's fields, not only on its node type."""
 
 
-_OBJECT_WORDS = {"MATVIEW": "MATERIALIZED VIEW", "FDW": "FOREIGN DATA WRAPPER",
-                 "FOREIGN_SERVER": "SERVER", "TABCONSTRAINT": "CONSTRAINT",
-                 "STATISTIC_EXT": "STATISTICS"}
+_OBJECT_WORDS = {
+    "MATVIEW": "MATERIALIZED VIEW",
+    "FDW": "FOREIGN DATA WRAPPER",
+    "FOREIGN_SERVER": "SERVER",
+    "TABCONSTRAINT": "CONSTRAINT",
+    "STATISTIC_EXT": "STATISTICS",
+}
 
 
 def _object_words(objtype: str | None) -> str:
@@ -389,16 +416,22 @@ def _enum_words(value: str | None, prefix: str) -> str:
 
 
 def _words_of_class(name: str) -> str:
-    """"AlterDefaultPrivilegesStmt" -> "ALTER DEFAULT PRIVILEGES", for node types not listed."""
+    """ "AlterDefaultPrivilegesStmt" -> "ALTER DEFAULT PRIVILEGES", for node types not listed."""
     return " ".join(re.findall(r"[A-Z][a-z]*", name.removesuffix("Stmt"))).upper()
 
 
 # -- relations ---------------------------------------------------------------------------------
 
-_RELATION_DROPS = frozenset({
-    "OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE",
-    "OBJECT_FOREIGN_TABLE",
-})
+_RELATION_DROPS = frozenset(
+    {
+        "OBJECT_TABLE",
+        "OBJECT_INDEX",
+        "OBJECT_VIEW",
+        "OBJECT_MATVIEW",
+        "OBJECT_SEQUENCE",
+        "OBJECT_FOREIGN_TABLE",
+    }
+)
 
 
 def relations_of(tree: Json) -> tuple[str, ...]:

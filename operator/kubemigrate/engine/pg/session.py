@@ -28,8 +28,10 @@ from kubemigrate.engine.pg.redact import mask_url, redact
 
 _OK = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
-NO_COPY = ("COPY FROM STDIN / TO STDOUT is not supported in migrations; use INSERT or COPY from"
-           " a server-side file")
+NO_COPY = (
+    "COPY FROM STDIN / TO STDOUT is not supported in migrations; use INSERT or COPY from"
+    " a server-side file"
+)
 _SPACES = re.compile(r"\s+")
 
 
@@ -54,8 +56,11 @@ class SqlError:
         position = field(pq.DiagnosticField.STATEMENT_POSITION)
         return cls(
             sqlstate=field(pq.DiagnosticField.SQLSTATE),
-            message=_with_detail(primary, field(pq.DiagnosticField.MESSAGE_DETAIL),
-                                 field(pq.DiagnosticField.MESSAGE_HINT)),
+            message=_with_detail(
+                primary,
+                field(pq.DiagnosticField.MESSAGE_DETAIL),
+                field(pq.DiagnosticField.MESSAGE_HINT),
+            ),
             position=int(position) if position and position.isdigit() else None,
         )
 
@@ -94,8 +99,7 @@ class ScriptOutcome:
 
     def rowcounts(self, start: int = 0) -> int:
         """Rows affected by the statements from ``start`` on (SELECTs count rows returned)."""
-        return sum(max(r.command_tuples or 0, 0) for r in self.results[start:]
-                   if r.status in _OK)
+        return sum(max(r.command_tuples or 0, 0) for r in self.results[start:] if r.status in _OK)
 
     def value(self, index: int, row: int = 0, column: int = 0) -> str | None:
         """The text value of one cell of result ``index``."""
@@ -127,8 +131,13 @@ class Session:
         try:
             # UTF8 whatever the database's encoding: migrations are read as UTF-8 text, and
             # the server converts them, refusing what the database cannot hold (22P05).
-            conn = psycopg.connect(url, autocommit=True, application_name=application_name,
-                                   connect_timeout=connect_timeout, client_encoding="UTF8")
+            conn = psycopg.connect(
+                url,
+                autocommit=True,
+                application_name=application_name,
+                connect_timeout=connect_timeout,
+                client_encoding="UTF8",
+            )
         except psycopg.Error as exc:
             raise connection_failed(url, exc) from None
         session = cls(conn)
@@ -174,8 +183,9 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def execute(self, query: Any, params: Sequence[Any] | None = None, *,
-                prepare: bool | None = None) -> list[tuple[Any, ...]]:
+    def execute(
+        self, query: Any, params: Sequence[Any] | None = None, *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
         """Run one statement with bound parameters; its rows ([] if it returns none)."""
         with self.conn.cursor() as cur:
             cur.execute(query, params, prepare=prepare)
@@ -202,8 +212,7 @@ class Session:
             # skips the rest of the message, as for any error), and say so.
             self._refuse_copy()
             index = len(results) - 1
-            return ScriptOutcome(results[:index], SqlError("0A000", NO_COPY), index,
-                                 self.encoding)
+            return ScriptOutcome(results[:index], SqlError("0A000", NO_COPY), index, self.encoding)
         if results and results[-1].status in _COPY:
             # COPY TO STDOUT cannot be stopped short: the connection is closed (the server
             # then stops the message and rolls back).
