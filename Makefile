@@ -93,3 +93,7 @@ bench: venv sysdeps $(VENV)-bench/.stamp ## the benchmarks; results go in docs/b
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)
+
+faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of apply and of rollback, each re-run checked (docs/reliability.md)
+	KUBEMIGRATE_FAULT_KILLS=20 $(PY) -m pytest tests/faults/engine -q -s $(PYTEST_ARGS)
+.PHONY: faults-engine

@@ -20,13 +20,16 @@ from typing import TYPE_CHECKING, Any
 from kubemigrate.engine.errors import (
     BackupError,
     ConnectionFailed,
+    ConnectionLost,
     DriftDetected,
     EngineError,
     HistoryTooNew,
     InvalidBackup,
     InvalidSources,
+    InvalidUrl,
     LockTimeout,
     MigrationFailed,
+    NeedsRepair,
     NoRollbackSql,
     OutOfOrder,
     ParseError,
@@ -63,7 +66,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.sources import MigrationSource, SourceError, load_directory
     from kubemigrate.engine.migrate.statements import split_statements
     from kubemigrate.engine.migrate.versions import validate_version, version_key
-    from kubemigrate.engine.pg.libpq import InvalidUrl, password_of
+    from kubemigrate.engine.pg.libpq import password_of
     from kubemigrate.engine.pg.redact import redact
 
 _LAZY = {
@@ -91,7 +94,7 @@ _LAZY = {
     "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
     "kubemigrate.engine.migrate.statements": ("split_statements",),
     "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),
-    "kubemigrate.engine.pg.libpq": ("InvalidUrl", "password_of"),
+    "kubemigrate.engine.pg.libpq": ("password_of",),
     "kubemigrate.engine.pg.redact": ("redact",),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
@@ -102,6 +105,7 @@ __all__ = [
     "BackupMeta",
     "BackupResult",
     "ConnectionFailed",
+    "ConnectionLost",
     "CountCheck",
     "DriftDetected",
     "EngineError",
@@ -115,6 +119,7 @@ __all__ = [
     "MigrationResult",
     "MigrationSource",
     "Migrator",
+    "NeedsRepair",
     "NoRollbackSql",
     "Origin",
     "OutOfOrder",

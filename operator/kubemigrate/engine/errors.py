@@ -24,6 +24,22 @@ class ConnectionFailed(EngineError):
     """The database could not be reached or refused the login."""
 
 
+class InvalidUrl(ConnectionFailed, ValueError):
+    """The database URL does not parse (a malformed URL or option); the message holds the URL
+    with its password masked. Raised by every engine call before anything is tried: one class
+    for the migrator and the backup functions, so a caller has one rule for it."""
+
+
+class ConnectionLost(ConnectionFailed):
+    """The connection was lost while a migration ran (the server went away, or the migration
+    ended its own backend); the message names the migration. What committed before is in the
+    history, and the next run starts from there."""
+
+    def __init__(self, message: str, doing: str) -> None:
+        super().__init__(message)
+        self.doing = doing
+
+
 class LockTimeout(EngineError):
     """Another runner held the database's migration lock past the deadline."""
 
@@ -92,6 +108,15 @@ class TransactionForbidden(EngineError):
             f"migration {version}, statement {statement_index} (line {line}, {command}): {reason};"
             " nothing was run"
         )
+
+
+class NeedsRepair(EngineError):
+    """A no-transaction migration stopped in a statement whose outcome the catalog cannot
+    tell; ``repair`` records what a person found. Nothing was run."""
+
+    def __init__(self, version: str, message: str) -> None:
+        self.version = version
+        super().__init__(message)
 
 
 class MigrationFailed(EngineError):

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 
 from psycopg import conninfo
 
+from kubemigrate.engine.errors import InvalidUrl
 from kubemigrate.engine.pg.redact import mask_url
+
+__all__ = ["InvalidUrl", "ToolConnection", "parse", "password_of", "tool_connection"]
 
 # Keys that are secrets: kept out of the conninfo string that lands in argv.
 _SECRET_KEYS = {"password": "PGPASSWORD"}
@@ -34,10 +37,6 @@ class ToolConnection:
         merged = dict(os.environ if base is None else base)
         merged.update(self.env)
         return merged
-
-
-class InvalidUrl(ValueError):
-    """The database URL does not parse; the message holds the URL with its password masked."""
 
 
 def parse(url: str) -> dict[str, str]:
