@@ -18,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from kubemigrate.engine.errors import (
+    AuthenticationFailed,
     BackupError,
     ConnectionFailed,
     DriftDetected,
@@ -25,6 +26,7 @@ from kubemigrate.engine.errors import (
     HistoryTooNew,
     InvalidBackup,
     InvalidSources,
+    InvalidUrl,
     LockTimeout,
     MigrationFailed,
     NoRollbackSql,
@@ -63,8 +65,9 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.sources import MigrationSource, SourceError, load_directory
     from kubemigrate.engine.migrate.statements import split_statements
     from kubemigrate.engine.migrate.versions import validate_version, version_key
-    from kubemigrate.engine.pg.libpq import InvalidUrl, password_of
+    from kubemigrate.engine.pg.libpq import password_of
     from kubemigrate.engine.pg.redact import redact
+    from kubemigrate.engine.pg.target import secrets_of
 
 _LAZY = {
     "kubemigrate.engine.backup.dump": ("BackupResult", "take_backup"),
@@ -91,13 +94,15 @@ _LAZY = {
     "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
     "kubemigrate.engine.migrate.statements": ("split_statements",),
     "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),
-    "kubemigrate.engine.pg.libpq": ("InvalidUrl", "password_of"),
+    "kubemigrate.engine.pg.libpq": ("password_of",),
     "kubemigrate.engine.pg.redact": ("redact",),
+    "kubemigrate.engine.pg.target": ("secrets_of",),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "FORMATS",
+    "AuthenticationFailed",
     "BackupError",
     "BackupMeta",
     "BackupResult",
@@ -140,6 +145,7 @@ __all__ = [
     "redact",
     "restore_backup",
     "run_preflight",
+    "secrets_of",
     "split_statements",
     "take_backup",
     "trial_restore",

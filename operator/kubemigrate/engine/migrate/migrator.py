@@ -53,7 +53,8 @@ from kubemigrate.engine.migrate.step import (
 )
 from kubemigrate.engine.migrate.transactional import TransactionalRunner
 from kubemigrate.engine.pg.redact import redact
-from kubemigrate.engine.pg.session import Session, connection_failed, one_line
+from kubemigrate.engine.pg.session import Session, one_line
+from kubemigrate.engine.pg.target import connection_failed, describe
 
 ResultCallback = Callable[[MigrationResult], None]
 _COPY_STDIO = re.compile(r"\b(stdin|stdout)\b", re.IGNORECASE)
@@ -124,7 +125,7 @@ class Migrator:
         """Nothing to release: every call opens and closes its own connection."""
 
     def __repr__(self) -> str:
-        return f"Migrator({redact(self._url)!r}, history_schema={self.history_schema!r})"
+        return f"Migrator({describe(self._url)!r}, history_schema={self.history_schema!r})"
 
     # -- public API ----------------------------------------------------------------------------
 
