@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.migrator import Migrator
     from kubemigrate.engine.migrate.preflight import PreflightReport, run_preflight
     from kubemigrate.engine.migrate.results import (
+        AppliedRun,
         MigrationResult,
         Origin,
         RunReport,
@@ -85,6 +86,7 @@ _LAZY = {
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
     "kubemigrate.engine.migrate.preflight": ("PreflightReport", "run_preflight"),
     "kubemigrate.engine.migrate.results": (
+        "AppliedRun",
         "MigrationResult",
         "Origin",
         "RunReport",
@@ -102,6 +104,7 @@ _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "FORMATS",
+    "AppliedRun",
     "AuthenticationFailed",
     "BackupError",
     "BackupMeta",

@@ -17,6 +17,7 @@ from kubemigrate.controller.flows.migration_status import IDLE, QUEUED
 from kubemigrate.controller.flows.preflight import JOB_POLL
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, peer_of
 from kubemigrate.engine import (
+    AppliedRun,
     ConnectionFailed,
     MigrationResult,
     MigrationSource,
@@ -96,6 +97,8 @@ class FakeMigrator:
         self.sources: list[MigrationSource] = []
         self.fail: dict[str, Any] | None = None
         self.error: Exception | None = None
+        self.recorded: dict[str, AppliedRun] = {}
+        """The history's record of the run that applied each version (see last_applied)."""
 
     def open(
         self, url: str, obj: Mapping[str, Any], spec: MigrationSpec, ctx: StepContext
@@ -155,6 +158,10 @@ class FakeMigrator:
 
     def ensure_history(self) -> None:
         self.calls.append(("ensure_history",))
+
+    def last_applied(self, version: str) -> AppliedRun | None:
+        self.calls.append(("last_applied", version))
+        return self.recorded.get(version) if version in self.applied else None
 
 
 @pytest.fixture
@@ -329,6 +336,57 @@ def test_an_unreachable_database_is_retried_not_failed(
     assert status["message"].endswith("(retrying in 1s)")
     assert conditions(status)["Stalled"] == "False"
     assert "DatabaseUnavailable" in recorder.reasons()
+
+
+def test_an_already_applied_version_shows_the_run_that_applied_it(
+    kube: Any, ctx: StepContext, recorder: Any, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    """Killed between the COMMIT and the status write, a restarted operator finds the version
+    applied: status is rebuilt from the history row of the run that applied it, not from the
+    run that found nothing to do (issue 10, defect 6)."""
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    source = MigrationSource("001", "m1", "CREATE TABLE t (id int)")
+    engine.applied.add("001")
+    engine.recorded["001"] = AppliedRun(
+        "run-that-applied",
+        result(
+            source,
+            "apply",
+            duration_seconds=3.02,
+            finished_at=T0 + timedelta(seconds=3.02),
+            rows_affected=7,
+            tables_created=("public.t", "public.u"),
+        ),
+    )
+
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Succeeded", "AlreadyApplied")
+    assert status["runId"] == "run-that-applied"
+    assert status["durationSeconds"] == 3.02
+    assert status["rowsAffected"] == 7
+    assert status["tablesCreated"] == ["public.t", "public.u"]
+    assert (status["startedAt"], status["completedAt"]) == (
+        "2024-12-20T10:00:00Z",
+        "2024-12-20T10:00:03Z",
+    )
+    assert status["message"] == (
+        "version 001 was already applied, by run run-that-applied in 3.02s, 7 row(s)"
+    )
+    assert engine.calls[-1] == ("last_applied", "001")
+
+
+def test_an_already_applied_version_without_a_record_says_only_that(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    """Baselined, or recorded by an older engine: nothing to rebuild from."""
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    engine.applied.add("001")
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Succeeded", "AlreadyApplied")
+    assert status["message"] == "version 001 was already applied"
+    assert status["runId"] == "run-1"
 
 
 def test_a_missing_secret_waits_in_pending(

@@ -158,6 +158,8 @@ class MigrationFlow:
                 [source], dry_run=spec.dry_run, allow_out_of_order=spec.allow_out_of_order
             ),
         )
+        if isinstance(ran, _Ran) and ran.result is None and not spec.dry_run:
+            ran = await self._recorded(obj, ran, migrator, spec.version, ctx)
         if not isinstance(ran, _Ran):
             return ran
         return await self._applied(obj, spec, source, ran, ctx)
@@ -191,6 +193,29 @@ class MigrationFlow:
             )
         self.backoff.reset()
         return _Ran(result, run, observe)
+
+    async def _recorded(
+        self, obj: dict[str, Any], ran: _Ran, migrator: Migrating, version: str, ctx: StepContext
+    ) -> _Ran | float:
+        """ran, for a version found already applied, with the run fields of the run that applied
+        it, from the history: a restarted operator (killed between the COMMIT and the status
+        write) shows that run, not the one that found nothing to do."""
+        try:
+            applied = await asyncio.to_thread(migrator.last_applied, version)
+        except EngineError as exc:
+            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+        if applied is None:  # baselined, or no run of ours recorded it
+            return ran
+        result = applied.result
+        report = RunReport(
+            applied.run_id,
+            "apply",
+            result.started_at,
+            result.finished_at,
+            (result,),
+            ran.run.schema_version,
+        )
+        return _Ran(None, status.run_fields(report, result), ran.observe)
 
     async def _applied(
         self,
@@ -233,6 +258,11 @@ class MigrationFlow:
             return self.writer.settled(obj, ctx, MigrationPhase.DRY_RUN_SUCCEEDED)
         if result is None:
             message = f"version {spec.version} was already applied"
+            if run.rows_affected is not None and run.duration_seconds is not None:
+                message += (
+                    f", by run {run.run_id} in {status.seconds(run.duration_seconds)}, "
+                    f"{run.rows_affected} row(s)"
+                )
             reason = "AlreadyApplied"
         else:
             observe("applied", result, result.duration_seconds)

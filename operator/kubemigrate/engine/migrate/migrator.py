@@ -33,7 +33,9 @@ from kubemigrate.engine.migrate.dryrun import dry_run as run_dry_run
 from kubemigrate.engine.migrate.history import History
 from kubemigrate.engine.migrate.locking import AdvisoryLock, lock_key
 from kubemigrate.engine.migrate.nontransactional import run_non_transactional
+from kubemigrate.engine.migrate.recorded import last_apply
 from kubemigrate.engine.migrate.results import (
+    AppliedRun,
     Kind,
     MigrationResult,
     Origin,
@@ -275,6 +277,16 @@ class Migrator:
             results = self._record(ctx, "baseline", todo)
             new = _schema_version(plan, results)
         return RunReport(str(ctx.run_id), "baseline", started, now(), tuple(results), new)
+
+    def last_applied(self, version: str) -> AppliedRun | None:
+        """The run that applied version, as the history recorded it (its id, timing, rows and
+        tables, the resource that asked): None unless a successful apply is the version's
+        last word. Read-only: takes no lock, creates no history. For a caller whose apply
+        reported nothing because the version was already applied, e.g. an operator restarted
+        between the COMMIT and writing status."""
+        planning.parse_target(version)  # InvalidSources for a malformed version
+        with self._context(lock=False) as ctx:
+            return last_apply(ctx.history, version)
 
     def ensure_history(self) -> None:
         """Create the history table if it does not exist yet, under the migration lock. The
