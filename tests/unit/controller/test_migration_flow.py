@@ -389,15 +389,39 @@ def test_an_already_applied_version_without_a_record_says_only_that(
     assert status["runId"] == "run-1"
 
 
-def test_a_missing_secret_waits_in_pending(
-    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+@pytest.mark.parametrize("preflight", [True, False])
+def test_a_missing_secret_or_key_is_named_before_any_job_and_recovers(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow, preflight: bool
 ) -> None:
+    """The Secret and its key are read before a preflight Job is created: a missing one is
+    named in status at once and retried with backoff, not left to a pod that cannot start
+    (issue 10, defect 4)."""
     kube.secrets.clear()
-    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
-    step(flow, kube, ctx)
+    kube.add(MIGRATIONS, migration(preflight={"enabled": preflight}))
+
+    delay = step(flow, kube, ctx)
+    assert 0.8 <= delay <= 1.2
     status = kube.status(MIGRATIONS, NS, "m1")
     assert (status["phase"], status["reason"]) == ("Pending", "SecretNotFound")
-    assert engine.calls == []
+    assert status["message"].startswith(f"Secret {NS}/db not found (retrying in ")
+    assert conditions(status) == {"Ready": "False", "Reconciling": "True", "Stalled": "False"}
+    assert not kube.jobs and engine.calls == []
+
+    kube.secrets[(NS, "db")] = {"password": "x"}
+    delay = step(flow, kube, ctx)
+    assert 1.6 <= delay <= 2.4  # backing off
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Pending", "SecretKeyNotFound")
+    assert status["message"].startswith(f"Secret {NS}/db has no key 'url'")
+    assert not kube.jobs and engine.calls == []
+
+    kube.secrets[(NS, "db")] = {"url": "postgresql://app:secret@db/shop"}
+    step(flow, kube, ctx)
+    if preflight:
+        assert (NS, "m1-preflight-g1") in kube.jobs
+        assert kube.status(MIGRATIONS, NS, "m1")["phase"] == "Preflight"
+    else:
+        assert kube.status(MIGRATIONS, NS, "m1")["phase"] == "Succeeded"
 
 
 # -- the queue ---------------------------------------------------------------------------------

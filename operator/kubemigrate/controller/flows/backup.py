@@ -93,7 +93,7 @@ class BackupFlow:
         try:
             await ctx.api.secret_value(meta["namespace"], ref.name, ref.key)
         except NotFound as exc:
-            return await self._retry(obj, ctx, "SecretNotFound", str(exc))
+            return await self._retry(obj, ctx, exc.reason("Secret"), str(exc))
         if not await ctx.api.pvc_exists(meta["namespace"], place.claim):
             return await self._retry(
                 obj, ctx, "ClaimNotFound", f"PersistentVolumeClaim {place.claim} not found"

@@ -120,9 +120,11 @@ class MigrationFlow:
         blocker = apply_blocker(me, peers)
         if blocker:
             return await self.writer.wait(obj, blocker, ctx)
-        source = await self._source(obj, spec, ctx)
-        if source is None:
-            return self.backoff.next()
+        # The Secret before any Job: a missing one is named now, not by a pod that cannot start.
+        inputs = await self._inputs(obj, spec, ctx)
+        if not isinstance(inputs, tuple):
+            return inputs
+        source, url = inputs
         current = self.writer.current(obj)
         past_preflight = current.observed_generation == obj["metadata"][
             "generation"
@@ -131,9 +133,6 @@ class MigrationFlow:
             outcome = await preflight.gate(self.writer, obj, spec, peers, ctx)
             if outcome is not None:
                 return outcome
-        url = await self._url(obj, spec, ctx)
-        if url is None:
-            return self.backoff.next()
         migrator = self._open(url, obj, spec, ctx)
         if spec.backup_enabled and not spec.dry_run:
             pending = await migration_backup.backup_first(self.writer, obj, spec, migrator, ctx)
@@ -307,10 +306,10 @@ class MigrationFlow:
         restoring = spec.rollback_strategy is RollbackStrategy.RESTORE
         if restoring and (pending := await migration_backup.follow_restore(self.writer, obj, ctx)):
             return pending
-        source = await self._source(obj, spec, ctx)
-        url = await self._url(obj, spec, ctx) if source is not None else None
-        if source is None or url is None:
-            return self.backoff.next()
+        inputs = await self._inputs(obj, spec, ctx)
+        if not isinstance(inputs, tuple):
+            return inputs
+        source, url = inputs
         migrator = self._open(url, obj, spec, ctx)
         try:
             states = await asyncio.to_thread(migrator.status, [source])
@@ -391,23 +390,37 @@ class MigrationFlow:
 
     # -- what the engine needs -------------------------------------------------------------
 
+    async def _inputs(
+        self, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext
+    ) -> tuple[MigrationSource, str] | float:
+        """What the engine needs: the migration (SQL read from ConfigMaps if referenced) and the
+        database URL from its Secret. A missing ConfigMap, Secret or key is named in status and
+        retried with backoff: the delay is returned then."""
+        try:
+            source = await self._source(obj, spec, ctx)
+        except NotFound as exc:
+            return await self.writer.transient(obj, exc.reason("ConfigMap"), str(exc), ctx)
+        ref = spec.database.secret_ref
+        try:
+            url = await ctx.api.secret_value(obj["metadata"]["namespace"], ref.name, ref.key)
+        except NotFound as exc:
+            return await self.writer.transient(obj, exc.reason("Secret"), str(exc), ctx)
+        return source, url
+
     async def _source(
         self, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext
-    ) -> MigrationSource | None:
-        """The engine's view of this migration, with SQL read from ConfigMaps if referenced."""
+    ) -> MigrationSource:
+        """The engine's view of this migration, with SQL read from ConfigMaps if referenced
+        (NotFound if one is missing)."""
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        try:
-            sql = spec.sql
-            if sql is None and spec.sql_from is not None:
-                ref = spec.sql_from.config_map_key_ref
-                sql = await ctx.api.configmap_value(ns, ref.name, ref.key)
-            down = spec.rollback_sql
-            if down is None and spec.rollback_sql_from is not None:
-                ref = spec.rollback_sql_from.config_map_key_ref
-                down = await ctx.api.configmap_value(ns, ref.name, ref.key)
-        except NotFound as exc:
-            await self.writer.transient(obj, "ConfigMapNotFound", str(exc), ctx)
-            return None
+        sql = spec.sql
+        if sql is None and spec.sql_from is not None:
+            ref = spec.sql_from.config_map_key_ref
+            sql = await ctx.api.configmap_value(ns, ref.name, ref.key)
+        down = spec.rollback_sql
+        if down is None and spec.rollback_sql_from is not None:
+            ref = spec.rollback_sql_from.config_map_key_ref
+            down = await ctx.api.configmap_value(ns, ref.name, ref.key)
         timeouts = spec.timeouts
         return MigrationSource(
             version=spec.version,
@@ -422,11 +435,3 @@ class MigrationFlow:
             ),
             path=f"Migration {ns}/{name}",
         )
-
-    async def _url(self, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext) -> str | None:
-        ref = spec.database.secret_ref
-        try:
-            return await ctx.api.secret_value(obj["metadata"]["namespace"], ref.name, ref.key)
-        except NotFound as exc:
-            await self.writer.transient(obj, "SecretNotFound", str(exc), ctx)
-            return None
