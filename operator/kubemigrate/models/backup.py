@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,7 @@ from kubemigrate.models.base import (
     ObjectMeta,
     Resource,
     SpecModel,
+    at_most,
     cel,
     column,
     validations,
@@ -53,6 +54,11 @@ class BackupVerify(SpecModel):
     )
 
 
+MAX_TTL = "87600h"
+"""Ten years: longer is no retention, and overflows the operator's clock arithmetic."""
+Ttl = Annotated[Duration, *at_most(MAX_TTL, "retention.ttl")]
+
+
 class Retention(SpecModel):
     """When backups of this database are deleted."""
 
@@ -64,9 +70,12 @@ class Retention(SpecModel):
         ),
         ge=1,
     )
-    ttl: Duration | None = Field(
+    ttl: Ttl | None = Field(
         None,
-        description="Delete this backup (resource and file) this long after it completed: 168h.",
+        description=(
+            "Delete this backup (resource and file) this long after it completed: 168h. "
+            f"At most {MAX_TTL}."
+        ),
     )
 
 
