@@ -129,6 +129,14 @@ class DatabaseBackupStatus(ReconciledStatus):
     )
     last_error: LastError | None = Field(None, description="Why the backup failed.")
     job: str | None = Field(None, description="Name of the Job that ran the backup.")
+    failed_logins: int | None = Field(
+        None,
+        description=(
+            "Refused logins in a row: a wrong password, or a Secret value that is no PostgreSQL "
+            "URL. Each is retried with backoff; at the operator's loginAttempts (default 10) "
+            "the resource is Failed and Stalled. Cleared by a login that works."
+        ),
+    )
 
 
 class DatabaseBackup(SpecModel):

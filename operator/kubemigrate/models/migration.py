@@ -339,6 +339,14 @@ class MigrationStatus(ReconciledStatus):
     )
     run_id: str | None = Field(None, description="ID of the last run in the history table.")
     attempts: int | None = Field(None, description="Runs attempted for this generation.")
+    failed_logins: int | None = Field(
+        None,
+        description=(
+            "Refused logins in a row: a wrong password, or a Secret value that is no PostgreSQL "
+            "URL. Each is retried with backoff; at the operator's loginAttempts (default 10) "
+            "the resource is Failed and Stalled. Cleared by a login that works."
+        ),
+    )
     dry_run: DryRunResult | None = Field(None, description="The result of the last dry run.")
 
 

@@ -7,13 +7,14 @@ the operator's log (issue 10, defect 1).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 
-from harness.kube import Cluster, Kubectl, wait_for
+from harness.kube import Cluster, Kubectl
 from harness.operator import OperatorProcess
 from integration.operator.backups import backup, claim, wait_done
-from integration.operator.manifests import migration, status
+from integration.operator.manifests import migration, wait_phase
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +40,19 @@ def records(kubectl: Kubectl, cluster: Cluster, namespace: str, operator: Operat
     return text + operator.text()
 
 
+BOUNDED = {"KUBEMIGRATE_LOGIN_ATTEMPTS": "3", "KUBEMIGRATE_RETRY_MAX_SECONDS": "2"}
+"""A few attempts, quickly: every retry is one more chance to leak, and the test waits for the
+resource to settle (a value that is no URL stalls it, like a refused login)."""
+
+
 def test_a_migration_pointed_at_another_apps_token_never_shows_it(
-    kubectl: Kubectl, cluster: Cluster, namespace: str, operator: OperatorProcess, crds: list[str]
+    kubectl: Kubectl,
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    crds: list[str],
 ) -> None:
+    operator = start_operator(**BOUNDED)
     canary = plant(kubectl, namespace)
     kubectl.apply(
         migration(
@@ -53,25 +64,27 @@ def test_a_migration_pointed_at_another_apps_token_never_shows_it(
         "-n",
         namespace,
     )
-    st = wait_for(
-        lambda: (s := status(kubectl, namespace, "m1")).get("reason") == "PreflightFailed" and s,
-        timeout=90,
-        what="the preflight to fail",
-    )
+    st = wait_phase(kubectl, namespace, "m1", "Failed", timeout=90)
     assert canary not in records(kubectl, cluster, namespace, operator)
+    assert (st["reason"], st["failedLogins"]) == ("InvalidDatabaseUrl", 3)
     connectivity = next(c for c in st["preflight"] if c["name"] == "connectivity")
     assert connectivity["passed"] is False
     assert "not a PostgreSQL URL" in connectivity["message"]
 
 
 def test_a_backup_pointed_at_another_apps_token_never_shows_it(
-    kubectl: Kubectl, cluster: Cluster, namespace: str, operator: OperatorProcess, crds: list[str]
+    kubectl: Kubectl,
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    crds: list[str],
 ) -> None:
+    operator = start_operator(**BOUNDED)
     canary = plant(kubectl, namespace)
     manifest = backup("b1", database={"secretRef": {"name": "other-app", "key": "token"}})
     kubectl.apply(claim() + "---\n" + manifest, "-n", namespace)
-    st = wait_done(kubectl, namespace, "dbbackup", "b1")
+    st = wait_done(kubectl, namespace, "dbbackup", "b1", timeout=90)
     assert canary not in records(kubectl, cluster, namespace, operator)
     assert st["phase"] == "Failed"
-    assert st["reason"] == "InvalidDatabaseUrl"
+    assert (st["reason"], st["failedLogins"]) == ("InvalidDatabaseUrl", 3)
     assert "not a PostgreSQL URL" in st["message"]

@@ -4,6 +4,7 @@ migrator factory): preflight, apply, failures, rollback, the queue and the resto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,13 +19,16 @@ from kubemigrate.controller.flows.preflight import JOB_POLL
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, peer_of
 from kubemigrate.engine import (
     AppliedRun,
+    AuthenticationFailed,
     ConnectionFailed,
+    InvalidUrl,
     MigrationResult,
     MigrationSource,
     RunReport,
     VersionState,
 )
 from kubemigrate.models.migration import MigrationSpec
+from kubemigrate.settings import Settings
 
 NS = "shop"
 MIGRATIONS = "migrations"
@@ -582,3 +586,101 @@ def test_a_failed_pre_migration_backup_fails_the_migration(
     assert (status["phase"], status["reason"]) == ("Failed", "BackupFailed")
     assert status["message"].endswith("was not applied: backup failed: disk full")
     assert not engine.applied
+
+
+# -- a refused login: retried with backoff, then Stalled -----------------------------------------
+
+REFUSED = (
+    'cannot connect to postgresql://app@db/shop: password authentication failed for user "app"'
+)
+REFUSED_VERDICT = json.dumps(
+    {
+        "ok": False,
+        "retryable": True,
+        "reason": "AuthenticationFailed",
+        "checks": [{"name": "connectivity", "passed": False, "message": REFUSED}],
+    }
+)
+
+
+def bounded(ctx: StepContext, attempts: int = 3) -> StepContext:
+    return dataclasses.replace(
+        ctx, settings=Settings(image="kubemigrate:test", login_attempts=attempts)
+    )
+
+
+def test_a_refused_login_in_preflight_is_retried_then_stalls(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    """A wrong password is not an outage: retried a few times with backoff (the Secret may be
+    mid-rotation), then Failed and Stalled, not a failed login every minute for ever (issue 10,
+    defect 7: one rule for Migration and DatabaseBackup)."""
+    ctx = bounded(ctx)
+    kube.add(MIGRATIONS, migration())
+    job = "m1-preflight-g1"
+    assert step(flow, kube, ctx) == JOB_POLL
+    for attempt in (1, 2):
+        kube.finish_job(NS, job, ok=False, message=REFUSED_VERDICT)
+        assert step(flow, kube, ctx) >= 0.8
+        status = kube.status(MIGRATIONS, NS, "m1")
+        assert (status["phase"], status["reason"]) == ("Preflight", "AuthenticationFailed")
+        assert status["failedLogins"] == attempt
+        assert f"(attempt {attempt} of 3; retrying in " in status["message"]
+        assert "password authentication failed" in status["message"]
+        assert conditions(status)["Stalled"] == "False"
+        job = f"m1-preflight-g1-{attempt}"
+        assert status["preflightJob"] == job
+        assert step(flow, kube, ctx) == JOB_POLL
+        assert (NS, job) in kube.jobs
+
+    kube.finish_job(NS, job, ok=False, message=REFUSED_VERDICT)
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Failed", "AuthenticationFailed")
+    assert status["failedLogins"] == 3
+    assert "3 attempts in a row" in status["message"]
+    assert conditions(status) == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
+    assert step(flow, kube, ctx) == IDLE
+    assert list(kube.jobs) == [(NS, job)] and engine.calls == []
+
+
+def test_a_refused_login_at_apply_is_retried_then_stalls(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    ctx = bounded(ctx)
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    engine.error = AuthenticationFailed(REFUSED)
+    for attempt in (1, 2):
+        assert step(flow, kube, ctx) >= 0.8
+        status = kube.status(MIGRATIONS, NS, "m1")
+        assert (status["phase"], status["reason"]) == ("Applying", "AuthenticationFailed")
+        assert status["failedLogins"] == attempt
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Failed", "AuthenticationFailed")
+    assert conditions(status)["Stalled"] == "True"
+
+
+def test_a_value_that_is_no_url_counts_as_a_refused_login(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    ctx = bounded(ctx, attempts=1)
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    engine.error = InvalidUrl("cannot connect: the database URL is not a PostgreSQL URL")
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidDatabaseUrl")
+
+
+def test_a_login_that_works_again_clears_the_count(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    ctx = bounded(ctx)
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    engine.error = AuthenticationFailed(REFUSED)
+    step(flow, kube, ctx)
+    engine.error = None
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert status["phase"] == "Succeeded"
+    assert "failedLogins" not in status

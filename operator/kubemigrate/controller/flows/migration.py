@@ -33,8 +33,10 @@ from kubemigrate.controller.ordering.migrations import (
     rollback_blocker,
 )
 from kubemigrate.engine import (
+    AuthenticationFailed,
     ConnectionFailed,
     EngineError,
+    InvalidUrl,
     LockTimeout,
     MigrationResult,
     MigrationSource,
@@ -175,11 +177,12 @@ class MigrationFlow:
         try:
             report = await asyncio.to_thread(call)
         except (ConnectionFailed, LockTimeout) as exc:
-            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+            return await self._unavailable(obj, exc, ctx)
         except EngineError as exc:
             return await self.writer.failed(obj, type(exc).__name__, str(exc), ctx)
         result = report.results[0] if report.results else None
-        run = status.run_fields(report, result)
+        # The login worked: refused logins before it no longer count.
+        run = status.merged(status.run_fields(report, result), MigrationStatus(failed_logins=None))
         observe = ctx.metrics.observer(obj["metadata"]["namespace"])
         if result is not None and not result.ok:
             observe(failed_outcome, result, result.duration_seconds)
@@ -192,6 +195,13 @@ class MigrationFlow:
             )
         self.backoff.reset()
         return _Ran(result, run, observe)
+
+    async def _unavailable(self, obj: dict[str, Any], exc: EngineError, ctx: StepContext) -> float:
+        """The database could not be used: a refused login (or a Secret value that is no URL)
+        is retried a bounded number of times, an outage or a held lock for as long as it lasts."""
+        if isinstance(exc, AuthenticationFailed | InvalidUrl):
+            return await self.writer.refused(obj, exc.reason, str(exc), ctx)
+        return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
 
     async def _recorded(
         self, obj: dict[str, Any], ran: _Ran, migrator: Migrating, version: str, ctx: StepContext
@@ -314,7 +324,7 @@ class MigrationFlow:
         try:
             states = await asyncio.to_thread(migrator.status, [source])
         except EngineError as exc:
-            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+            return await self._unavailable(obj, exc, ctx)
         mine = next((s for s in states if s.version == source.version), None)
         if mine is None or mine.state not in APPLIED_STATES:
             await self.writer.write(
