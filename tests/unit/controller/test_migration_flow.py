@@ -640,6 +640,8 @@ def test_a_refused_login_in_preflight_is_retried_then_stalls(
     assert status["failedLogins"] == 3
     assert "3 attempts in a row" in status["message"]
     assert conditions(status) == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
+    assert status["preflightJob"] == job  # the last Job, kept for inspection
+    assert status["preflight"][0]["name"] == "connectivity"
     assert step(flow, kube, ctx) == IDLE
     assert list(kube.jobs) == [(NS, job)] and engine.calls == []
 

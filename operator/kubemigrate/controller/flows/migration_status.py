@@ -103,18 +103,22 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
         message: str,
         ctx: StepContext,
         fields: MigrationStatus | None = None,
+        *,
+        retry: MigrationStatus | None = None,
     ) -> float:
         """The database refused the login, or the Secret's value is no PostgreSQL URL: a fix
         of the Secret cures it, not time, and every retry is one more failed login (lock-outs,
         alerts). Retried with backoff and counted in status.failedLogins; at the operator's
-        loginAttempts in a row, Failed and Stalled."""
+        loginAttempts in a row, Failed and Stalled. fields go along either way, retry only
+        with a retry."""
         count = (self.current(obj).failed_logins or 0) + 1
         limit = ctx.settings.login_attempts
         counted = MigrationStatus(failed_logins=count)
         counted = counted if fields is None else merged(fields, counted)
         if count < limit:
             note = f"attempt {count} of {limit}; "
-            return await self.transient(obj, reason, message, ctx, counted, note=note)
+            again = counted if retry is None else merged(counted, retry)
+            return await self.transient(obj, reason, message, ctx, again, note=note)
         ref = peer_of(obj).database
         return await self.failed(
             obj,

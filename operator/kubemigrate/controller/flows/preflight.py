@@ -11,6 +11,7 @@ from typing import Any
 
 from kubemigrate.controller.build import preflight as job
 from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
+from kubemigrate.controller.build.status import merged
 from kubemigrate.controller.flows.base import REFUSED_LOGIN
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.flows.migration_status import MigrationStatusWriter
@@ -107,15 +108,14 @@ async def _failed(
         return await writer.failed(
             obj, "PreflightFailed", message, ctx, MigrationStatus(preflight=checks)
         )
+    found = MigrationStatus(preflight=checks)
     retry = MigrationStatus(
-        phase=MigrationPhase.PREFLIGHT,
-        preflight=checks,
-        preflight_job=job_name(owner, job.COMPONENT, attempt + 1),
+        phase=MigrationPhase.PREFLIGHT, preflight_job=job_name(owner, job.COMPONENT, attempt + 1)
     )
     if verdict.reason in REFUSED_LOGIN:
-        delay = await writer.refused(obj, verdict.reason, message, ctx, retry)
+        delay = await writer.refused(obj, verdict.reason, message, ctx, found, retry=retry)
     else:
-        delay = await writer.transient(obj, "PreflightFailed", message, ctx, retry)
+        delay = await writer.transient(obj, "PreflightFailed", message, ctx, merged(found, retry))
     if writer.current(obj).phase is MigrationPhase.PREFLIGHT:  # not stalled: the next attempt
         await ctx.api.delete_job(owner.namespace, name)
     return delay
