@@ -14,13 +14,27 @@ from integration.operator.manifests import migration, status, wait_phase
 
 pytestmark = pytest.mark.integration
 
-SLOW = "SELECT pg_sleep(8);\nCREATE TABLE t{n} (id int);"
-PROMPT = 4.0
-"""Seconds a waiter's message may lag; its own next look would be 30 s away."""
+SLOW = "SELECT pg_sleep(15);\nCREATE TABLE t{n} (id int);"
+PROMPT = 10.0
+"""Seconds a waiter's message may lag (a loaded test machine included); its own next look
+would be 30 s away."""
+
+
+class Not(str):
+    """A message that is not the one waited for: false, but shown in the timeout's report."""
+
+    def __bool__(self) -> bool:
+        return False
 
 
 def says(kubectl: Kubectl, namespace: str, name: str, text: str) -> Callable[[], Any]:
-    return lambda: text in (s := status(kubectl, namespace, name)).get("message", "") and s
+    """The status once its message says text; else the message (for the timeout's report)."""
+
+    def check() -> Any:
+        st = status(kubectl, namespace, name)
+        return st if text in st.get("message", "") else Not(st.get("message", ""))
+
+    return check
 
 
 def waits_for(kubectl: Kubectl, namespace: str, name: str, other: str) -> Callable[[], bool]:

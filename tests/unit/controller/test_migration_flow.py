@@ -14,7 +14,7 @@ import pytest
 
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.migration import MigrationFlow
-from kubemigrate.controller.flows.migration_status import IDLE, QUEUED
+from kubemigrate.controller.flows.migration_status import IDLE, QUEUED, RELOOK
 from kubemigrate.controller.flows.preflight import JOB_POLL
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, peer_of
 from kubemigrate.engine import (
@@ -440,11 +440,16 @@ def test_a_migration_waits_for_its_dependency_and_settling_wakes_the_next(
     )
     other = MigrationFlow(Backoff(1.0, 10.0), flow.index, migrator=engine.open)
 
-    assert step(other, kube, ctx, "m2") == QUEUED
+    # A new message is looked at again soon: the one it names may have moved while it was
+    # written, before the index held the new waitingFor that wakes it (issue 10, defect 7).
+    assert step(other, kube, ctx, "m2") == RELOOK
     status = kube.status(MIGRATIONS, NS, "m2")
     assert (status["phase"], status["reason"]) == ("Pending", "WaitingForDependency")
     assert status["waitingFor"] == "m1"
     assert kube.patches[-1][2]["waitingFor"] == "m1"
+    writes = len(kube.patches)
+    assert step(other, kube, ctx, "m2") == QUEUED  # unchanged: no write, the long sleep
+    assert len(kube.patches) == writes
 
     assert step(flow, kube, ctx, "m1") == IDLE
     assert second["metadata"]["uid"] in recorder.woken  # the next in line looks again now

@@ -19,6 +19,10 @@ IDLE = 300.0
 """How long a settled migration sleeps; spec changes and Job events wake it sooner."""
 QUEUED = 30.0
 """How long a queued migration sleeps before it looks again, unless woken."""
+RELOOK = 1.0
+"""How soon a migration whose waiting message just changed looks again: the one it waits for
+may change phase while the message is written, before the index holds the new waitingFor that
+would have woken it (see `runtime.on_migration_event`)."""
 IN_PROGRESS = frozenset(
     {
         MigrationPhase.PREFLIGHT,
@@ -45,7 +49,8 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
         return cleared
 
     async def wait(self, obj: dict[str, Any], blocker: Blocker, ctx: StepContext) -> float:
-        """Show why the migration waits (Pending) or cannot go on (Failed), once."""
+        """Show why the migration waits (Pending) or cannot go on (Failed), once; look again
+        soon after a change (RELOOK), else after QUEUED unless woken."""
         current = self.current(obj)
         generation = obj["metadata"]["generation"]
         phase = (
@@ -71,6 +76,7 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
             )
             if phase is MigrationPhase.FAILED:
                 ctx.emit("Warning", blocker.reason, blocker.message)
+            return RELOOK
         return QUEUED
 
     async def transient(
