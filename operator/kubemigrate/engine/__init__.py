@@ -18,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from kubemigrate.engine.errors import (
+    AuthenticationFailed,
     BackupError,
     ConnectionFailed,
     ConnectionLost,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.migrator import Migrator
     from kubemigrate.engine.migrate.preflight import PreflightReport, run_preflight
     from kubemigrate.engine.migrate.results import (
+        AppliedRun,
         MigrationResult,
         Origin,
         RunReport,
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.versions import validate_version, version_key
     from kubemigrate.engine.pg.libpq import password_of
     from kubemigrate.engine.pg.redact import redact
+    from kubemigrate.engine.pg.target import secrets_of
 
 _LAZY = {
     "kubemigrate.engine.backup.dump": ("BackupResult", "take_backup"),
@@ -85,6 +88,7 @@ _LAZY = {
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
     "kubemigrate.engine.migrate.preflight": ("PreflightReport", "run_preflight"),
     "kubemigrate.engine.migrate.results": (
+        "AppliedRun",
         "MigrationResult",
         "Origin",
         "RunReport",
@@ -96,11 +100,14 @@ _LAZY = {
     "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),
     "kubemigrate.engine.pg.libpq": ("password_of",),
     "kubemigrate.engine.pg.redact": ("redact",),
+    "kubemigrate.engine.pg.target": ("secrets_of",),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "FORMATS",
+    "AppliedRun",
+    "AuthenticationFailed",
     "BackupError",
     "BackupMeta",
     "BackupResult",
@@ -145,6 +152,7 @@ __all__ = [
     "redact",
     "restore_backup",
     "run_preflight",
+    "secrets_of",
     "split_statements",
     "take_backup",
     "trial_restore",

@@ -21,13 +21,27 @@ class EngineError(Exception):
 
 
 class ConnectionFailed(EngineError):
-    """The database could not be reached or refused the login."""
+    """The database could not be reached or refused the login. The message names the database
+    by the parts of its connection string that are safe to show, never the string itself."""
+
+    reason = "ConnectionFailed"
+
+
+class AuthenticationFailed(ConnectionFailed):
+    """The server refused the login (SQLSTATE 28P01 or 28000: a wrong password or user, or no
+    pg_hba.conf entry). A fix of the credentials cures it, not time: retrying soon only adds
+    failed logins, which trip lock-outs and alerts."""
+
+    reason = "AuthenticationFailed"
 
 
 class InvalidUrl(ConnectionFailed, ValueError):
-    """The database URL does not parse (a malformed URL or option); the message holds the URL
-    with its password masked. Raised by every engine call before anything is tried: one class
-    for the migrator and the backup functions, so a caller has one rule for it."""
+    """The database URL is not a PostgreSQL connection string. Its message never quotes the
+    value, which may be anything a Secret holds (a token, a password). Raised by every engine
+    call before anything is tried: one class for the migrator and the backup functions, so a
+    caller has one rule for it."""
+
+    reason = "InvalidDatabaseUrl"
 
 
 class ConnectionLost(ConnectionFailed):

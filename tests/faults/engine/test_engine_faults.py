@@ -24,10 +24,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from faults.engine.fault_migrations import MIGRATIONS, write
 from harness import databases
 from integration.cli.cli_helpers import run_cli, start_cli
-
-from .fault_migrations import MIGRATIONS, write
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(1800)]
 

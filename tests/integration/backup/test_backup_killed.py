@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from integration.backup.backup_helpers import query
 from integration.cli.cli_helpers import run_cli, start_cli
-
-from .backup_helpers import query
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:

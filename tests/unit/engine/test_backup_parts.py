@@ -21,7 +21,7 @@ def test_the_password_goes_to_the_environment_not_the_command_line() -> None:
     assert "host=db.example" in conn.dbname_arg and "port=6432" in conn.dbname_arg
     assert "sslmode=require" in conn.dbname_arg and "connect_timeout=10" in conn.dbname_arg
     assert conn.env == {"PGPASSWORD": "s3@cret"}
-    assert conn.secrets == ("s3@cret",)
+    assert conn.secrets[0] == "s3@cret"  # then the whole string: both masked in messages
     assert conn.database == "orders"
     assert "s3@cret" not in repr(conn)
 

@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from kubemigrate.controller.flows.context import StepContext
-from kubemigrate.engine import MigrationSource, Migrator, Origin, RunReport, VersionState
+from kubemigrate.engine import (
+    AppliedRun,
+    MigrationSource,
+    Migrator,
+    Origin,
+    RunReport,
+    VersionState,
+)
 from kubemigrate.models.migration import MigrationSpec
 
 
@@ -26,6 +33,8 @@ class Migrating(Protocol):
     def status(self, sources: Iterable[MigrationSource]) -> list[VersionState]: ...
 
     def ensure_history(self) -> None: ...
+
+    def last_applied(self, version: str) -> AppliedRun | None: ...
 
 
 MigratorFactory = Callable[[str, Mapping[str, Any], MigrationSpec, StepContext], Migrating]

@@ -36,9 +36,11 @@ from kubemigrate.engine.migrate.catalog import Catalog
 from kubemigrate.engine.migrate.history import History
 from kubemigrate.engine.migrate.locking import RunLock
 from kubemigrate.engine.migrate.progress import explain, resume_of
+from kubemigrate.engine.migrate.recorded import last_apply
 from kubemigrate.engine.migrate.refusals import refuse_forbidden, refuse_undecided
 from kubemigrate.engine.migrate.repairs import settle_in_doubt
 from kubemigrate.engine.migrate.results import (
+    AppliedRun,
     Kind,
     MigrationResult,
     Origin,
@@ -57,9 +59,9 @@ from kubemigrate.engine.migrate.step import (
     now,
     result_of,
 )
-from kubemigrate.engine.pg.libpq import password_of
-from kubemigrate.engine.pg.redact import mask_url, redact
-from kubemigrate.engine.pg.session import Session, connection_failed, one_line
+from kubemigrate.engine.pg.redact import redact
+from kubemigrate.engine.pg.session import Session, one_line
+from kubemigrate.engine.pg.target import connection_failed, describe, secrets_of
 
 _IDENTIFIER_MAX = 63
 
@@ -154,7 +156,7 @@ class Migrator:
         """Nothing to release: every call opens and closes its own connection."""
 
     def __repr__(self) -> str:
-        return f"Migrator({redact(self._url)!r}, history_schema={self.history_schema!r})"
+        return f"Migrator({describe(self._url)!r}, history_schema={self.history_schema!r})"
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -330,6 +332,16 @@ class Migrator:
             new = _schema_version(plan, results)
         return RunReport(str(ctx.run_id), "baseline", started, now(), tuple(results), new)
 
+    def last_applied(self, version: str) -> AppliedRun | None:
+        """The run that applied version, as the history recorded it (its id, timing, rows and
+        tables, the resource that asked): None unless a successful apply is the version's
+        last word. Read-only: takes no lock, creates no history. For a caller whose apply
+        reported nothing because the version was already applied, e.g. an operator restarted
+        between the COMMIT and writing status."""
+        planning.parse_target(version)  # InvalidSources for a malformed version
+        with self._context(lock=False) as ctx:
+            return last_apply(ctx.history, version)
+
     def ensure_history(self) -> None:
         """Create the history table if it does not exist yet, under the migration lock. The
         operator calls this before a pre-migration backup, so the backup holds the history and
@@ -392,9 +404,9 @@ class Migrator:
         running, if one was."""
         if activity.doing is None:
             return connection_failed(self._url, exc)
-        reason = redact(lost_reason(session, exc), password_of(self._url))
+        reason = redact(lost_reason(session, exc), *secrets_of(self._url))
         return ConnectionLost(
-            f"lost the connection to {mask_url(self._url)} during {activity.doing}: {reason};"
+            f"lost the connection to {describe(self._url)} during {activity.doing}: {reason};"
             " what committed before is in the history, and the next run starts from there",
             activity.doing,
         )

@@ -106,6 +106,16 @@ class RunReport:
 
 
 @dataclass(frozen=True)
+class AppliedRun:
+    """The run that applied a version, as the history recorded it: its id, the migration's
+    result (timing, rows, tables), and the resource that asked for it (if one did)."""
+
+    run_id: str
+    result: MigrationResult
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
 class VersionState:
     """One version as ``status`` sees it: the history's last word merged with the sources."""
 

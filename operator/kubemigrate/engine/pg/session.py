@@ -22,9 +22,9 @@ from psycopg import generators, pq
 from psycopg.pq.abc import PGresult
 from psycopg.rows import TupleRow
 
-from kubemigrate.engine.errors import ConnectionFailed, EngineError
+from kubemigrate.engine.errors import EngineError
 from kubemigrate.engine.pg.libpq import parse
-from kubemigrate.engine.pg.redact import mask_url, redact
+from kubemigrate.engine.pg.target import connection_failed
 
 _OK = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
@@ -246,20 +246,3 @@ class Session:
         """End a transaction left open or aborted by an error; a no-op when there is none."""
         if self.in_transaction and not self.conn.closed:
             self.script("ROLLBACK")
-
-
-def connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
-    """One line, password masked, naming the URL (masked) and the driver's reason."""
-    password = _password_of(url)
-    reason = redact(one_line(str(exc)), *([password] if password else []))
-    reason = reason.removeprefix("connection failed: ")
-    return ConnectionFailed(f"cannot connect to {mask_url(url)}: {reason}")
-
-
-def _password_of(url: str) -> str | None:
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.Error:
-        return None
-    value = info.get("password")
-    return str(value) if value else None
