@@ -49,8 +49,8 @@ fmt: venv ## format the code
 unit: venv ## the fast, hermetic tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
-integration: venv sysdeps tools ## the tests against a real control plane and PostgreSQL
-	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+integration: venv sysdeps tools ## the tests against a real control plane and PostgreSQL, and the short fault runs
+	$(PY) -m pytest tests/integration tests/faults -q $(PYTEST_ARGS)
 
 test: lint unit integration ## everything CI runs
 
