@@ -50,8 +50,9 @@ image: venv image-deps ## build localhost/kubemigrate:dev with buildah (Debian b
 tools: ## build etcd, kube-apiserver, kube-controller-manager, kubectl and helm (cached outside the repo)
 	@harness/cluster/build.sh >/dev/null
 
-lint: venv ## ruff, mypy --strict and import-linter
+lint: venv ## ruff (rules and formatting), mypy --strict and import-linter
 	$(VENV)/bin/ruff check operator tests bench helm harness
+	$(VENV)/bin/ruff format --check operator tests bench helm harness
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -62,8 +63,8 @@ fmt: venv ## format the code
 unit: venv ## the fast, hermetic tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
-integration: venv sysdeps tools image ## the tests against a real control plane and PostgreSQL
-	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+integration: venv sysdeps tools image ## the tests against a real control plane and PostgreSQL, and the short fault runs
+	$(PY) -m pytest tests/integration tests/faults -q $(PYTEST_ARGS)
 
 test: lint unit integration ## everything CI runs
 
@@ -86,8 +87,8 @@ run: venv ## run the operator in the foreground against $KUBECONFIG, in all name
 	$(VENV)/bin/kopf run --standalone --all-namespaces -m kubemigrate.controller.main
 
 crds: venv ## regenerate crds/, docs/resources.md and the chart's CRD templates from the models
-	$(PY) -m kubemigrate.models.crds --write crds/
-	$(PY) -m kubemigrate.models.reference --write docs/resources.md
+	$(PY) -m kubemigrate.models.gen.crds --write crds/
+	$(PY) -m kubemigrate.models.gen.reference --write docs/resources.md
 	$(PY) helm/sync_crds.py
 
 manifests: venv tools ## render manifests/install.yaml from the Helm chart
@@ -106,3 +107,7 @@ bench: venv sysdeps image $(VENV)-bench/.stamp ## the benchmarks; results go in 
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)
+
+faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of apply and of rollback, each re-run checked (docs/reliability.md)
+	KUBEMIGRATE_FAULT_KILLS=20 $(PY) -m pytest tests/faults/engine -q -s $(PYTEST_ARGS)
+.PHONY: faults-engine

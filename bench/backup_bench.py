@@ -51,16 +51,30 @@ def timed(cmd: list[str]) -> float:
 
 
 def machine(server_url: str) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal:"))
-    version = subprocess.run(["psql", "-XAtc", "SHOW server_version", server_url],
-                             capture_output=True, text=True, check=False).stdout.strip()
-    return (f"{os.cpu_count()} CPUs ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"PostgreSQL {version}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    version = subprocess.run(
+        ["psql", "-XAtc", "SHOW server_version", server_url],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"PostgreSQL {version}"
+    )
 
 
 class Runs:
@@ -85,11 +99,22 @@ class Runs:
 def bench_backup(url: str, work: Path, repeat: int, runs: Runs) -> Path:
     variants: list[tuple[str, Callable[[Path], list[str]]]] = [
         ("`pg_dump -Fc -f`", lambda out: [PG_DUMP, "-Fc", "-f", str(out), url]),
-        ("`kubemigrate backup`", lambda out: [str(KUBEMIGRATE), "backup", "--database-url",
-                                              url, "-o", str(out)]),
-        ("`kubemigrate backup --row-counts`",
-         lambda out: [str(KUBEMIGRATE), "backup", "--database-url", url, "-o", str(out),
-                      "--row-counts"]),
+        (
+            "`kubemigrate backup`",
+            lambda out: [str(KUBEMIGRATE), "backup", "--database-url", url, "-o", str(out)],
+        ),
+        (
+            "`kubemigrate backup --row-counts`",
+            lambda out: [
+                str(KUBEMIGRATE),
+                "backup",
+                "--database-url",
+                url,
+                "-o",
+                str(out),
+                "--row-counts",
+            ],
+        ),
     ]
     keep = work / "bench.dump"
     for i in range(repeat):
@@ -98,8 +123,9 @@ def bench_backup(url: str, work: Path, repeat: int, runs: Runs) -> Path:
             runs.add(name, timed(command(out)))
             if i == 0 and index == 2:
                 shutil.copy(out, keep)
-                shutil.copy(out.with_name(out.name + ".meta.json"),
-                            keep.with_name(keep.name + ".meta.json"))
+                shutil.copy(
+                    out.with_name(out.name + ".meta.json"), keep.with_name(keep.name + ".meta.json")
+                )
             out.unlink()
             out.with_name(out.name + ".meta.json").unlink(missing_ok=True)
     start = time.perf_counter()
@@ -111,11 +137,21 @@ def bench_backup(url: str, work: Path, repeat: int, runs: Runs) -> Path:
 def bench_restore(admin_url: str, dump: Path, repeat: int, runs: Runs) -> None:
     variants: list[tuple[str, Callable[[str], list[str]]]] = [
         ("`pg_restore -d`", lambda url: [PG_RESTORE, "-d", url, str(dump)]),
-        ("`pg_restore --single-transaction -d`",
-         lambda url: [PG_RESTORE, "--single-transaction", "--exit-on-error", "-d", url,
-                      str(dump)]),
-        ("`kubemigrate restore`", lambda url: [str(KUBEMIGRATE), "restore", str(dump),
-                                               "--database-url", url]),
+        (
+            "`pg_restore --single-transaction -d`",
+            lambda url: [
+                PG_RESTORE,
+                "--single-transaction",
+                "--exit-on-error",
+                "-d",
+                url,
+                str(dump),
+            ],
+        ),
+        (
+            "`kubemigrate restore`",
+            lambda url: [str(KUBEMIGRATE), "restore", str(dump), "--database-url", url],
+        ),
     ]
     for _ in range(repeat):
         for name, command in variants:
@@ -130,8 +166,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=70, help="pgbench scale (70: about 1 GB)")
     parser.add_argument("--repeat", type=int, default=3, help="restores of each kind")
-    parser.add_argument("--backup-repeat", type=int, default=5,
-                        help="backups of each kind (they are quick, and noisier)")
+    parser.add_argument(
+        "--backup-repeat",
+        type=int,
+        default=5,
+        help="backups of each kind (they are quick, and noisier)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="kubemigrate-backup-bench-") as tmp_name:
@@ -142,9 +182,17 @@ def main() -> int:
             url = databases.create(server.url, prefix="pgbench")
             print(f"pgbench -i -s {args.scale} ...", file=sys.stderr, flush=True)
             init = timed([str(PGBENCH), "-i", "-q", "-s", str(args.scale), url])
-            size = subprocess.run(["psql", "-XAtc", "SELECT pg_size_pretty("
-                                   "pg_database_size(current_database()))", url],
-                                  capture_output=True, text=True, check=True).stdout.strip()
+            size = subprocess.run(
+                [
+                    "psql",
+                    "-XAtc",
+                    "SELECT pg_size_pretty(pg_database_size(current_database()))",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             print(f"  initialised {size} in {init:.0f}s", file=sys.stderr)
             work = tmp / "dumps"
             work.mkdir()
@@ -156,9 +204,11 @@ def main() -> int:
         finally:
             postgres.stop(datadir)
 
-    print(f"\nDatabase: pgbench scale {args.scale} ({size}; custom dump {dump_mib:.1f} MiB); "
-          f"machine: {info}; median of {args.backup_repeat} backups and "
-          f"{args.repeat} restores of each kind.\n")
+    print(
+        f"\nDatabase: pgbench scale {args.scale} ({size}; custom dump {dump_mib:.1f} MiB); "
+        f"machine: {info}; median of {args.backup_repeat} backups and "
+        f"{args.repeat} restores of each kind.\n"
+    )
     print("| command | median (s) | vs raw | target | runs (s) |")
     print("|---|---|---|---|---|")
     print(runs.row("`pg_dump -Fc -f`", "`pg_dump -Fc -f`", ""))

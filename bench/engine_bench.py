@@ -67,8 +67,12 @@ def write_kubemigrate(directory: Path, count: int, sql: Callable[[int], str] = s
 def write_floor(path: Path, count: int) -> None:
     lines = ["CREATE TABLE history (version int PRIMARY KEY, applied_at timestamptz);"]
     for i in range(1, count + 1):
-        lines += ["BEGIN;", sql_of(i).strip(),
-                  f"INSERT INTO history VALUES ({i}, now());", "COMMIT;"]
+        lines += [
+            "BEGIN;",
+            sql_of(i).strip(),
+            f"INSERT INTO history VALUES ({i}, now());",
+            "COMMIT;",
+        ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -99,7 +103,8 @@ def write_alembic(directory: Path, count: int, url: str) -> Path:
         (versions / f"r{i:05d}.py").write_text(
             f'from alembic import op\nrevision = "r{i:05d}"\ndown_revision = {down}\n'
             f"branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n"
-            f'    op.execute("{sql_of(i).strip()}")\n\n\ndef downgrade():\n    pass\n')
+            f'    op.execute("{sql_of(i).strip()}")\n\n\ndef downgrade():\n    pass\n'
+        )
     ini = directory / "alembic.ini"
     ini.write_text(f"[alembic]\nscript_location = {directory}\nsqlalchemy.url = {url}\n")
     return ini
@@ -120,8 +125,9 @@ def median_of(repeat: int, admin_url: str, run: Callable[[str], float]) -> list[
     return times
 
 
-def interleaved(repeat: int, admin_url: str, runners: list[tuple[str, Callable[[str], float]]]
-                ) -> list[tuple[str, list[float]]]:
+def interleaved(
+    repeat: int, admin_url: str, runners: list[tuple[str, Callable[[str], float]]]
+) -> list[tuple[str, list[float]]]:
     """Each runner's times, the runners taking turns (round 1 of each, then round 2, ...):
     the disk's fsync latency drifts over minutes, and turns spread the drift over all."""
     times: dict[str, list[float]] = {name: [] for name, _ in runners}
@@ -132,13 +138,21 @@ def interleaved(repeat: int, admin_url: str, runners: list[tuple[str, Callable[[
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    version = subprocess.run([str(PG_BIN / "postgres"), "--version"], capture_output=True,
-                             text=True, check=False).stdout.strip()
-    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {version}, "
-            f"{platform.system()} {platform.release()}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    version = subprocess.run(
+        [str(PG_BIN / "postgres"), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {version}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def main() -> int:
@@ -161,44 +175,80 @@ def main() -> int:
             floor_file = tmp / "floor.sql"
             write_floor(floor_file, count)
             runners: list[tuple[str, Callable[[str], float]]] = [
-                ("psql, one session, transaction + history row per file (floor)",
-                 lambda url: timed([str(PSQL), "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", url,
-                                    "-f", str(floor_file)]))]
+                (
+                    "psql, one session, transaction + history row per file (floor)",
+                    lambda url: timed(
+                        [
+                            str(PSQL),
+                            "-q",
+                            "-X",
+                            "-v",
+                            "ON_ERROR_STOP=1",
+                            "-d",
+                            url,
+                            "-f",
+                            str(floor_file),
+                        ]
+                    ),
+                )
+            ]
             rerun: list[float] = []
 
             def kubemigrate(url: str) -> float:
                 elapsed = timed([str(KUBEMIGRATE), "apply", str(km_dir), "--database-url", url])
-                rerun.append(timed([str(KUBEMIGRATE), "apply", str(km_dir),
-                                    "--database-url", url]))
+                rerun.append(timed([str(KUBEMIGRATE), "apply", str(km_dir), "--database-url", url]))
                 return elapsed
 
             runners.append(("kubemigrate apply", kubemigrate))
             if (BENCH_BIN / "alembic").exists():
+
                 def alembic(url: str) -> float:
-                    ini = write_alembic(tmp / f"alembic-{time.monotonic_ns()}", count,
-                                        sqlalchemy_url(url))
+                    ini = write_alembic(
+                        tmp / f"alembic-{time.monotonic_ns()}", count, sqlalchemy_url(url)
+                    )
                     return timed([str(BENCH_BIN / "alembic"), "-c", str(ini), "upgrade", "head"])
+
                 runners.append(("Alembic, transaction_per_migration", alembic))
             if (BENCH_BIN / "yoyo").exists():
                 yoyo_dir = tmp / "yoyo"
                 write_yoyo(yoyo_dir, count)
-                runners.append(("yoyo apply", lambda url: timed(
-                    [str(BENCH_BIN / "yoyo"), "apply", "--batch", "--no-config-file",
-                     "--database", sqlalchemy_url(url), str(yoyo_dir)])))
+                runners.append(
+                    (
+                        "yoyo apply",
+                        lambda url: timed(
+                            [
+                                str(BENCH_BIN / "yoyo"),
+                                "apply",
+                                "--batch",
+                                "--no-config-file",
+                                "--database",
+                                sqlalchemy_url(url),
+                                str(yoyo_dir),
+                            ]
+                        ),
+                    )
+                )
             rows = interleaved(args.repeat, admin, runners)
 
             val_dir = tmp / "validate"
             write_kubemigrate(val_dir, args.validate_count, lambda i: f"SELECT {i};\n")
 
             def validate(url: str) -> float:
-                timed([str(KUBEMIGRATE), "baseline", str(val_dir), "--database-url", url,
-                       "--version", str(args.validate_count)])
-                return timed([str(KUBEMIGRATE), "validate", str(val_dir),
-                              "--database-url", url])
+                timed(
+                    [
+                        str(KUBEMIGRATE),
+                        "baseline",
+                        str(val_dir),
+                        "--database-url",
+                        url,
+                        "--version",
+                        str(args.validate_count),
+                    ]
+                )
+                return timed([str(KUBEMIGRATE), "validate", str(val_dir), "--database-url", url])
 
             validation = median_of(args.repeat, admin, validate)
-            together = median_of(args.repeat, admin, lambda url: three_at_once(km_dir, url,
-                                                                              count))
+            together = median_of(args.repeat, admin, lambda url: three_at_once(km_dir, url, count))
         finally:
             postgres.stop(datadir)
 
@@ -206,8 +256,13 @@ def main() -> int:
     return 0
 
 
-def report(args: argparse.Namespace, rows: list[tuple[str, list[float]]], rerun: list[float],
-           validation: list[float], together: list[float]) -> None:
+def report(
+    args: argparse.Namespace,
+    rows: list[tuple[str, list[float]]],
+    rerun: list[float],
+    validation: list[float],
+    together: list[float],
+) -> None:
     """The results as Markdown, for docs/benchmarks.md."""
     count = args.count
     floor = statistics.median(rows[0][1])
@@ -218,41 +273,80 @@ def report(args: argparse.Namespace, rows: list[tuple[str, list[float]]], rerun:
     print("|---|---|---|---|---|")
     for name, times in rows:
         m = statistics.median(times)
-        print(f"| {name} | {m:.2f} | {m / count * 1000:.2f} | {m / floor:.2f}x | "
-              + ", ".join(f"{t:.2f}" for t in times) + " |")
-    print(f"\nkubemigrate apply / floor within each round: median "
-          f"{statistics.median(paired):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in paired)})")
-    print(f"kubemigrate re-run with nothing to do: {statistics.median(rerun):.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in rerun)})")
-    print(f"kubemigrate validate, {args.validate_count} applied checksums: "
-          f"{statistics.median(validation):.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in validation)})")
-    print(f"three kubemigrate apply started together: all exit 0, each of {count} applied"
-          f" once, {statistics.median(together):.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in together)})")
+        print(
+            f"| {name} | {m:.2f} | {m / count * 1000:.2f} | {m / floor:.2f}x | "
+            + ", ".join(f"{t:.2f}" for t in times)
+            + " |"
+        )
+    print(
+        f"\nkubemigrate apply / floor within each round: median "
+        f"{statistics.median(paired):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in paired)})"
+    )
+    print(
+        f"kubemigrate re-run with nothing to do: {statistics.median(rerun):.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in rerun)})"
+    )
+    print(
+        f"kubemigrate validate, {args.validate_count} applied checksums: "
+        f"{statistics.median(validation):.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in validation)})"
+    )
+    print(
+        f"three kubemigrate apply started together: all exit 0, each of {count} applied"
+        f" once, {statistics.median(together):.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in together)})"
+    )
 
 
 def three_at_once(directory: Path, url: str, count: int) -> float:
     """Three ``kubemigrate apply`` started together on a fresh database: the wall clock until
     the last exits; RuntimeError unless all exit 0 and each migration is applied once."""
     start = time.perf_counter()
-    runners = [subprocess.Popen([str(KUBEMIGRATE), "apply", str(directory), "--database-url",
-                                 url, "--lock-wait", "600"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-               for _ in range(3)]
-    failures = [(r.args, code, r.stderr.read() if r.stderr else "")
-                for r in runners if (code := r.wait()) != 0]
+    runners = [
+        subprocess.Popen(
+            [
+                str(KUBEMIGRATE),
+                "apply",
+                str(directory),
+                "--database-url",
+                url,
+                "--lock-wait",
+                "600",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    failures = [
+        (r.args, code, r.stderr.read() if r.stderr else "")
+        for r in runners
+        if (code := r.wait()) != 0
+    ]
     elapsed = time.perf_counter() - start
     if failures:
         raise RuntimeError(f"a runner failed: {failures}")
     applied = subprocess.run(
-        [str(PSQL), "-X", "-A", "-t", "-d", url, "-c",
-         "SELECT count(*), count(DISTINCT version) FROM kubemigrate.history"
-         " WHERE kind = 'apply' AND status = 'success'"],
-        capture_output=True, text=True, check=True).stdout.strip()
+        [
+            str(PSQL),
+            "-X",
+            "-A",
+            "-t",
+            "-d",
+            url,
+            "-c",
+            "SELECT count(*), count(DISTINCT version) FROM kubemigrate.history"
+            " WHERE kind = 'apply' AND status = 'success'",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if applied != f"{count}|{count}":
-        raise RuntimeError(f"expected each of {count} applied once, found (rows|versions) "
-                           f"{applied}")
+        raise RuntimeError(
+            f"expected each of {count} applied once, found (rows|versions) {applied}"
+        )
     return elapsed
 
 

@@ -30,8 +30,10 @@ from kubemigrate.engine.migrate.sources import MigrationSource  # noqa: E402
 
 
 def measure(admin: str, count: int, repeat: int, validate_count: int) -> None:
-    sources = [MigrationSource(str(i), f"t {i}", f"CREATE TABLE t_{i} (id int);\n")
-               for i in range(1, count + 1)]
+    sources = [
+        MigrationSource(str(i), f"t {i}", f"CREATE TABLE t_{i} (id int);\n")
+        for i in range(1, count + 1)
+    ]
     floors, walls, cpus, reruns = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         floor_file = Path(tmp) / "floor.sql"
@@ -40,8 +42,21 @@ def measure(admin: str, count: int, repeat: int, validate_count: int) -> None:
             url = databases.create(admin, prefix="bench")
             try:
                 start = time.perf_counter()
-                subprocess.run([str(PSQL), "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", url,
-                                "-f", str(floor_file)], check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        str(PSQL),
+                        "-q",
+                        "-X",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-d",
+                        url,
+                        "-f",
+                        str(floor_file),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 floors.append(time.perf_counter() - start)
             finally:
                 databases.drop(admin, url)
@@ -59,8 +74,9 @@ def measure(admin: str, count: int, repeat: int, validate_count: int) -> None:
                 databases.drop(admin, url)
         url = databases.create(admin, prefix="bench")
         try:
-            many = [MigrationSource(str(i), "", f"SELECT {i};\n")
-                    for i in range(1, validate_count + 1)]
+            many = [
+                MigrationSource(str(i), "", f"SELECT {i};\n") for i in range(1, validate_count + 1)
+            ]
             engine = Migrator(url)
             engine.baseline(many, str(validate_count))
             validations = []
@@ -73,12 +89,16 @@ def measure(admin: str, count: int, repeat: int, validate_count: int) -> None:
 
     floor, wall = statistics.median(floors), statistics.median(walls)
     print(f"# {count} migrations, median of {repeat}, interleaved with the floor")
-    print(f"floor (psql):        {floor:.3f} s  ({floor / count * 1000:.2f} ms/migration)  runs "
-          + ", ".join(f"{t:.3f}" for t in floors))
-    print(f"Migrator.apply:        {wall:.3f} s  ({wall / count * 1000:.2f} ms/migration, "
-          f"{wall / floor:.2f}x floor, client CPU "
-          f"{statistics.median(cpus) / count * 1e6:.0f} us/migration)  runs "
-          + ", ".join(f"{t:.3f}" for t in walls))
+    print(
+        f"floor (psql):        {floor:.3f} s  ({floor / count * 1000:.2f} ms/migration)  runs "
+        + ", ".join(f"{t:.3f}" for t in floors)
+    )
+    print(
+        f"Migrator.apply:        {wall:.3f} s  ({wall / count * 1000:.2f} ms/migration, "
+        f"{wall / floor:.2f}x floor, client CPU "
+        f"{statistics.median(cpus) / count * 1e6:.0f} us/migration)  runs "
+        + ", ".join(f"{t:.3f}" for t in walls)
+    )
     print(f"re-run, nothing to do: {statistics.median(reruns) * 1000:.1f} ms")
     print(f"validate {validate_count} applied: {statistics.median(validations) * 1000:.0f} ms")
 

@@ -38,18 +38,26 @@ GROUP, VERSION, PLURAL = "kubemigrate.dev", "v1alpha1", "migrations"
 
 
 def manifest(name: str, version: int, *, preflight: bool) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Migration", "metadata": {"name": name},
-            "spec": {"database": {"secretRef": {"name": "db"}}, "version": str(version),
-                     "sql": f"CREATE TABLE t_{version} (id int);",
-                     "preflight": {"enabled": preflight}}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Migration",
+        "metadata": {"name": name},
+        "spec": {
+            "database": {"secretRef": {"name": "db"}},
+            "version": str(version),
+            "sql": f"CREATE TABLE t_{version} (id int);",
+            "preflight": {"enabled": preflight},
+        },
+    }
 
 
 def ready(obj: dict[str, Any]) -> bool:
     st = obj.get("status") or {}
     if st.get("observedGeneration") != obj["metadata"].get("generation"):
         return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in st.get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
+    )
 
 
 class Bench:
@@ -63,8 +71,9 @@ class Bench:
         self.namespace = f"bench-{uuid.uuid4().hex[:8]}"
         self.core.create_namespace({"metadata": {"name": self.namespace}})
         self.db = databases.create(s.database.url, "bench")
-        self.core.create_namespaced_secret(self.namespace, {
-            "metadata": {"name": "db"}, "stringData": {"url": self.db}})
+        self.core.create_namespaced_secret(
+            self.namespace, {"metadata": {"name": "db"}, "stringData": {"url": self.db}}
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # pods need the default ServiceAccount
             if self.core.list_namespaced_service_account(self.namespace).items:
@@ -81,16 +90,21 @@ class Bench:
         start = time.perf_counter()
         pending = set(names)
         watch = kubernetes.watch.Watch()
-        listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace,
-                                                            PLURAL)
+        listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
         pending -= {o["metadata"]["name"] for o in listing["items"] if ready(o)}
         version = listing["metadata"]["resourceVersion"]
         while pending:
             if time.perf_counter() - start > timeout:
                 raise TimeoutError(f"{len(pending)} not Ready after {timeout}s")
-            for event in watch.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION,
-                                      self.namespace, PLURAL, resource_version=version,
-                                      timeout_seconds=10):
+            for event in watch.stream(
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                resource_version=version,
+                timeout_seconds=10,
+            ):
                 obj = event["object"]
                 version = obj["metadata"]["resourceVersion"]
                 if ready(obj):
@@ -158,13 +172,16 @@ def main() -> int:
             rss = b.peak_rss_mb()
         finally:
             b.close()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     print("| preflight Job | p50 (s) | p95 (s) | runs |\n|---|---|---|---|")
     for preflight, p50, p95 in rows:
         print(f"| {'with' if preflight else 'without'} | {p50:.3f} | {p95:.3f} | {args.runs} |")
-    print(f"\n{args.scale} Migrations created at once: all Ready in {total:.1f} s "
-          f"(creating them took {created:.1f} s); operator peak RSS {rss:.0f} MB")
+    print(
+        f"\n{args.scale} Migrations created at once: all Ready in {total:.1f} s "
+        f"(creating them took {created:.1f} s); operator peak RSS {rss:.0f} MB"
+    )
     return 0
 
 

@@ -23,8 +23,11 @@ def ensure_role(admin_url: str, role: str, password: str, *, superuser: bool = F
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
         verb = "ALTER" if exists else "CREATE"
         power = "SUPERUSER" if superuser else "NOSUPERUSER"
-        conn.execute(sql.SQL(verb + " ROLE {} LOGIN " + power + " PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(password)))
+        conn.execute(
+            sql.SQL(verb + " ROLE {} LOGIN " + power + " PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
 
 
 def with_dbname(url: str, dbname: str) -> str:

@@ -52,9 +52,19 @@ def find_helm(given: str | None) -> str:
 def render(helm: str) -> str:
     """The install manifests, as they should be committed."""
     proc = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
-         "--kube-version", KUBE_VERSION],
-        capture_output=True, text=True, check=False,
+        [
+            helm,
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBE_VERSION,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise SystemExit(f"helm template failed:\n{proc.stderr}")

@@ -59,74 +59,172 @@ def reset(kubectl: Kubectl, helm: str, kubeconfig: str) -> None:
     if kubectl.run("get", "namespace", NAMESPACE, check=False).returncode != 0:
         return
     say(f"Removing the previous demo in namespace {NAMESPACE}")
-    kubectl.run("delete", "migrations,databasebackups,databaserestores", "--all", "-n",
-                NAMESPACE, "--timeout=60s", check=False)
-    subprocess.run([helm, "uninstall", RELEASE, "--kubeconfig", kubeconfig, "--namespace",
-                    NAMESPACE, "--wait"], check=False, capture_output=True)
+    kubectl.run(
+        "delete",
+        "migrations,databasebackups,databaserestores",
+        "--all",
+        "-n",
+        NAMESPACE,
+        "--timeout=60s",
+        check=False,
+    )
+    subprocess.run(
+        [
+            helm,
+            "uninstall",
+            RELEASE,
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            NAMESPACE,
+            "--wait",
+        ],
+        check=False,
+        capture_output=True,
+    )
     kubectl.run("delete", "namespace", NAMESPACE, "--timeout=120s", check=False)
 
 
 def main() -> int:
     started = time.monotonic()
-    say("Starting the local cluster and PostgreSQL (the first run builds Kubernetes from Go "
-        "modules: about five minutes)")
+    say(
+        "Starting the local cluster and PostgreSQL (the first run builds Kubernetes from Go "
+        "modules: about five minutes)"
+    )
     s = stack.up(DEV_DIR)
-    say("Building the image localhost/kubemigrate:dev with buildah, unless it is up to date "
-        "(the first build makes a Debian base with mmdebstrap: about two minutes)")
+    say(
+        "Building the image localhost/kubemigrate:dev with buildah, unless it is up to date "
+        "(the first build makes a Debian base with mmdebstrap: about two minutes)"
+    )
     image = build.ensure()
     print(f"  {image.name} {image.digest}")
     kubectl = Kubectl(s.control_plane.bin_dir / "kubectl", s.kubeconfig)
     helm = s.control_plane.bin_dir / "helm"
     reset(kubectl, str(helm), str(s.kubeconfig))
 
-    say(f"Installing the Helm chart into namespace {NAMESPACE} (operator in-cluster, "
-        "namespace-scoped RBAC)")
+    say(
+        f"Installing the Helm chart into namespace {NAMESPACE} (operator in-cluster, "
+        "namespace-scoped RBAC)"
+    )
     install_crds(kubectl)
-    subprocess.run([str(helm), "upgrade", "--install", RELEASE, str(REPO / "helm/kubemigrate"),
-                    "--kubeconfig", str(s.kubeconfig), "--namespace", NAMESPACE,
-                    "--create-namespace", "--set", "crds.create=false",
-                    "--set", "rbac.scope=namespace", "--set", f"metrics.port={free_port()}",
-                    "--set", f"liveness.port={free_port()}",
-                    "--set", f"image.repository={build.DEV_REPOSITORY}",
-                    "--set", f"image.tag={build.DEV_TAG}",
-                    "--wait", "--timeout", "120s"], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            str(helm),
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(REPO / "helm/kubemigrate"),
+            "--kubeconfig",
+            str(s.kubeconfig),
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+            "--set",
+            "crds.create=false",
+            "--set",
+            "rbac.scope=namespace",
+            "--set",
+            f"metrics.port={free_port()}",
+            "--set",
+            f"liveness.port={free_port()}",
+            "--set",
+            f"image.repository={build.DEV_REPOSITORY}",
+            "--set",
+            f"image.tag={build.DEV_TAG}",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     show(kubectl, "get", "deployment,pods", "-n", NAMESPACE)
-    show(kubectl, "get", "pods", "-n", NAMESPACE, "-o",
-         "custom-columns=POD:.metadata.name,IMAGE-ID:.status.containerStatuses[0].imageID")
+    show(
+        kubectl,
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "custom-columns=POD:.metadata.name,IMAGE-ID:.status.containerStatuses[0].imageID",
+    )
 
     say("Creating the database and its Secret")
     url = databases.create(s.database.url, "demo")
-    kubectl.apply(kubectl.run("create", "secret", "generic", "app-db", "-n", NAMESPACE,
-                              f"--from-literal=url={url}", "--dry-run=client",
-                              "-o", "yaml").stdout)
+    kubectl.apply(
+        kubectl.run(
+            "create",
+            "secret",
+            "generic",
+            "app-db",
+            "-n",
+            NAMESPACE,
+            f"--from-literal=url={url}",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ).stdout
+    )
     print(f"  database: {url.rsplit('/', 1)[-1]} on the local PostgreSQL")
 
     say("Applying migrations/ (001 initial schema, 002 seed groups, 003 user profiles)")
     for path in sorted((REPO / "migrations").glob("0*.yaml")):
         if "secret" not in path.name:
             kubectl.run("apply", "-n", NAMESPACE, "-f", str(path))
-    kubectl.run("wait", "--for=condition=Ready", "migrations", "--all", "-n", NAMESPACE,
-                "--timeout=120s")
+    kubectl.run(
+        "wait", "--for=condition=Ready", "migrations", "--all", "-n", NAMESPACE, "--timeout=120s"
+    )
     show(kubectl, "get", "migrations", "-n", NAMESPACE)
 
     say("Taking a backup with pg_dump (a DatabaseBackup runs as a Job)")
     kubectl.apply(backup_manifest())
-    kubectl.run("wait", "--for=condition=Ready", "databasebackup/app-db-nightly", "-n",
-                NAMESPACE, "--timeout=120s")
+    kubectl.run(
+        "wait",
+        "--for=condition=Ready",
+        "databasebackup/app-db-nightly",
+        "-n",
+        NAMESPACE,
+        "--timeout=120s",
+    )
     show(kubectl, "get", "migrations,databasebackups", "-n", NAMESPACE)
 
     say("Rolling back 003-user-profiles: kubectl patch ... spec.rollback=true")
-    kubectl.run("patch", "migration", "003-user-profiles", "-n", NAMESPACE, "--type", "merge",
-                "-p", '{"spec":{"rollback":true}}')
-    wait_for(lambda: kubectl.json("get", "migration", "003-user-profiles", "-n", NAMESPACE)
-             .get("status", {}).get("phase") == "RolledBack", timeout=60,
-             what="the rollback")
+    kubectl.run(
+        "patch",
+        "migration",
+        "003-user-profiles",
+        "-n",
+        NAMESPACE,
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"rollback":true}}',
+    )
+    wait_for(
+        lambda: (
+            kubectl.json("get", "migration", "003-user-profiles", "-n", NAMESPACE)
+            .get("status", {})
+            .get("phase")
+            == "RolledBack"
+        ),
+        timeout=60,
+        what="the rollback",
+    )
     show(kubectl, "get", "migrations", "-n", NAMESPACE)
-    show(kubectl, "get", "events", "-n", NAMESPACE, "--field-selector",
-         "involvedObject.kind=Migration", "--sort-by=.lastTimestamp")
+    show(
+        kubectl,
+        "get",
+        "events",
+        "-n",
+        NAMESPACE,
+        "--field-selector",
+        "involvedObject.kind=Migration",
+        "--sort-by=.lastTimestamp",
+    )
 
     say(f"Done in {time.monotonic() - started:.0f}s. Explore, then clean up:")
-    print(f"""  source {DEV_DIR / 'env'}            # KUBECONFIG and DATABASE_URL for this cluster
+    print(f"""  source {DEV_DIR / "env"}            # KUBECONFIG and DATABASE_URL for this cluster
   kubectl get mig,dbbackup -n {NAMESPACE} -o wide
   kubectl describe migration 001-initial-schema -n {NAMESPACE}
   psql '{url}' -c 'TABLE kubemigrate.history'   # the history, in the database
@@ -142,8 +240,10 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except subprocess.CalledProcessError as exc:
-        print(f"demo failed: {' '.join(map(str, exc.cmd[:3]))}: {exc.stderr or exc.stdout}",
-              file=sys.stderr)
+        print(
+            f"demo failed: {' '.join(map(str, exc.cmd[:3]))}: {exc.stderr or exc.stdout}",
+            file=sys.stderr,
+        )
         sys.exit(1)
     except AssertionError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)

@@ -32,7 +32,7 @@ def expand(text: str, mapping: Mapping[str, str]) -> str:
             out.append("$")
             i += 2
         elif nxt == "(" and (end := text.find(")", i + 2)) != -1:
-            name = text[i + 2:end]
+            name = text[i + 2 : end]
             out.append(mapping.get(name, f"$({name})"))
             i = end + 1
         else:
@@ -74,8 +74,11 @@ def container_env(container: Obj, refs: Refs, services: Mapping[str, str]) -> di
     """The variables Kubernetes gives the container (not the image's defaults: see pod)."""
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
-        kind, ref = (("Secret", source["secretRef"]) if "secretRef" in source
-                     else ("ConfigMap", source["configMapRef"]))
+        kind, ref = (
+            ("Secret", source["secretRef"])
+            if "secretRef" in source
+            else ("ConfigMap", source["configMapRef"])
+        )
         for key, value in refs.object_data(kind, ref["name"], ref.get("optional")).items():
             name = source.get("prefix", "") + key
             if _ENV_NAME.fullmatch(name):
@@ -98,7 +101,8 @@ def container_argv(container: Obj, env: Mapping[str, str]) -> list[str]:
     if not command:
         raise PodError(
             f'container "{container["name"]}" has no command: a pod run as host processes '
-            "ignores its image, so it must set the container's command explicitly")
+            "ignores its image, so it must set the container's command explicitly"
+        )
     args: list[str] = container.get("args") or []
     return [expand(a, env) for a in [*command, *args]]
 
@@ -113,8 +117,7 @@ def image_command(container: Obj, env: Mapping[str, str], config: Obj) -> list[s
     return [*(config.get("Entrypoint") or []), *(args or config.get("Cmd") or [])]
 
 
-def image_env(config: Obj, kube_env: Mapping[str, str], hostname: str,
-              home: str) -> dict[str, str]:
+def image_env(config: Obj, kube_env: Mapping[str, str], hostname: str, home: str) -> dict[str, str]:
     """The image's ENV, then HOSTNAME, then the pod's variables; HOME from the user's passwd
     entry when neither sets it."""
     env = {"PATH": DEFAULT_PATH}

@@ -45,8 +45,11 @@ class Refs:
     def _data(self, kind: str, name: str) -> dict[str, bytes] | None:
         """A Secret's or ConfigMap's keys as bytes, None if it does not exist."""
         if (kind, name) not in self._cache:
-            read = (self.core.read_namespaced_secret if kind == "Secret"
-                    else self.core.read_namespaced_config_map)
+            read = (
+                self.core.read_namespaced_secret
+                if kind == "Secret"
+                else self.core.read_namespaced_config_map
+            )
             try:
                 obj = read_json(read(name, self.namespace, _preload_content=False))
             except ApiException as e:
@@ -59,8 +62,9 @@ class Refs:
                     data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
                 else:
                     data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
-                    data |= {k: base64.b64decode(v)
-                             for k, v in (obj.get("binaryData") or {}).items()}
+                    data |= {
+                        k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()
+                    }
                 self._cache[kind, name] = data
         return self._cache[kind, name]
 
@@ -83,7 +87,8 @@ class Refs:
         if data is None:
             raise ConfigError(f'{kind.lower()} "{ref["name"]}" not found')
         raise ConfigError(
-            f'couldn\'t find key {ref["key"]} in {kind} {self.namespace}/{ref["name"]}')
+            f"couldn't find key {ref['key']} in {kind} {self.namespace}/{ref['name']}"
+        )
 
     def field(self, path: str) -> str:
         """A fieldRef value, as the downward API renders it."""
@@ -94,8 +99,10 @@ class Refs:
             "metadata.uid": meta.get("uid", ""),
             "spec.nodeName": spec.get("nodeName", ""),
             "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-            "status.hostIP": POD_IP, "status.hostIPs": POD_IP,
-            "status.podIP": POD_IP, "status.podIPs": POD_IP,
+            "status.hostIP": POD_IP,
+            "status.hostIPs": POD_IP,
+            "status.podIP": POD_IP,
+            "status.podIPs": POD_IP,
         }
         if path in simple:
             return str(simple[path])
@@ -110,8 +117,7 @@ class Refs:
     def resource(self, ref: Obj, default_container: str) -> str:
         """A resourceFieldRef value: the container's limit (else request), or 0."""
         name = ref.get("containerName") or default_container
-        container: Obj = next(
-            (c for c in self.pod["spec"]["containers"] if c["name"] == name), {})
+        container: Obj = next((c for c in self.pod["spec"]["containers"] if c["name"] == name), {})
         res = container.get("resources") or {}
         what, _, kind = ref["resource"].partition(".")
         value = (res.get(what) or {}).get(kind) or (res.get("requests") or {}).get(kind)
@@ -121,8 +127,12 @@ class Refs:
         """A ServiceAccount token bound to this pod, minted with the TokenRequest API."""
         meta = self.pod["metadata"]
         spec: Obj = {
-            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
-                               "name": meta["name"], "uid": meta["uid"]},
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta["name"],
+                "uid": meta["uid"],
+            },
             "expirationSeconds": expiration or 3607,
         }
         if audience:
@@ -132,7 +142,8 @@ class Refs:
             request = kubernetes.client.AuthenticationV1TokenRequest.from_dict({"spec": spec})
             assert request is not None  # from_dict gives None only for None
             resp = self.core.create_namespaced_service_account_token(
-                account, self.namespace, request, _preload_content=False)
+                account, self.namespace, request, _preload_content=False
+            )
         except ApiException as e:
             if e.status in (403, 404):
                 raise ConfigError(f"token for serviceaccount {account}: {e.reason}") from e

@@ -98,8 +98,11 @@ class NodeRunner:
 
     def _resync(self) -> str:
         """List unscheduled pods, stop workers of pods gone meanwhile; the list's version."""
-        listed = read_json(self.node.core.list_pod_for_all_namespaces(
-            field_selector=UNSCHEDULED, _preload_content=False, _request_timeout=30))
+        listed = read_json(
+            self.node.core.list_pod_for_all_namespaces(
+                field_selector=UNSCHEDULED, _preload_content=False, _request_timeout=30
+            )
+        )
         present = {p["metadata"]["uid"] for p in listed["items"]}
         with self._lock:
             for uid, worker in self.workers.items():
@@ -113,9 +116,14 @@ class NodeRunner:
     def _watch(self, version: str) -> None:
         """Follow events from version until the server ends the watch or it expires."""
         self._response = self.node.core.list_pod_for_all_namespaces(
-            field_selector=UNSCHEDULED, watch=True, resource_version=version,
-            allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS,
-            _preload_content=False, _request_timeout=(10, WATCH_SECONDS + 30))
+            field_selector=UNSCHEDULED,
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _preload_content=False,
+            _request_timeout=(10, WATCH_SECONDS + 30),
+        )
         try:
             # kubernetes.watch is not annotated; the lines are str.
             for line in iter_resp_lines(self._response):  # type: ignore[no-untyped-call]
@@ -183,13 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness.node.runner", description=__doc__.split("\n")[0])
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--path", default=os.environ.get("PATH", "/usr/bin:/bin"),
-                        help="PATH for host-process containers that do not set one")
-    parser.add_argument("--runas", type=Path,
-                        help="the runas helper (harness/cluster/build.sh), for image containers")
+    parser.add_argument(
+        "--path",
+        default=os.environ.get("PATH", "/usr/bin:/bin"),
+        help="PATH for host-process containers that do not set one",
+    )
+    parser.add_argument(
+        "--runas",
+        type=Path,
+        help="the runas helper (harness/cluster/build.sh), for image containers",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s [%(threadName)s] %(message)s")
+    logging.basicConfig(
+        stream=sys.stdout,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s [%(threadName)s] %(message)s",
+    )
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -200,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     config.connection_pool_maxsize = 32  # one watch plus pod workers patching status
     client = kubernetes.client.ApiClient(config)
-    node = Node(kubernetes.client.CoreV1Api(client), state_dir, args.path, api_port(client),
-                args.runas)
+    node = Node(
+        kubernetes.client.CoreV1Api(client), state_dir, args.path, api_port(client), args.runas
+    )
     runner = NodeRunner(node)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -222,8 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         # The control plane was restarted (on new ports): start over, same pid, same pid file.
         log.info("kubeconfig changed: restarting")
         sys.stdout.flush()
-        rerun = [sys.executable, "-m", "harness.node.runner",
-                 *(sys.argv[1:] if argv is None else argv)]
+        rerun = [
+            sys.executable,
+            "-m",
+            "harness.node.runner",
+            *(sys.argv[1:] if argv is None else argv),
+        ]
         os.execv(sys.executable, rerun)  # noqa: S606 - our own interpreter and module
     log.info("node runner stopped")
     return 0

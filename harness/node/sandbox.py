@@ -96,12 +96,18 @@ def bwrap_argv(
     needs_dir = in_volume or _under(wd, PRIVATE) or not Path(wd).is_dir()
     points = splice_points([*targets, term, *([] if in_volume else [wd])])
 
-    args = [BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--hostname", hostname[:63].rstrip(".-") or "pod"]
+    args = [
+        BWRAP,
+        "--die-with-parent",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        hostname[:63].rstrip(".-") or "pod",
+    ]
     args += _tree("/", points)
     args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for mount, target in sorted(zip(mounts, targets, strict=True),
-                                key=lambda mt: mt[1].count("/")):
+    for mount, target in sorted(zip(mounts, targets, strict=True), key=lambda mt: mt[1].count("/")):
         args += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), target]
     for keep in KEEP_VISIBLE:  # after the volumes: an emptyDir at /tmp must not hide it
         if _under(str(keep), PRIVATE):

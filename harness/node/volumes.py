@@ -49,7 +49,7 @@ def _key_files(kind: str, source: Obj, refs: Refs, name_field: str = "name") -> 
         if item["key"] in data:
             files[item["path"]] = (data[item["key"]], item.get("mode"))
         elif not source.get("optional"):
-            raise ConfigError(f'couldn\'t find key {item["key"]} in {kind} {refs.namespace}/{name}')
+            raise ConfigError(f"couldn't find key {item['key']} in {kind} {refs.namespace}/{name}")
     return files
 
 
@@ -112,8 +112,9 @@ def set_ownership(path: Path, fs_group: int | None) -> None:
 
 def _pvc(claim: str, refs: Refs, state_dir: Path) -> Path:
     try:
-        refs.core.read_namespaced_persistent_volume_claim(claim, refs.namespace,
-                                                          _preload_content=False)
+        refs.core.read_namespaced_persistent_volume_claim(
+            claim, refs.namespace, _preload_content=False
+        )
     except ApiException as e:
         if e.status == 404:
             raise ConfigError(f'persistentvolumeclaim "{claim}" not found') from e
@@ -178,8 +179,9 @@ def _api_files(volume: Obj, refs: Refs, container: str) -> tuple[Files, int | No
     return files, spec.get("defaultMode")
 
 
-def container_mounts(pod: Obj, container: Obj, refs: Refs, state_dir: Path,
-                     env: Mapping[str, str]) -> list[Mount]:
+def container_mounts(
+    pod: Obj, container: Obj, refs: Refs, state_dir: Path, env: Mapping[str, str]
+) -> list[Mount]:
     """The container's volumeMounts as sandbox mounts (subPath and subPathExpr included)."""
     volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
     ready: dict[str, tuple[Path, bool]] = {}

@@ -76,8 +76,9 @@ def namespace(cluster: Cluster, kubectl: Kubectl) -> Iterator[str]:
         kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
-OUR_KINDS = ",".join(f"{plural}.kubemigrate.dev"
-                     for plural in ("migrations", "databasebackups", "databaserestores"))
+OUR_KINDS = ",".join(
+    f"{plural}.kubemigrate.dev" for plural in ("migrations", "databasebackups", "databaserestores")
+)
 
 
 def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
@@ -86,8 +87,16 @@ def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
     the API server busy for the rest of the run."""
     found = kubectl.run("get", OUR_KINDS, "-n", namespace, "-o", "name", check=False)
     for obj in found.stdout.split():
-        kubectl.run("patch", obj, "-n", namespace, "--type=merge",
-                    "-p", '{"metadata":{"finalizers":null}}', check=False)
+        kubectl.run(
+            "patch",
+            obj,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
 
 
 @pytest.fixture(scope="session")

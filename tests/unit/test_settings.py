@@ -9,9 +9,14 @@ from kubemigrate.settings import Settings
 
 
 def test_reads_prefixed_variables_and_ignores_other_tools_ones() -> None:
-    s = Settings.from_env({"KUBEMIGRATE_IMAGE": "registry.example/km:1",
-                           "KUBEMIGRATE_LOCK_WAIT_SECONDS": "5",
-                           "KUBEMIGRATE_CACHE": "/somewhere", "HOME": "/root"})
+    s = Settings.from_env(
+        {
+            "KUBEMIGRATE_IMAGE": "registry.example/km:1",
+            "KUBEMIGRATE_LOCK_WAIT_SECONDS": "5",
+            "KUBEMIGRATE_CACHE": "/somewhere",
+            "HOME": "/root",
+        }
+    )
     assert s.image == "registry.example/km:1"
     assert s.lock_wait_seconds == 5.0
     assert s.metrics_port == 8080

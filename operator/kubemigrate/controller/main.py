@@ -1,7 +1,8 @@
 """The kopf entry point (`kopf run -m kubemigrate.controller.main`): handlers only.
 
-Each handler is a guard and one delegating call into `Runtime`; the decisions live in
-`migration_flow`, `queue` and the pure builders.
+Each handler is a guard and one delegating call: into the shared `Runtime` for events and
+deletions, into `daemons` for the per-object loops. The decisions live in `flows`, `ordering`
+and the pure builders of `build`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from typing import Any
 
 import kopf
 
-from kubemigrate.controller import login as login_as
-from kubemigrate.controller.backup_queue import BackupKey, BackupPeer, backup_peer_of
-from kubemigrate.controller.backup_runtime import BackupIndex, BackupRuntime
-from kubemigrate.controller.kubeapi import GROUP, VERSION, KubeApi, make_client
-from kubemigrate.controller.queue import DatabaseKey, Peer, peer_of
-from kubemigrate.controller.runtime import PeerIndex, Runtime
+from kubemigrate.controller import daemons
+from kubemigrate.controller.kube import login as login_as
+from kubemigrate.controller.kube.api import KubeApi, make_client
+from kubemigrate.controller.ordering.backups import (
+    BackupIndex,
+    BackupKey,
+    BackupPeer,
+    backup_peer_of,
+)
+from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, PeerIndex, peer_of
+from kubemigrate.controller.runtime import Runtime
+from kubemigrate.models import GROUP, VERSION
 from kubemigrate.settings import Settings
 
 MIGRATIONS = (GROUP, VERSION, "migrations")
@@ -26,22 +33,21 @@ OURS = {"app.kubernetes.io/managed-by": "kubemigrate"}
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: Any,
-              logger: kopf.Logger, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     """kopf's bookkeeping under kubemigrate.dev (the CRD schema prunes status.kopf), then the
     shared runtime and the metrics endpoint."""
     config = Settings.from_env()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+        prefix=GROUP, key="last-handled-configuration"
+    )
     settings.posting.level = logging.WARNING
     if not config.verbose:  # one line per watch event otherwise
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     settings.scanning.disabled = config.namespaced
     memo.runtime = Runtime(config, KubeApi(make_client()))
-    memo.backups = BackupRuntime(memo.runtime)
     memo.runtime.metrics.serve(config.metrics_port)
     logger.info("kubemigrate operator started")
 
@@ -49,6 +55,9 @@ def configure(settings: kopf.OperatorSettings, memo: Any,
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return login_as.login(**kwargs)
+
+
+# -- Migration -------------------------------------------------------------------------------
 
 
 @kopf.index(*MIGRATIONS)
@@ -65,17 +74,18 @@ def migration_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 
 
 @kopf.daemon(*MIGRATIONS, cancellation_timeout=30.0)
-async def migration(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
-                    logger: kopf.Logger, **kwargs: Any) -> None:
+async def migration(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
     index: PeerIndex = kwargs["migrations_by_database"]
-    await memo.runtime.run_migration(body, stopped, index, logger)
+    await daemons.run_migration(memo.runtime, body, stopped, index, logger)
 
 
 @kopf.on.delete(*MIGRATIONS)
 async def migration_deleted(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """The database and its history stay as they are; only our Jobs go."""
     if namespace:
-        await memo.runtime.api.delete_jobs(namespace, f"{GROUP}/migration={name}")
+        await memo.runtime.migration_deleted(name, namespace)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
@@ -96,28 +106,30 @@ def backups_by_database(body: kopf.Body, **_: Any) -> dict[BackupKey, BackupPeer
 @kopf.on.event(*BACKUPS)
 def backup_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     index: BackupIndex = kwargs["backups_by_database"]
-    memo.backups.on_backup_event(body, index)
+    memo.runtime.on_backup_event(body, index)
 
 
 @kopf.daemon(*BACKUPS, cancellation_timeout=30.0)
-async def backup(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
-                 logger: kopf.Logger, **kwargs: Any) -> None:
+async def backup(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
     index: BackupIndex = kwargs["backups_by_database"]
-    await memo.backups.run_backup(body, stopped, index, logger)
+    await daemons.run_backup(memo.runtime, body, stopped, index, logger)
 
 
 @kopf.on.delete(*BACKUPS)
 async def backup_deleted(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     """A backup's file goes with it (pruning, TTL or kubectl delete)."""
-    await memo.backups.backup_deleted(body, logger)
+    await memo.runtime.backup_deleted(body, logger)
 
 
 @kopf.on.event(*RESTORES)
 def restore_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
-    memo.backups.on_restore_event(body)
+    memo.runtime.on_restore_event(body)
 
 
 @kopf.daemon(*RESTORES, cancellation_timeout=30.0)
-async def restore(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
-                  logger: kopf.Logger, **_: Any) -> None:
-    await memo.backups.run_restore(body, stopped, logger)
+async def restore(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **_: Any
+) -> None:
+    await daemons.run_restore(memo.runtime, body, stopped, logger)

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from kubemigrate.controller.queue import Peer
-from kubemigrate.engine.migrate.results import MigrationResult
+from kubemigrate.controller.ordering.migrations import Peer
+from kubemigrate.engine import MigrationResult
+from kubemigrate.models.migration import MigrationPhase
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -19,27 +20,45 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.migrations = Counter(
-            "kubemigrate_migrations_total", "Migration runs by outcome.",
-            ["namespace", "outcome"], registry=self.registry)
+            "kubemigrate_migrations_total",
+            "Migration runs by outcome.",
+            ["namespace", "outcome"],
+            registry=self.registry,
+        )
         self.duration = Histogram(
-            "kubemigrate_migration_duration_seconds", "How long applying or rolling back took.",
-            ["namespace", "kind"], buckets=BUCKETS, registry=self.registry)
+            "kubemigrate_migration_duration_seconds",
+            "How long applying or rolling back took.",
+            ["namespace", "kind"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
         self.pending = Gauge(
-            "kubemigrate_migrations_pending", "Migrations not yet in their desired state.",
-            ["namespace", "database"], registry=self.registry)
+            "kubemigrate_migrations_pending",
+            "Migrations not yet in their desired state.",
+            ["namespace", "database"],
+            registry=self.registry,
+        )
         self.last_backup = Gauge(
             "kubemigrate_backup_last_success_timestamp_seconds",
-            "Unix time of the last successful backup.", ["namespace", "database"],
-            registry=self.registry)
+            "Unix time of the last successful backup.",
+            ["namespace", "database"],
+            registry=self.registry,
+        )
         self.backup_size = Gauge(
-            "kubemigrate_backup_size_bytes", "Size of the last successful backup.",
-            ["namespace", "database"], registry=self.registry)
+            "kubemigrate_backup_size_bytes",
+            "Size of the last successful backup.",
+            ["namespace", "database"],
+            registry=self.registry,
+        )
         self.backups = Counter(
-            "kubemigrate_backups_total", "Backups by outcome.", ["namespace", "outcome"],
-            registry=self.registry)
+            "kubemigrate_backups_total",
+            "Backups by outcome.",
+            ["namespace", "outcome"],
+            registry=self.registry,
+        )
 
     def observer(self, namespace: str) -> ObserveRun:
-        """The hook MigrationFlow calls with (outcome, result, seconds)."""
+        """What MigrationFlow calls with (outcome, result, seconds) after a run."""
         return ObserveRun(self, namespace)
 
     def set_pending(self, namespace: str, database: str, peers: Iterable[Peer]) -> None:
@@ -67,7 +86,7 @@ def _desired(peer: Peer) -> bool:
     if not peer.settled:
         return False
     if peer.rollback:
-        return peer.phase == "RolledBack"
+        return peer.phase == MigrationPhase.ROLLED_BACK
     if peer.dry_run:
-        return peer.phase in ("DryRunSucceeded", "Failed")
-    return peer.phase in ("Succeeded", "Failed")
+        return peer.phase in (MigrationPhase.DRY_RUN_SUCCEEDED, MigrationPhase.FAILED)
+    return peer.phase in (MigrationPhase.SUCCEEDED, MigrationPhase.FAILED)

@@ -1,23 +1,44 @@
-"""Everything one operator process shares between handlers: settings, the API, wake-ups and
-metrics; and the loops the kopf handlers delegate to."""
+"""Everything one operator process shares between handlers (settings, the API, wake-ups and
+metrics, kept in kopf's memo), and the hooks the event and deletion handlers delegate to.
+
+A Job event wakes the object that owns it; a Migration that settles wakes the next of its
+database; a backup that finishes wakes the next backup of its database; a backup or restore
+that changes wakes the Migration that owns it (a pre-migration backup, a rollback's restore).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from kubemigrate.controller.kubeapi import KubeApi
+from kubemigrate.controller.flows import cleanup
+from kubemigrate.controller.flows.context import StepContext
+from kubemigrate.controller.kube.api import KubeApi
 from kubemigrate.controller.metrics import Metrics
-from kubemigrate.controller.migration_flow import Context, MigrationFlow
-from kubemigrate.controller.queue import DatabaseKey, Peer, next_up, peer_of
-from kubemigrate.controller.wakeups import Wakeups
+from kubemigrate.controller.ordering.backups import BackupIndex, backup_peer_of
+from kubemigrate.controller.ordering.migrations import (
+    Peer,
+    PeerIndex,
+    next_up,
+    peer_of,
+    waiting_on,
+)
+from kubemigrate.controller.ordering.wakeups import Wakeups
+from kubemigrate.models import GROUP
+from kubemigrate.models.migration import MigrationPhase
 from kubemigrate.settings import Settings
 
-PeerIndex = Mapping[DatabaseKey, Collection[Peer]]
-SETTLED_PHASES = frozenset({"Succeeded", "RolledBack", "DryRunSucceeded", "Failed"})
+SETTLED_PHASES = frozenset(
+    {
+        MigrationPhase.SUCCEEDED,
+        MigrationPhase.ROLLED_BACK,
+        MigrationPhase.DRY_RUN_SUCCEEDED,
+        MigrationPhase.FAILED,
+    }
+)
 
 
 @dataclass
@@ -29,19 +50,34 @@ class Runtime:
     wakeups: Wakeups = field(default_factory=Wakeups)
     metrics: Metrics = field(default_factory=Metrics)
 
-    def wake_next(self, database: DatabaseKey, peers: Iterable[Peer]) -> None:
-        """Wake the migrations of database that may be able to move now."""
+    def context(self, body: kopf.Body, logger: kopf.Logger) -> StepContext:
+        """A flow step's view of the world, posting Events about body."""
+
+        def emit(kind: str, reason: str, message: str) -> None:
+            kopf.event(body, type=kind, reason=reason, message=message)
+
+        return StepContext(
+            self.api, self.settings, emit, self.metrics, logger=logger, wake=self.wakeups.wake
+        )
+
+    # -- events ----------------------------------------------------------------------------
+
+    def wake_next(self, peers: Iterable[Peer]) -> None:
+        """Wake the migrations of one database that may be able to move now."""
         for peer in next_up(peers):
             self.wakeups.wake(peer.uid)
 
     def on_migration_event(self, body: Mapping[str, Any], index: PeerIndex) -> None:
-        """A Migration changed: wake it if its spec changed, and its queue if it settled."""
+        """A Migration changed: wake it if its spec changed, its queue if it settled, and
+        those waiting for it whatever its phase (their Pending message names it)."""
         me = peer_of(body)
         peers = list(index.get(me.database, ()))
         if not me.settled:
             self.wakeups.wake(me.uid)
         elif me.phase in SETTLED_PHASES:
-            self.wake_next(me.database, peers)
+            self.wake_next(peers)
+        for waiter in waiting_on(me, index):
+            self.wakeups.wake(waiter.uid)
         self.metrics.set_pending(me.database.namespace, me.database.secret, peers)
 
     def on_job_event(self, body: Mapping[str, Any]) -> None:
@@ -50,33 +86,31 @@ class Runtime:
             if ref.get("controller"):
                 self.wakeups.wake(str(ref.get("uid")))
 
-    async def run_migration(self, body: kopf.Body, stopped: kopf.DaemonStopped,
-                            index: PeerIndex, logger: kopf.Logger) -> None:
-        """The daemon of one Migration: step, sleep until woken or due, repeat until stopped."""
-        flow = MigrationFlow(self.settings)
-        uid = body["metadata"]["uid"]
-        namespace = body["metadata"]["namespace"]
+    def on_backup_event(self, body: Mapping[str, Any], index: BackupIndex) -> None:
+        """Wake the backup itself while it works, the next in line once it is done, and the
+        Migration waiting for it."""
+        me = backup_peer_of(body)
+        if me.done:
+            for peer in index.get(me.database, ()):
+                if not peer.done and peer.uid != me.uid:
+                    self.wakeups.wake(peer.uid)
+        else:
+            self.wakeups.wake(me.uid)
+        self._wake_owners(body)
 
-        def emit(kind: str, reason: str, message: str) -> None:
-            kopf.event(body, type=kind, reason=reason, message=message)
+    def on_restore_event(self, body: Mapping[str, Any]) -> None:
+        self._wake_owners(body)
 
-        def settle(me: Peer) -> None:
-            peers = [p for p in index.get(me.database, ()) if p.uid != me.uid]
-            self.wake_next(me.database, [*peers, me])
+    def _wake_owners(self, body: Mapping[str, Any]) -> None:
+        for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+            self.wakeups.wake(str(ref.get("uid")))
 
-        try:
-            while not stopped:
-                me = peer_of(body)
-                ctx = Context(self.api, self.settings, emit, settle,
-                              list(index.get(me.database, ())),
-                              logger=logger,
-                              observe=self.metrics.observer(namespace))
-                try:
-                    delay = await flow.step(body, ctx)
-                except Exception:  # a bug or an API hiccup: log, back off, try again
-                    logger.exception("reconciling failed; retrying")
-                    delay = flow.backoff.next()
-                wait: Awaitable[object] = stopped.wait()
-                await self.wakeups.sleep(uid, delay, wait)
-        finally:
-            self.wakeups.forget(uid)
+    # -- deletions -------------------------------------------------------------------------
+
+    async def migration_deleted(self, name: str, namespace: str) -> None:
+        """The database and its history stay as they are; only the Migration's Jobs go."""
+        await self.api.delete_jobs(namespace, f"{GROUP}/migration={name}")
+
+    async def backup_deleted(self, body: kopf.Body, logger: kopf.Logger) -> None:
+        """A backup's file goes with it (see `flows.cleanup`)."""
+        await cleanup.delete_backup_file(body, self.context(body, logger))

@@ -18,15 +18,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from kubemigrate.engine.errors import (
+    AuthenticationFailed,
     BackupError,
     ConnectionFailed,
+    ConnectionLost,
     DriftDetected,
     EngineError,
     HistoryTooNew,
     InvalidBackup,
     InvalidSources,
+    InvalidUrl,
     LockTimeout,
     MigrationFailed,
+    NeedsRepair,
     NoRollbackSql,
     OutOfOrder,
     ParseError,
@@ -40,14 +44,21 @@ from kubemigrate.engine.errors import (
 
 if TYPE_CHECKING:
     from kubemigrate.engine.backup.dump import BackupResult, take_backup
-    from kubemigrate.engine.backup.dumpfile import FORMATS, BackupMeta, Format, read_sidecar
+    from kubemigrate.engine.backup.dumpfile import (
+        FORMATS,
+        BackupMeta,
+        Format,
+        delete_backup,
+        read_sidecar,
+    )
     from kubemigrate.engine.backup.restore import RestoreResult, restore_backup
     from kubemigrate.engine.backup.rowcounts import CountCheck
     from kubemigrate.engine.backup.verify import VerifyResult, trial_restore, verify_backup
     from kubemigrate.engine.migrate.durations import parse_duration
     from kubemigrate.engine.migrate.migrator import Migrator
-    from kubemigrate.engine.migrate.preflight import run_preflight
+    from kubemigrate.engine.migrate.preflight import PreflightReport, run_preflight
     from kubemigrate.engine.migrate.results import (
+        AppliedRun,
         MigrationResult,
         Origin,
         RunReport,
@@ -57,34 +68,51 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.sources import MigrationSource, SourceError, load_directory
     from kubemigrate.engine.migrate.statements import split_statements
     from kubemigrate.engine.migrate.versions import validate_version, version_key
-    from kubemigrate.engine.pg.libpq import InvalidUrl, password_of
+    from kubemigrate.engine.pg.libpq import password_of
     from kubemigrate.engine.pg.redact import redact
+    from kubemigrate.engine.pg.target import secrets_of
 
 _LAZY = {
     "kubemigrate.engine.backup.dump": ("BackupResult", "take_backup"),
-    "kubemigrate.engine.backup.dumpfile": ("FORMATS", "BackupMeta", "Format", "read_sidecar"),
+    "kubemigrate.engine.backup.dumpfile": (
+        "FORMATS",
+        "BackupMeta",
+        "Format",
+        "delete_backup",
+        "read_sidecar",
+    ),
     "kubemigrate.engine.backup.restore": ("RestoreResult", "restore_backup"),
     "kubemigrate.engine.backup.rowcounts": ("CountCheck",),
     "kubemigrate.engine.backup.verify": ("VerifyResult", "trial_restore", "verify_backup"),
     "kubemigrate.engine.migrate.durations": ("parse_duration",),
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
-    "kubemigrate.engine.migrate.preflight": ("run_preflight",),
+    "kubemigrate.engine.migrate.preflight": ("PreflightReport", "run_preflight"),
     "kubemigrate.engine.migrate.results": (
-        "MigrationResult", "Origin", "RunReport", "ValidationReport", "VersionState"),
+        "AppliedRun",
+        "MigrationResult",
+        "Origin",
+        "RunReport",
+        "ValidationReport",
+        "VersionState",
+    ),
     "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
     "kubemigrate.engine.migrate.statements": ("split_statements",),
     "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),
-    "kubemigrate.engine.pg.libpq": ("InvalidUrl", "password_of"),
+    "kubemigrate.engine.pg.libpq": ("password_of",),
     "kubemigrate.engine.pg.redact": ("redact",),
+    "kubemigrate.engine.pg.target": ("secrets_of",),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "FORMATS",
+    "AppliedRun",
+    "AuthenticationFailed",
     "BackupError",
     "BackupMeta",
     "BackupResult",
     "ConnectionFailed",
+    "ConnectionLost",
     "CountCheck",
     "DriftDetected",
     "EngineError",
@@ -98,10 +126,12 @@ __all__ = [
     "MigrationResult",
     "MigrationSource",
     "Migrator",
+    "NeedsRepair",
     "NoRollbackSql",
     "Origin",
     "OutOfOrder",
     "ParseError",
+    "PreflightReport",
     "RestoreResult",
     "RunReport",
     "SourceError",
@@ -114,6 +144,7 @@ __all__ = [
     "ValidationReport",
     "VerifyResult",
     "VersionState",
+    "delete_backup",
     "load_directory",
     "parse_duration",
     "password_of",
@@ -121,6 +152,7 @@ __all__ = [
     "redact",
     "restore_backup",
     "run_preflight",
+    "secrets_of",
     "split_statements",
     "take_backup",
     "trial_restore",

@@ -51,8 +51,12 @@ SELECT nextval('invoice_numbers') FROM generate_series(1, 5);
 """
 
 TABLES = ("public.customers", "public.orders", "public.empty_table", "audit.events")
-ROWS = {"public.customers": 1000, "public.orders": 50000, "public.empty_table": 0,
-        "audit.events": 300}
+ROWS = {
+    "public.customers": 1000,
+    "public.orders": 50000,
+    "public.empty_table": 0,
+    "audit.events": 300,
+}
 
 
 def query(url: str, text: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -74,25 +78,39 @@ def fingerprint(url: str) -> dict[str, Any]:
     """
     result: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        names = [r[0] for r in conn.execute(
-            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1")]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+            )
+        ]
         for name in names:
             schema, table = name.split(".")
-            row = conn.execute(sql.SQL(
-                "SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) "
-                "FROM {}.{} t").format(sql.Identifier(schema), sql.Identifier(table))).fetchone()
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) "
+                    "FROM {}.{} t"
+                ).format(sql.Identifier(schema), sql.Identifier(table))
+            ).fetchone()
             result[name] = row
         for seq, last, called in conn.execute(
-                "SELECT format('%I.%I', schemaname, sequencename), last_value, last_value "
-                "IS NOT NULL FROM pg_sequences ORDER BY 1"):
+            "SELECT format('%I.%I', schemaname, sequencename), last_value, last_value "
+            "IS NOT NULL FROM pg_sequences ORDER BY 1"
+        ):
             result[f"sequence {seq}"] = (last, called)
         for (view,) in conn.execute(
-                "SELECT format('%I.%I', schemaname, viewname) FROM pg_views "
-                "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"):
+            "SELECT format('%I.%I', schemaname, viewname) FROM pg_views "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        ):
             result[f"view {view}"] = conn.execute(
                 f"SELECT count(*), md5(coalesce(string_agg(v::text, ',' ORDER BY v::text), '')) "
-                f"FROM {view} v").fetchone()
-        result["indexes"] = sorted(r[0] for r in conn.execute(
-            "SELECT indexname FROM pg_indexes WHERE schemaname IN ('public', 'audit')"))
+                f"FROM {view} v"
+            ).fetchone()
+        result["indexes"] = sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname IN ('public', 'audit')"
+            )
+        )
     return result

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import databases
-
-from .backup_helpers import populate
+from integration.backup.backup_helpers import populate
 
 
 @pytest.fixture

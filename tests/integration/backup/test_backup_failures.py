@@ -12,10 +12,9 @@ from psycopg import sql
 
 from harness import databases, postgres
 from harness.ports import free_port
+from integration.backup.backup_helpers import populate, query
 from kubemigrate.engine.backup.dump import take_backup
 from kubemigrate.engine.errors import BackupError, ConnectionFailed, ToolFailed, ToolTooOld
-
-from .backup_helpers import populate, query
 
 PASSWORD = "s3cret-Pa55/w@rd"
 ROLE = postgres.PASSWORD_ROLE
@@ -28,8 +27,9 @@ def assert_clean(text: str) -> None:
 
 def with_login(url: str, user: str, password: str, *, port: int | None = None) -> str:
     parts = urlsplit(url)
-    return parts._replace(netloc=f"{user}:{quote(password, safe='')}@{parts.hostname}:"
-                                 f"{port or parts.port}").geturl()
+    return parts._replace(
+        netloc=f"{user}:{quote(password, safe='')}@{parts.hostname}:{port or parts.port}"
+    ).geturl()
 
 
 @pytest.fixture
@@ -41,7 +41,8 @@ def password_server(password_role: Callable[[str], str], database_url: str) -> s
 
 
 def test_the_right_password_reaches_pg_dump_but_never_its_command_line(
-        password_server: str, tmp_path: Path) -> None:
+    password_server: str, tmp_path: Path
+) -> None:
     url = with_login(password_server, ROLE, PASSWORD)
     result = take_backup(url, tmp_path / "app.dump")
     assert result.tables is not None and result.tables["public.orders"] == 50000
@@ -75,15 +76,21 @@ def limited_role(pg_admin_url: str, database_url: str) -> Iterator[str]:
     role = f"backup_ro_{uuid.uuid4().hex[:8]}"
     query(pg_admin_url, sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)).as_string())
     query(database_url, "CREATE TABLE readable (id int); CREATE TABLE secrets (id int)")
-    query(database_url, sql.SQL("GRANT SELECT ON readable TO {}").format(
-        sql.Identifier(role)).as_string())
+    query(
+        database_url,
+        sql.SQL("GRANT SELECT ON readable TO {}").format(sql.Identifier(role)).as_string(),
+    )
     try:
-        yield urlsplit(database_url)._replace(
-            netloc=f"{role}@{urlsplit(database_url).netloc.rsplit('@', 1)[-1]}").geturl()
+        yield (
+            urlsplit(database_url)
+            ._replace(netloc=f"{role}@{urlsplit(database_url).netloc.rsplit('@', 1)[-1]}")
+            .geturl()
+        )
     finally:
         databases.drop(pg_admin_url, database_url)
-        query(pg_admin_url, sql.SQL("DROP ROLE IF EXISTS {}").format(
-            sql.Identifier(role)).as_string())
+        query(
+            pg_admin_url, sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)).as_string()
+        )
 
 
 def test_pg_dump_failing_midway_leaves_nothing(limited_role: str, tmp_path: Path) -> None:

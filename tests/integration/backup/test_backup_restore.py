@@ -10,12 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from integration.backup.backup_helpers import ROWS, fingerprint, query
 from kubemigrate.engine.backup import dumpfile
 from kubemigrate.engine.backup.dump import take_backup
 from kubemigrate.engine.backup.restore import restore_backup
 from kubemigrate.engine.errors import TargetNotEmpty, ToolFailed, UnsupportedOption
-
-from .backup_helpers import ROWS, fingerprint, query
 
 
 def test_backup_writes_the_dump_and_its_sidecar(source_url: str, backups: Path) -> None:
@@ -43,8 +42,11 @@ def test_restore_with_clean_over_the_same_database(source_url: str, backups: Pat
     before = fingerprint(source_url)
     backup = take_backup(source_url, backups / "app.dump")
     query(source_url, "DROP VIEW big_spenders; DROP TABLE orders")
-    query(source_url, "DELETE FROM customers WHERE id > 10; INSERT INTO audit.events "
-                      "VALUES (9999, 'late', now()); SELECT setval('invoice_numbers', 5000)")
+    query(
+        source_url,
+        "DELETE FROM customers WHERE id > 10; INSERT INTO audit.events "
+        "VALUES (9999, 'late', now()); SELECT setval('invoice_numbers', 5000)",
+    )
 
     restored = restore_backup(backup.path, source_url, clean=True)
 
@@ -54,8 +56,9 @@ def test_restore_with_clean_over_the_same_database(source_url: str, backups: Pat
     assert restored.check.rows == sum(ROWS.values())
 
 
-def test_restore_into_a_fresh_database(source_url: str, backups: Path,
-                                      new_database: Callable[[], str]) -> None:
+def test_restore_into_a_fresh_database(
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     target = new_database()
 
@@ -67,8 +70,9 @@ def test_restore_into_a_fresh_database(source_url: str, backups: Path,
 
 
 @pytest.mark.parametrize("fmt", ["plain", "directory"])
-def test_other_formats_round_trip(fmt: dumpfile.Format, source_url: str, backups: Path,
-                                  new_database: Callable[[], str]) -> None:
+def test_other_formats_round_trip(
+    fmt: dumpfile.Format, source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     backup = take_backup(source_url, backups / f"app.{fmt}", format=fmt)
     assert dumpfile.detect_format(backup.path) == fmt
     assert (backup.sha256, backup.size_bytes) == dumpfile.digest(backup.path)
@@ -80,16 +84,18 @@ def test_other_formats_round_trip(fmt: dumpfile.Format, source_url: str, backups
     assert restored.check is not None and restored.check.matched
 
 
-def test_parallel_directory_backup(source_url: str, backups: Path,
-                                   new_database: Callable[[], str]) -> None:
+def test_parallel_directory_backup(
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     backup = take_backup(source_url, backups / "app.dir", format="directory", jobs=2)
     target = new_database()
     restore_backup(backup.path, target)
     assert fingerprint(target) == fingerprint(source_url)
 
 
-def test_counts_and_dump_share_one_snapshot(source_url: str, backups: Path,
-                                            new_database: Callable[[], str]) -> None:
+def test_counts_and_dump_share_one_snapshot(
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     """Rows committed while the backup runs are in neither the counts nor the dump."""
     done: list[object] = []
     with psycopg.connect(source_url, autocommit=True) as writer:
@@ -97,7 +103,8 @@ def test_counts_and_dump_share_one_snapshot(source_url: str, backups: Path,
         writer.execute("BEGIN")
         writer.execute("LOCK TABLE audit.events IN ACCESS EXCLUSIVE MODE")
         thread = threading.Thread(
-            target=lambda: done.append(take_backup(source_url, backups / "app.dump")))
+            target=lambda: done.append(take_backup(source_url, backups / "app.dump"))
+        )
         thread.start()
         thread.join(timeout=2)
         writer.execute("INSERT INTO customers (name) VALUES ('late arrival')")
@@ -113,8 +120,9 @@ def test_counts_and_dump_share_one_snapshot(source_url: str, backups: Path,
     assert restored.tables["public.customers"] == ROWS["public.customers"]
 
 
-def test_restore_refuses_a_database_that_is_not_empty(source_url: str, backups: Path,
-                                                       new_database: Callable[[], str]) -> None:
+def test_restore_refuses_a_database_that_is_not_empty(
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     target = new_database()
     query(target, "CREATE TABLE precious (id int); INSERT INTO precious VALUES (42)")
@@ -127,15 +135,19 @@ def test_restore_refuses_a_database_that_is_not_empty(source_url: str, backups: 
     assert fingerprint(target) == before
 
 
-@pytest.mark.parametrize("objects", [
-    "CREATE SCHEMA reports",
-    "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-    "CREATE TYPE mood AS ENUM ('ok')",
-    "CREATE SEQUENCE s",
-    "CREATE VIEW v AS SELECT 1 AS one",
-])
-def test_what_counts_as_not_empty(objects: str, new_database: Callable[[], str],
-                                  backups: Path, source_url: str) -> None:
+@pytest.mark.parametrize(
+    "objects",
+    [
+        "CREATE SCHEMA reports",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TYPE mood AS ENUM ('ok')",
+        "CREATE SEQUENCE s",
+        "CREATE VIEW v AS SELECT 1 AS one",
+    ],
+)
+def test_what_counts_as_not_empty(
+    objects: str, new_database: Callable[[], str], backups: Path, source_url: str
+) -> None:
     backup = take_backup(source_url, backups / "app.dump", count_rows=False)
     target = new_database()
     query(target, objects)
@@ -144,7 +156,8 @@ def test_what_counts_as_not_empty(objects: str, new_database: Callable[[], str],
 
 
 def test_extension_objects_do_not_make_a_database_non_empty(
-        source_url: str, backups: Path, new_database: Callable[[], str]) -> None:
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     target = new_database()
     query(target, "CREATE EXTENSION IF NOT EXISTS pg_trgm")  # functions and types in public
@@ -152,18 +165,22 @@ def test_extension_objects_do_not_make_a_database_non_empty(
     assert restored.check is not None and restored.check.matched
 
 
-def test_a_failed_restore_leaves_the_target_as_it_was(source_url: str, backups: Path,
-                                                      new_database: Callable[[], str]) -> None:
+def test_a_failed_restore_leaves_the_target_as_it_was(
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     target = new_database()
     # Objects of the backup's names, plus one the restore's DROP of orders fails on.
-    query(target, """
+    query(
+        target,
+        """
         CREATE TABLE customers (id int PRIMARY KEY, name text);
         INSERT INTO customers VALUES (1, 'kept');
         CREATE TABLE orders (id int);
         CREATE SCHEMA other;
         CREATE VIEW other.depends_on_orders AS SELECT * FROM public.orders;
-    """)
+    """,
+    )
     before = fingerprint(target)
 
     with pytest.raises(ToolFailed) as failed:
@@ -180,8 +197,9 @@ def test_plain_backups_cannot_be_restored_with_clean(source_url: str, backups: P
         restore_backup(backup.path, source_url, clean=True)
 
 
-def test_restore_without_sidecar_still_counts(source_url: str, backups: Path,
-                                              new_database: Callable[[], str]) -> None:
+def test_restore_without_sidecar_still_counts(
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     dumpfile.sidecar_path(backup.path).unlink()
     restored = restore_backup(backup.path, new_database())

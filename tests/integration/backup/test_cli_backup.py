@@ -8,10 +8,9 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from harness.ports import free_port
+from integration.backup.backup_helpers import ROWS, fingerprint, query
 from integration.cli.cli_helpers import run_cli
 from kubemigrate.engine.backup import dumpfile
-
-from .backup_helpers import ROWS, fingerprint, query
 
 PASSWORD = "s3cret-Pa55/w@rd"
 
@@ -30,11 +29,26 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_backup_verify_and_restore(source_url: str, backups: Path, pg_admin_url: str,
-                                   new_database: Callable[[], str], tmp_path: Path) -> None:
+def test_backup_verify_and_restore(
+    source_url: str,
+    backups: Path,
+    pg_admin_url: str,
+    new_database: Callable[[], str],
+    tmp_path: Path,
+) -> None:
     out, log = backups / "app.dump", tmp_path / "backup.log"
-    result = run_cli("backup", "--database-url", source_url, "--output", str(out),
-                     "--verify", "--scratch-url", pg_admin_url, "--termination-log", str(log))
+    result = run_cli(
+        "backup",
+        "--database-url",
+        source_url,
+        "--output",
+        str(out),
+        "--verify",
+        "--scratch-url",
+        pg_admin_url,
+        "--termination-log",
+        str(log),
+    )
     assert result.returncode == 0, result
     sha256, size = dumpfile.digest(out)
     assert f"sha256: {sha256}" in result.stdout
@@ -46,15 +60,20 @@ def test_backup_verify_and_restore(source_url: str, backups: Path, pg_admin_url:
     assert data["location"] == str(out)
     assert data["sizeBytes"] == size and data["sha256"] == sha256
     assert data["verified"] is True
-    assert data["verification"] == {"tables": 4, "rows": sum(ROWS.values()), "matched": True,
-                                    "mismatches": []}
+    assert data["verification"] == {
+        "tables": 4,
+        "rows": sum(ROWS.values()),
+        "matched": True,
+        "mismatches": [],
+    }
     assert str(data["serverVersion"]).split(".")[0].isdigit()
     assert isinstance(data["durationSeconds"], float)
     assert str(data["startedAt"]).endswith("Z") and str(data["completedAt"]).endswith("Z")
 
     target, rlog = new_database(), tmp_path / "restore.log"
-    restored = run_cli("restore", str(out), "--database-url", target,
-                       "--termination-log", str(rlog))
+    restored = run_cli(
+        "restore", str(out), "--database-url", target, "--termination-log", str(rlog)
+    )
     assert restored.returncode == 0, restored
     assert "4 tables, 51300 rows, all match" in restored.stdout
     data = termination(rlog)
@@ -63,8 +82,9 @@ def test_backup_verify_and_restore(source_url: str, backups: Path, pg_admin_url:
     assert fingerprint(target) == fingerprint(source_url)
 
 
-def test_database_url_from_the_environment(source_url: str, backups: Path,
-                                           new_database: Callable[[], str]) -> None:
+def test_database_url_from_the_environment(
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     out = backups / "app.dump"
     result = run_cli("backup", "-o", str(out), env={"DATABASE_URL": source_url})
     assert result.returncode == 0, result
@@ -82,16 +102,18 @@ def test_restore_refused_then_clean(source_url: str, backups: Path, tmp_path: Pa
     query(source_url, "DELETE FROM orders WHERE id % 2 = 0")
     before = fingerprint(source_url)
 
-    refused = run_cli("restore", str(out), "--database-url", source_url,
-                      "--termination-log", str(log))
+    refused = run_cli(
+        "restore", str(out), "--database-url", source_url, "--termination-log", str(log)
+    )
     assert refused.returncode == 1, refused
     assert "is not empty" in one_error_line(refused.stderr)
     data = termination(log)
     assert data == {"ok": False, "reason": "TargetNotEmpty", "error": data["error"]}
     assert fingerprint(source_url) == before
 
-    cleaned = run_cli("restore", str(out), "--database-url", source_url, "--clean",
-                      "--termination-log", str(log))
+    cleaned = run_cli(
+        "restore", str(out), "--database-url", source_url, "--clean", "--termination-log", str(log)
+    )
     assert cleaned.returncode == 0, cleaned
     assert termination(log)["rows"] == sum(ROWS.values())
 
@@ -99,8 +121,9 @@ def test_restore_refused_then_clean(source_url: str, backups: Path, tmp_path: Pa
 def test_unreachable_database(tmp_path: Path) -> None:
     url = f"postgresql://app:{quote(PASSWORD, safe='')}@127.0.0.1:{free_port()}/app"
     out, log = tmp_path / "app.dump", tmp_path / "backup.log"
-    result = run_cli("backup", "--database-url", url, "-o", str(out), "--verbose",
-                     "--termination-log", str(log))
+    result = run_cli(
+        "backup", "--database-url", url, "-o", str(out), "--verbose", "--termination-log", str(log)
+    )
     assert result.returncode == 3, result
     error = one_error_line(result.stderr)
     assert "cannot connect" in error
@@ -138,8 +161,17 @@ def test_verify_backup_command(source_url: str, backups: Path, tmp_path: Path) -
 
 def test_json_output_and_plain_format(source_url: str, backups: Path) -> None:
     out = backups / "app.sql"
-    result = run_cli("backup", "--database-url", source_url, "-o", str(out), "--format",
-                     "plain", "--json", "--row-counts")
+    result = run_cli(
+        "backup",
+        "--database-url",
+        source_url,
+        "-o",
+        str(out),
+        "--format",
+        "plain",
+        "--json",
+        "--row-counts",
+    )
     assert result.returncode == 0, result
     data = json.loads(result.stdout)
     assert data["format"] == "plain" and data["tables"] == 4

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from integration.backup.backup_helpers import ROWS, fingerprint, query
 from kubemigrate.engine.backup import dumpfile, verify
 from kubemigrate.engine.backup.dump import take_backup
 from kubemigrate.engine.backup.restore import restore_backup
 from kubemigrate.engine.errors import InvalidBackup
 
-from .backup_helpers import ROWS, fingerprint, query
-
 
 def truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * keep)])
+    path.write_bytes(data[: int(len(data) * keep)])
 
 
 @pytest.mark.parametrize("fmt", ["custom", "plain", "directory"])
@@ -38,8 +37,9 @@ def test_a_truncated_dump_fails(source_url: str, backups: Path) -> None:
     assert "truncated" in result.problems[0]
 
 
-def test_a_truncated_dump_without_sidecar_fails_the_full_read(source_url: str,
-                                                             backups: Path) -> None:
+def test_a_truncated_dump_without_sidecar_fails_the_full_read(
+    source_url: str, backups: Path
+) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     dumpfile.sidecar_path(backup.path).unlink()
     assert verify.verify_backup(backup.path).ok  # the whole archive reads
@@ -75,8 +75,9 @@ def test_not_a_backup(tmp_path: Path) -> None:
     assert not verify.verify_backup(tmp_path / "missing.dump").ok
 
 
-def test_a_corrupt_dump_is_never_restored(source_url: str, backups: Path,
-                                          new_database: Callable[[], str]) -> None:
+def test_a_corrupt_dump_is_never_restored(
+    source_url: str, backups: Path, new_database: Callable[[], str]
+) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     truncate(backup.path)
     target = new_database()
@@ -85,19 +86,20 @@ def test_a_corrupt_dump_is_never_restored(source_url: str, backups: Path,
     assert fingerprint(target) == fingerprint(new_database())
 
 
-def test_test_restore_compares_row_counts(source_url: str, backups: Path,
-                                          pg_admin_url: str) -> None:
+def test_test_restore_compares_row_counts(
+    source_url: str, backups: Path, pg_admin_url: str
+) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     restored = verify.trial_restore(backup.path, pg_admin_url)
     assert restored.check is not None and restored.check.matched
     assert restored.tables == ROWS
     assert restored.database.startswith(verify.SCRATCH_PREFIX)
-    assert query(pg_admin_url, "SELECT count(*) FROM pg_database WHERE datname = %s",
-                 (restored.database,)) == [(0,)]
+    assert query(
+        pg_admin_url, "SELECT count(*) FROM pg_database WHERE datname = %s", (restored.database,)
+    ) == [(0,)]
 
 
-def test_test_restore_reports_mismatches(source_url: str, backups: Path,
-                                         pg_admin_url: str) -> None:
+def test_test_restore_reports_mismatches(source_url: str, backups: Path, pg_admin_url: str) -> None:
     backup = take_backup(source_url, backups / "app.dump")
     sidecar = dumpfile.sidecar_path(backup.path)
     meta = json.loads(sidecar.read_text())
@@ -110,5 +112,7 @@ def test_test_restore_reports_mismatches(source_url: str, backups: Path,
     check = restored.check
     assert check is not None and not check.matched
     assert {(m.table, m.expected, m.actual, m.missing) for m in check.mismatches} == {
-        ("public.orders", 49999, 50000, False), ("public.gone", 3, 0, True)}
+        ("public.orders", 49999, 50000, False),
+        ("public.gone", 3, 0, True),
+    }
     assert "2 tables differ" in check.summary()

@@ -41,15 +41,26 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
     """Run ``kubemigrate ARGS`` to completion."""
-    done = subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=timeout,
-                          env=cli_env(env), check=False)
+    done = subprocess.run(
+        [*COMMAND, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(env),
+        check=False,
+    )
     return Result(done.returncode, done.stdout, done.stderr)
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start ``kubemigrate ARGS`` without waiting for it."""
-    return subprocess.Popen([*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=cli_env(env))
+    return subprocess.Popen(
+        [*COMMAND, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(env),
+    )
 
 
 def query(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -88,8 +99,9 @@ class Kubemigrate:
         self.migrations = migrations
 
     def __call__(self, command: str, *args: str, timeout: float = 120) -> Result:
-        return run_cli(command, str(self.migrations), "--database-url", self.url, *args,
-                       timeout=timeout)
+        return run_cli(
+            command, str(self.migrations), "--database-url", self.url, *args, timeout=timeout
+        )
 
     def start(self, command: str, *args: str) -> subprocess.Popen[str]:
         return start_cli(command, str(self.migrations), "--database-url", self.url, *args)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli_helpers import Kubemigrate, Migrations
+from integration.cli.cli_helpers import Kubemigrate, Migrations
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .cli_helpers import Kubemigrate, Migrations, query, tables
+from integration.cli.cli_helpers import Kubemigrate, Migrations, query, tables
 
 pytestmark = pytest.mark.integration
 
@@ -14,15 +14,17 @@ pytestmark = pytest.mark.integration
 def three(migrations: Migrations) -> None:
     migrations.write("001_create_users.up.sql", "CREATE TABLE users (id int PRIMARY KEY);")
     migrations.write("001_create_users.down.sql", "DROP TABLE users;")
-    migrations.write("002_seed_users.up.sql",
-                     "INSERT INTO users SELECT g FROM generate_series(1, 5) g;")
+    migrations.write(
+        "002_seed_users.up.sql", "INSERT INTO users SELECT g FROM generate_series(1, 5) g;"
+    )
     migrations.write("002_seed_users.down.sql", "DELETE FROM users;")
     migrations.write("010_create_orders.up.sql", "CREATE TABLE orders (id int);")
     migrations.write("README.md", "not a migration")
 
 
 def test_apply_prints_a_line_per_migration_and_a_summary(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     three(migrations)
     result = kubemigrate("apply")
     assert result.returncode == 0, result
@@ -58,8 +60,11 @@ def test_status_table_and_json(kubemigrate: Kubemigrate, migrations: Migrations)
     header = next(line for line in lines if "Version" in line)
     for column in ("Version", "Description", "State", "Applied at", "Duration", "Rollback"):
         assert column in header
-    row = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
-           for line in lines if line.startswith("| 0")}
+    row = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+        for line in lines
+        if line.startswith("| 0")
+    }
     assert row["001"][1:3] == ["create users", "Applied"]
     assert row["001"][5] == "yes"
     assert row["010"][2] == "Pending"
@@ -83,7 +88,8 @@ def test_status_of_an_empty_database(kubemigrate: Kubemigrate, migrations: Migra
 
 
 def test_plan_lists_pending_in_order_without_running(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     three(migrations)
     assert kubemigrate("apply", "--target", "001").returncode == 0
     result = kubemigrate("plan")
@@ -106,7 +112,8 @@ def test_dry_run_changes_nothing(kubemigrate: Kubemigrate, migrations: Migration
 
 
 def test_rollback_by_steps_and_to_a_target(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     migrations.write("001_a.up.sql", "CREATE TABLE a (id int);")
     migrations.write("001_a.down.sql", "DROP TABLE a;")
     migrations.write("002_b.up.sql", "CREATE TABLE b (id int);")
@@ -135,7 +142,8 @@ def test_rollback_by_steps_and_to_a_target(
 
 
 def test_rollback_without_down_sql_is_refused_and_changes_nothing(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     migrations.write("001_a.up.sql", "CREATE TABLE a (id int);")
     assert kubemigrate("apply").returncode == 0
     result = kubemigrate("rollback", "--steps", "1")
@@ -147,13 +155,13 @@ def test_rollback_without_down_sql_is_refused_and_changes_nothing(
 
 @pytest.mark.parametrize("args", [["--target", "1", "--steps", "1"], []])
 def test_rollback_needs_exactly_one_of_target_and_steps(
-        kubemigrate: Kubemigrate, args: list[str]) -> None:
+    kubemigrate: Kubemigrate, args: list[str]
+) -> None:
     result = kubemigrate("rollback", *args)
     assert result.returncode == 2, result
 
 
-def test_baseline_records_without_running(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+def test_baseline_records_without_running(kubemigrate: Kubemigrate, migrations: Migrations) -> None:
     three(migrations)
     result = kubemigrate("baseline", "--version", "002")
     assert result.returncode == 0, result
@@ -175,7 +183,8 @@ def test_verbose_shows_more(kubemigrate: Kubemigrate, migrations: Migrations) ->
 
 
 def test_history_rows_are_in_the_chosen_schema(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     three(migrations)
     assert kubemigrate("apply", "--history-schema", "ops").returncode == 0
     rows = query(kubemigrate.url, "SELECT count(*) FROM ops.history WHERE status = 'success'")

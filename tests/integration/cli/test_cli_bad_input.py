@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .cli_helpers import Kubemigrate, Migrations, query, tables
+from integration.cli.cli_helpers import Kubemigrate, Migrations, query, tables
 
 pytestmark = pytest.mark.integration
 
@@ -21,11 +21,13 @@ def one_error_line(stderr: str) -> str:
 
 
 def test_syntax_error_in_50_of_100_applies_49_and_resumes_after_the_fix(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     for i in range(1, 101):
         migrations.write(f"{i:03d}_create_t{i}.up.sql", f"CREATE TABLE t{i} (id int);\n")
-    broken = migrations.write("050_create_t50.up.sql",
-                              "-- the fiftieth\nCREATE TABLE t50 (id int);\nSELEC 1;\n")
+    broken = migrations.write(
+        "050_create_t50.up.sql", "-- the fiftieth\nCREATE TABLE t50 (id int);\nSELEC 1;\n"
+    )
 
     failed = kubemigrate("apply")
     assert failed.returncode == 1, failed
@@ -49,10 +51,12 @@ def test_syntax_error_in_50_of_100_applies_49_and_resumes_after_the_fix(
 
 
 def test_runtime_error_reports_sqlstate_statement_and_line(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
-    migrations.write("001_a.up.sql",
-                     "CREATE TABLE a (id int);\n\nINSERT INTO a VALUES (1);\n"
-                     "INSERT INTO missing VALUES (1);\n")
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
+    migrations.write(
+        "001_a.up.sql",
+        "CREATE TABLE a (id int);\n\nINSERT INTO a VALUES (1);\nINSERT INTO missing VALUES (1);\n",
+    )
     result = kubemigrate("apply")
     assert result.returncode == 1, result
     error = one_error_line(result.stderr)
@@ -62,11 +66,14 @@ def test_runtime_error_reports_sqlstate_statement_and_line(
 
 
 def test_statement_refused_in_a_transaction_is_caught_before_the_database_is_touched(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     migrations.write("001_a.up.sql", "CREATE TABLE a (id int);")
-    migrations.write("002_idx.up.sql",
-                     "CREATE TABLE b (id int);\n-- needs no-transaction\n"
-                     "CREATE INDEX CONCURRENTLY b_id ON b (id);\n")
+    migrations.write(
+        "002_idx.up.sql",
+        "CREATE TABLE b (id int);\n-- needs no-transaction\n"
+        "CREATE INDEX CONCURRENTLY b_id ON b (id);\n",
+    )
     result = kubemigrate("apply")
     assert result.returncode == 2, result
     error = one_error_line(result.stderr)
@@ -82,18 +89,23 @@ def _history_rows(url: str) -> list[tuple[object, ...]]:
 
 
 def test_no_transaction_migration_runs_concurrent_index(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     migrations.write("001_a.up.sql", "CREATE TABLE a (id int);")
-    migrations.write("002_idx.up.sql", "-- kubemigrate: no-transaction\n"
-                                       "CREATE INDEX CONCURRENTLY a_id ON a (id);\n")
+    migrations.write(
+        "002_idx.up.sql",
+        "-- kubemigrate: no-transaction\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n",
+    )
     result = kubemigrate("apply")
     assert result.returncode == 0, result
-    assert query(kubemigrate.url, "SELECT indisvalid FROM pg_index "
-                                  "WHERE indexrelid = 'a_id'::regclass") == [(True,)]
+    assert query(
+        kubemigrate.url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_id'::regclass"
+    ) == [(True,)]
 
 
 def test_edited_applied_migration_is_drift_until_repaired(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     first = migrations.write("001_a.up.sql", "CREATE TABLE a (id int);")
     assert kubemigrate("apply").returncode == 0
     first.write_text("CREATE TABLE a (id bigint);")
@@ -123,16 +135,23 @@ def test_crlf_checkout_is_not_drift(kubemigrate: Kubemigrate, migrations: Migrat
     assert kubemigrate("validate").returncode == 0
 
 
-@pytest.mark.parametrize(("files", "fragments"), [
-    ({"001_a.up.sql": "SELECT 1;", "1_b.up.sql": "SELECT 1;"}, ["duplicate version", "1_b"]),
-    ({"001_a.up.sql": "SELECT 1;", "add_users.sql": "SELECT 1;"},
-     ["add_users.sql", "matches no migration pattern"]),
-    ({"001_a.up.sql": "SELECT 1;", "002_b.down.sql": "SELECT 1;"},
-     ["002_b.down.sql", "no up file"]),
-])
+@pytest.mark.parametrize(
+    ("files", "fragments"),
+    [
+        ({"001_a.up.sql": "SELECT 1;", "1_b.up.sql": "SELECT 1;"}, ["duplicate version", "1_b"]),
+        (
+            {"001_a.up.sql": "SELECT 1;", "add_users.sql": "SELECT 1;"},
+            ["add_users.sql", "matches no migration pattern"],
+        ),
+        (
+            {"001_a.up.sql": "SELECT 1;", "002_b.down.sql": "SELECT 1;"},
+            ["002_b.down.sql", "no up file"],
+        ),
+    ],
+)
 def test_bad_directory_is_refused_before_anything_runs(
-        kubemigrate: Kubemigrate, migrations: Migrations, files: dict[str, str],
-        fragments: list[str]) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations, files: dict[str, str], fragments: list[str]
+) -> None:
     for name, sql in files.items():
         migrations.write(name, sql)
     for command in ("apply", "validate", "status", "plan"):
@@ -142,8 +161,9 @@ def test_bad_directory_is_refused_before_anything_runs(
         for fragment in fragments:
             assert fragment in error
         assert result.stdout == ""
-    assert query(kubemigrate.url, "SELECT count(*) FROM pg_namespace "
-                                  "WHERE nspname = 'kubemigrate'") == [(0,)]
+    assert query(
+        kubemigrate.url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'kubemigrate'"
+    ) == [(0,)]
 
 
 def test_missing_directory(kubemigrate: Kubemigrate, migrations: Migrations) -> None:
@@ -162,8 +182,10 @@ def _wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-_ADVISORY = ("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-             "WHERE l.locktype = 'advisory' AND d.datname = %s")
+_ADVISORY = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+    "WHERE l.locktype = 'advisory' AND d.datname = %s"
+)
 
 
 def _kill_9_apply(kubemigrate: Kubemigrate, ready: object, what: str) -> None:
@@ -178,21 +200,29 @@ def _kill_9_apply(kubemigrate: Kubemigrate, ready: object, what: str) -> None:
         if process.poll() is None:
             process.kill()
         process.communicate()
-    _wait_for(lambda: query(kubemigrate.url, _ADVISORY, [dbname]) == [(0,)], 10,
-              "the killed runner's advisory lock to go")
+    _wait_for(
+        lambda: query(kubemigrate.url, _ADVISORY, [dbname]) == [(0,)],
+        10,
+        "the killed runner's advisory lock to go",
+    )
 
 
 def test_kill_9_during_a_long_migration_leaves_nothing_applied_and_no_lock(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     migrations.write("001_a.up.sql", "CREATE TABLE a (id int);")
-    migrations.write("002_slow.up.sql",
-                     "CREATE TABLE slow (id int);\nSELECT pg_sleep(30);\n")
+    migrations.write("002_slow.up.sql", "CREATE TABLE slow (id int);\nSELECT pg_sleep(30);\n")
     dbname = kubemigrate.url.rsplit("/", 1)[1]
-    sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                "AND query LIKE '%%pg_sleep(30)%%' AND pid <> pg_backend_pid()")
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+        "AND query LIKE '%%pg_sleep(30)%%' AND pid <> pg_backend_pid()"
+    )
 
-    _kill_9_apply(kubemigrate, lambda: query(kubemigrate.url, sleeping, [dbname]) == [(1,)],
-                  "the slow migration to run")
+    _kill_9_apply(
+        kubemigrate,
+        lambda: query(kubemigrate.url, sleeping, [dbname]) == [(1,)],
+        "the slow migration to run",
+    )
 
     assert "slow" not in tables(kubemigrate.url)
     migrations.write("002_slow.up.sql", "CREATE TABLE slow (id int);\n")  # fixed, and fast
@@ -202,20 +232,28 @@ def test_kill_9_during_a_long_migration_leaves_nothing_applied_and_no_lock(
 
 
 def test_kill_9_during_a_batched_run_leaves_each_migration_whole(
-        kubemigrate: Kubemigrate, migrations: Migrations) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations
+) -> None:
     """Killed while batches of DDL are in flight: every migration is applied with its history
     row or not at all, in order, the lock goes, and a re-run finishes the rest."""
     count = 2000
     for i in range(1, count + 1):
         migrations.write(f"{i:04d}_t{i}.up.sql", f"CREATE TABLE t{i} (id int);\n")
-    applied = ("SELECT count(*) FROM pg_tables WHERE schemaname = 'kubemigrate'"
-               " AND tablename = 'history'")
-    succeeded = ("SELECT version FROM kubemigrate.history"
-                 " WHERE kind = 'apply' AND status = 'success'")
+    applied = (
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'kubemigrate' AND tablename = 'history'"
+    )
+    succeeded = (
+        "SELECT version FROM kubemigrate.history WHERE kind = 'apply' AND status = 'success'"
+    )
 
-    _kill_9_apply(kubemigrate, lambda: query(kubemigrate.url, applied) == [(1,)]
-                  and len(query(kubemigrate.url, succeeded)) >= 50,
-                  "the first batches to commit")
+    _kill_9_apply(
+        kubemigrate,
+        lambda: (
+            query(kubemigrate.url, applied) == [(1,)]
+            and len(query(kubemigrate.url, succeeded)) >= 50
+        ),
+        "the first batches to commit",
+    )
 
     done = sorted(int(v) for (v,) in query(kubemigrate.url, succeeded))
     assert done == list(range(1, len(done) + 1)), "applied in order, none twice"

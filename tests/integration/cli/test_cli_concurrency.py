@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from .cli_helpers import Kubemigrate, Migrations, query, tables
+from integration.cli.cli_helpers import Kubemigrate, Migrations, query, tables
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("rows", [1, 0], ids=["with-rows", "ddl-batched"])
 def test_three_runners_on_a_fresh_database_apply_each_migration_once(
-        kubemigrate: Kubemigrate, migrations: Migrations, rows: int) -> None:
+    kubemigrate: Kubemigrate, migrations: Migrations, rows: int
+) -> None:
     """With an INSERT each migration runs alone; DDL alone travels in batches."""
     for i in range(1, 31):
         insert = f"INSERT INTO t{i} VALUES ({i});\n" if rows else ""
@@ -21,11 +22,14 @@ def test_three_runners_on_a_fresh_database_apply_each_migration_once(
     for code, stdout, stderr in outcomes:
         assert code == 0, f"exit {code}\n{stdout}\n{stderr}"
     assert {f"t{i}" for i in range(1, 31)} <= tables(kubemigrate.url)
-    runs = query(kubemigrate.url,
-                 "SELECT version, count(*) FROM kubemigrate.history "
-                 "WHERE kind = 'apply' AND status = 'success' GROUP BY version")
+    runs = query(
+        kubemigrate.url,
+        "SELECT version, count(*) FROM kubemigrate.history "
+        "WHERE kind = 'apply' AND status = 'success' GROUP BY version",
+    )
     assert sorted(runs) == [(f"{i:03d}", 1) for i in range(1, 31)]
     assert query(kubemigrate.url, "SELECT count(*) FROM t1") == [(rows,)]
-    applied_lines = sum(len([line for line in out.splitlines() if line.startswith("  ")])
-                        for _, out, _ in outcomes)
+    applied_lines = sum(
+        len([line for line in out.splitlines() if line.startswith("  ")]) for _, out, _ in outcomes
+    )
     assert applied_lines == 30

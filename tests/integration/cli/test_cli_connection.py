@@ -9,8 +9,7 @@ import pytest
 
 from harness import postgres
 from harness.ports import free_port
-
-from .cli_helpers import Migrations, run_cli
+from integration.cli.cli_helpers import Migrations, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -67,22 +66,27 @@ def password_server(password_role: Callable[[str], str], database_url: str) -> s
 
 def _as_role(url: str, password: str) -> str:
     parts = urlsplit(url)
-    return parts._replace(netloc=f"{ROLE}:{quote(password, safe='')}@{parts.hostname}:"
-                                 f"{parts.port}").geturl()
+    return parts._replace(
+        netloc=f"{ROLE}:{quote(password, safe='')}@{parts.hostname}:{parts.port}"
+    ).geturl()
 
 
 def test_wrong_password(password_server: str, some_migrations: Migrations) -> None:
     wrong = PASSWORD.replace("s3cret", "wrong")
-    result = run_cli("apply", str(some_migrations), "--database-url",
-                     _as_role(password_server, wrong), "--verbose")
+    result = run_cli(
+        "apply",
+        str(some_migrations),
+        "--database-url",
+        _as_role(password_server, wrong),
+        "--verbose",
+    )
     assert result.returncode == 3, result
     error = one_error_line(result.stderr)
     assert "password authentication failed" in error
     assert wrong not in result.output and quote(wrong, safe="") not in result.output
 
 
-def test_right_password_is_never_printed(password_server: str,
-                                         some_migrations: Migrations) -> None:
+def test_right_password_is_never_printed(password_server: str, some_migrations: Migrations) -> None:
     url = _as_role(password_server, PASSWORD)
     for args in (["apply", "--verbose"], ["status"], ["status", "--json"], ["apply"]):
         result = run_cli(args[0], str(some_migrations), "--database-url", url, *args[1:])

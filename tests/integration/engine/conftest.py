@@ -18,11 +18,17 @@ EngineFactory = Callable[..., Migrator]
 @pytest.fixture
 def make_engine(database_url: str) -> EngineFactory:
     """Migrator(database_url, ...) with fast retries, so tests stay quick."""
+
     def make(**kw: Any) -> Migrator:
-        options: dict[str, Any] = {"lock_retry_delay": 0.02, "lock_retry_max_delay": 0.1,
-                                   "lock_wait_seconds": 10.0, "actor": "tests"}
+        options: dict[str, Any] = {
+            "lock_retry_delay": 0.02,
+            "lock_retry_max_delay": 0.1,
+            "lock_wait_seconds": 10.0,
+            "actor": "tests",
+        }
         options.update(kw)
         return Migrator(database_url, **options)
+
     return make
 
 

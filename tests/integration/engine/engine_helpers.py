@@ -23,15 +23,22 @@ def query(url: str, text: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 def tables(url: str) -> set[str]:
     """The user tables of the database (the history schema excluded)."""
-    return {r[0] for r in query(url, """
+    return {
+        r[0]
+        for r in query(
+            url,
+            """
         SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
-        WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'kubemigrate')""")}
+        WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'kubemigrate')""",
+        )
+    }
 
 
 def history(url: str, schema: str = "kubemigrate") -> list[dict[str, Any]]:
     """The history rows in order, as dicts."""
-    with psycopg.connect(url, autocommit=True) as conn, conn.cursor(
-            row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(sql.SQL("SELECT * FROM {}.history ORDER BY id")
-                    .format(sql.Identifier(schema)))
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        conn.cursor(row_factory=psycopg.rows.dict_row) as cur,
+    ):
+        cur.execute(sql.SQL("SELECT * FROM {}.history ORDER BY id").format(sql.Identifier(schema)))
         return cur.fetchall()

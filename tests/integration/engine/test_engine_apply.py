@@ -10,8 +10,9 @@ from kubemigrate.engine.migrate.migrator import Migrator
 from kubemigrate.engine.migrate.results import Origin
 
 
-def test_applies_in_version_order_with_one_history_row_each(engine: Migrator,
-                                                            database_url: str) -> None:
+def test_applies_in_version_order_with_one_history_row_each(
+    engine: Migrator, database_url: str
+) -> None:
     # "2" < "10" numerically; given out of order on purpose.
     sources = [
         src("10", "ALTER TABLE items ADD COLUMN price numeric;"),
@@ -29,7 +30,10 @@ def test_applies_in_version_order_with_one_history_row_each(engine: Migrator,
     assert third.tables_altered == ("public.items",)
     rows = history(database_url)
     assert [(r["version"], r["kind"], r["status"]) for r in rows] == [
-        ("1", "apply", "success"), ("2", "apply", "success"), ("10", "apply", "success")]
+        ("1", "apply", "success"),
+        ("2", "apply", "success"),
+        ("10", "apply", "success"),
+    ]
     row = rows[0]
     assert row["checksum"] == sources[1].checksum
     assert row["checksum"].startswith("sha256:")
@@ -50,7 +54,10 @@ def test_origin_is_recorded(make_engine: object, database_url: str) -> None:
     engine.apply([src("1", "CREATE TABLE users (id int)")])
     row = history(database_url)[0]
     assert (row["resource_name"], row["resource_uid"], row["resource_generation"]) == (
-        "add-users", "1234-uid", 7)
+        "add-users",
+        "1234-uid",
+        7,
+    )
 
 
 def test_rerun_does_nothing(engine: Migrator, database_url: str) -> None:
@@ -71,8 +78,9 @@ def test_target_limits_what_is_applied(engine: Migrator, database_url: str) -> N
 
 
 def test_empty_migration_is_a_valid_no_op(engine: Migrator, database_url: str) -> None:
-    report = engine.apply([src("1", ""), src("2", "-- only a comment\n"),
-                           src("3", "CREATE TABLE t (id int)")])
+    report = engine.apply(
+        [src("1", ""), src("2", "-- only a comment\n"), src("3", "CREATE TABLE t (id int)")]
+    )
     assert report.ok
     assert [r.status for r in report.results] == ["success"] * 3
     assert [r["status"] for r in history(database_url)] == ["success"] * 3
@@ -93,14 +101,20 @@ def test_history_schema_is_configurable(make_engine: object, database_url: str) 
 
 
 def test_status_lists_every_version_with_its_state(engine: Migrator) -> None:
-    sources = [src("1", "CREATE TABLE a (id int)", "DROP TABLE a"),
-               src("2", "CREATE TABLE b (id int)"),
-               src("3", "SELECT 1/0"),
-               src("4", "CREATE TABLE d (id int)")]
+    sources = [
+        src("1", "CREATE TABLE a (id int)", "DROP TABLE a"),
+        src("2", "CREATE TABLE b (id int)"),
+        src("3", "SELECT 1/0"),
+        src("4", "CREATE TABLE d (id int)"),
+    ]
     engine.apply(sources)
     states = engine.status(sources[:1] + sources[2:])  # 2 is missing from the sources
     assert [(s.version, s.state) for s in states] == [
-        ("1", "applied"), ("2", "missing"), ("3", "failed"), ("4", "pending")]
+        ("1", "applied"),
+        ("2", "missing"),
+        ("3", "failed"),
+        ("4", "pending"),
+    ]
     one, _, three, four = states
     assert one.rollback_available and one.applied_at is not None
     assert one.checksum == sources[0].checksum
@@ -114,13 +128,18 @@ def test_versions_that_mean_the_same_are_one_version(engine: Migrator) -> None:
 
 
 def test_statistics_cover_created_altered_and_rows(engine: Migrator) -> None:
-    report = engine.apply([
-        src("1", "CREATE TABLE a (id int PRIMARY KEY);\nCREATE TABLE b (id int);"),
-        src("2", "ALTER TABLE a ALTER COLUMN id SET DEFAULT 0;\n"
-                 "INSERT INTO b SELECT generate_series(1, 10);\nUPDATE b SET id = id + 1;"),
-        src("3", "CREATE TABLE c AS SELECT * FROM b;\nDROP TABLE b;"),
-        src("4", "ALTER TABLE c RENAME TO d;"),
-    ])
+    report = engine.apply(
+        [
+            src("1", "CREATE TABLE a (id int PRIMARY KEY);\nCREATE TABLE b (id int);"),
+            src(
+                "2",
+                "ALTER TABLE a ALTER COLUMN id SET DEFAULT 0;\n"
+                "INSERT INTO b SELECT generate_series(1, 10);\nUPDATE b SET id = id + 1;",
+            ),
+            src("3", "CREATE TABLE c AS SELECT * FROM b;\nDROP TABLE b;"),
+            src("4", "ALTER TABLE c RENAME TO d;"),
+        ]
+    )
     one, two, three, four = report.results
     assert one.tables_created == ("public.a", "public.b")
     assert two.tables_altered == ("public.a",) and two.rows_affected == 20
@@ -129,14 +148,17 @@ def test_statistics_cover_created_altered_and_rows(engine: Migrator) -> None:
     assert four.tables_altered == ("public.d",)
 
 
-def test_session_settings_do_not_leak_into_later_migrations(engine: Migrator,
-                                                             database_url: str) -> None:
-    report = engine.apply([
-        src("1", "CREATE SCHEMA app;\nSET search_path TO app;\nCREATE TABLE a (id int);"),
-        src("2", "CREATE TABLE b (id int);"),
-        src("3", "SET statement_timeout = '1ms';", transactional=False),
-        src("4", "SELECT pg_sleep(0.05);"),
-    ])
+def test_session_settings_do_not_leak_into_later_migrations(
+    engine: Migrator, database_url: str
+) -> None:
+    report = engine.apply(
+        [
+            src("1", "CREATE SCHEMA app;\nSET search_path TO app;\nCREATE TABLE a (id int);"),
+            src("2", "CREATE TABLE b (id int);"),
+            src("3", "SET statement_timeout = '1ms';", transactional=False),
+            src("4", "SELECT pg_sleep(0.05);"),
+        ]
+    )
     assert report.ok, report.failed
     assert report.results[0].tables_created == ("app.a",)
     assert report.results[1].tables_created == ("public.b",)

@@ -24,8 +24,11 @@ def test_batched_history_rows_match_their_results(engine: Migrator, database_url
         src("3", 'CREATE TABLE "Mixed Case" (id int); -- a comment without a newline'),
         src("4", "CREATE TABLE child (id int REFERENCES old (id));"),  # the catalog decides
         src("5", "CREATE INDEX old_id ON old (id);\nCOMMENT ON TABLE old IS 'old';"),
-        src("6", "CREATE TABLE b (id int);\nCREATE TABLE a (id int);\n"
-                 "ALTER TABLE old ADD COLUMN note text;"),
+        src(
+            "6",
+            "CREATE TABLE b (id int);\nCREATE TABLE a (id int);\n"
+            "ALTER TABLE old ADD COLUMN note text;",
+        ),
         src("7", ""),
         src("8", 'CREATE TABLE "tàble" (id int);\nCREATE TABLE "back\\slash" (id int);'),
         src("9", "CREATE TABLE g (id int);\nGRANT SELECT ON old TO public;"),
@@ -34,8 +37,14 @@ def test_batched_history_rows_match_their_results(engine: Migrator, database_url
 
     assert report.ok, report.failed
     expected = [
-        ["public.plain"], ["app.qualified"], ['public."Mixed Case"'], ["public.child"], [],
-        ["public.a", "public.b"], [], ['public."back\\slash"', 'public."tàble"'],
+        ["public.plain"],
+        ["app.qualified"],
+        ['public."Mixed Case"'],
+        ["public.child"],
+        [],
+        ["public.a", "public.b"],
+        [],
+        ['public."back\\slash"', 'public."tàble"'],
         ["public.g"],
     ]
     assert [list(r.tables_created) for r in report.results] == expected
@@ -58,14 +67,19 @@ def test_batched_history_rows_match_their_results(engine: Migrator, database_url
     assert len(xids) == len(sources)
 
 
-def test_failure_in_a_later_batch_stops_there(make_engine: EngineFactory,
-                                               database_url: str) -> None:
+def test_failure_in_a_later_batch_stops_there(
+    make_engine: EngineFactory, database_url: str
+) -> None:
     messages: list[str] = []
     engine = make_engine(on_progress=messages.append)
-    sources = [src(f"{i:02}", f"-- migration {i}\nCREATE TABLE t{i} (id int);")
-               for i in range(1, 41)]
-    sources[29] = src("30", "-- migration 30\nCREATE TABLE t30 (id int);\n"
-                            "CREATE TABLE bad (id int REFERENCES missing (id));")
+    sources = [
+        src(f"{i:02}", f"-- migration {i}\nCREATE TABLE t{i} (id int);") for i in range(1, 41)
+    ]
+    sources[29] = src(
+        "30",
+        "-- migration 30\nCREATE TABLE t30 (id int);\n"
+        "CREATE TABLE bad (id int REFERENCES missing (id));",
+    )
 
     report = engine.apply(sources)
 
@@ -76,8 +90,7 @@ def test_failure_in_a_later_batch_stops_there(make_engine: EngineFactory,
     assert (failed.statement_index, failed.line) == (2, 3)
     assert len(tables(database_url)) == 29
     rows = history(database_url)
-    assert [(r["version"], r["status"]) for r in rows][-2:] == [("29", "success"),
-                                                                ("30", "failed")]
+    assert [(r["version"], r["status"]) for r in rows][-2:] == [("29", "success"), ("30", "failed")]
     assert rows[-1]["error_line"] == 3 and rows[-1]["statement_index"] == 2
     assert rows[-1]["started_at"] <= rows[-1]["finished_at"]
 
@@ -92,10 +105,16 @@ def test_a_syntax_error_only_the_server_finds(engine: Migrator, database_url: st
     server then rejects the whole message before running any of it."""
     if query(database_url, "SHOW server_version_num")[0][0] >= "170000":
         pytest.skip("needs a server older than the parser's grammar")
-    newer = ("CREATE TABLE gen (a int, b int GENERATED ALWAYS AS (a * 2) STORED);\n"
-             "ALTER TABLE gen ALTER COLUMN b SET EXPRESSION AS (a * 3);")
-    sources = [src("1", "CREATE TABLE one (id int);"), src("2", "CREATE TABLE two (id int);"),
-               src("3", newer), src("4", "CREATE TABLE four (id int);")]
+    newer = (
+        "CREATE TABLE gen (a int, b int GENERATED ALWAYS AS (a * 2) STORED);\n"
+        "ALTER TABLE gen ALTER COLUMN b SET EXPRESSION AS (a * 3);"
+    )
+    sources = [
+        src("1", "CREATE TABLE one (id int);"),
+        src("2", "CREATE TABLE two (id int);"),
+        src("3", newer),
+        src("4", "CREATE TABLE four (id int);"),
+    ]
 
     report = engine.apply(sources)
 
@@ -105,8 +124,9 @@ def test_a_syntax_error_only_the_server_finds(engine: Migrator, database_url: st
     assert tables(database_url) == {"public.one", "public.two"}
 
 
-def test_lock_timeout_in_a_batch_is_retried_alone(make_engine: EngineFactory,
-                                                  database_url: str) -> None:
+def test_lock_timeout_in_a_batch_is_retried_alone(
+    make_engine: EngineFactory, database_url: str
+) -> None:
     query(database_url, "CREATE TABLE busy (id int)")
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
@@ -119,13 +139,15 @@ def test_lock_timeout_in_a_batch_is_retried_alone(make_engine: EngineFactory,
                 blocker.commit()  # let the retry through
 
         engine = make_engine(default_lock_timeout=0.05, on_progress=progress)
-        report = engine.apply([
-            src("1", "CREATE TABLE first (id int);"),
-            src("2", "CREATE TABLE second (id int);"),
-            src("3", "ALTER TABLE busy ADD COLUMN note text;"),
-            src("4", "CREATE TABLE fourth (id int);"),
-            src("5", "CREATE TABLE fifth (id int);"),
-        ])
+        report = engine.apply(
+            [
+                src("1", "CREATE TABLE first (id int);"),
+                src("2", "CREATE TABLE second (id int);"),
+                src("3", "ALTER TABLE busy ADD COLUMN note text;"),
+                src("4", "CREATE TABLE fourth (id int);"),
+                src("5", "CREATE TABLE fifth (id int);"),
+            ]
+        )
 
     assert report.ok, report.failed
     assert [r.attempts for r in report.results] == [1, 1, 2, 1, 1]
@@ -138,33 +160,48 @@ def test_lock_timeout_in_a_batch_is_retried_alone(make_engine: EngineFactory,
 def test_batches_either_side_of_migrations_run_alone(engine: Migrator, database_url: str) -> None:
     """Two stretches of batches in one run, with a migration that drops every prepared
     statement of the session in between."""
-    report = engine.apply([
-        src("1", "CREATE TABLE a (id int);"), src("2", "CREATE TABLE b (id int);"),
-        src("3", "INSERT INTO a VALUES (1);\nDEALLOCATE ALL;"),
-        src("4", "CREATE TABLE c (id int);"), src("5", "CREATE TABLE d (id int);"),
-        src("6", "INSERT INTO a VALUES (2);"),
-        src("7", "CREATE TABLE e (id int);"), src("8", "CREATE TABLE f (id int);"),
-    ])
+    report = engine.apply(
+        [
+            src("1", "CREATE TABLE a (id int);"),
+            src("2", "CREATE TABLE b (id int);"),
+            src("3", "INSERT INTO a VALUES (1);\nDEALLOCATE ALL;"),
+            src("4", "CREATE TABLE c (id int);"),
+            src("5", "CREATE TABLE d (id int);"),
+            src("6", "INSERT INTO a VALUES (2);"),
+            src("7", "CREATE TABLE e (id int);"),
+            src("8", "CREATE TABLE f (id int);"),
+        ]
+    )
     assert report.ok, report.failed
     assert [r.rows_affected for r in report.results] == [0, 0, 1, 0, 0, 1, 0, 0]
     assert tables(database_url) == {f"public.{t}" for t in "abcdef"}
     assert [r["status"] for r in history(database_url)] == ["success"] * 8
 
 
-@pytest.mark.parametrize(("datestyle", "timezone"), [
-    ("SQL, DMY", "Africa/Harare"), ("Postgres, MDY", "Asia/Kolkata"), ("German", "UTC")])
-def test_server_times_whatever_the_date_style(engine: Migrator, database_url: str,
-                                              datestyle: str, timezone: str) -> None:
+@pytest.mark.parametrize(
+    ("datestyle", "timezone"),
+    [("SQL, DMY", "Africa/Harare"), ("Postgres, MDY", "Asia/Kolkata"), ("German", "UTC")],
+)
+def test_server_times_whatever_the_date_style(
+    engine: Migrator, database_url: str, datestyle: str, timezone: str
+) -> None:
     dbname = database_url.rsplit("/", 1)[1]
     query(database_url, f"ALTER DATABASE \"{dbname}\" SET DateStyle = '{datestyle}'")
     query(database_url, f"ALTER DATABASE \"{dbname}\" SET TimeZone = '{timezone}'")
-    report = engine.apply([src("1", "CREATE TABLE a (id int);"),
-                           src("2", "CREATE TABLE b (id int);"),
-                           src("3", "CREATE TABLE c (id int REFERENCES missing (id));")])
+    report = engine.apply(
+        [
+            src("1", "CREATE TABLE a (id int);"),
+            src("2", "CREATE TABLE b (id int);"),
+            src("3", "CREATE TABLE c (id int REFERENCES missing (id));"),
+        ]
+    )
     assert [r.status for r in report.results] == ["success", "success", "failed"]
-    rows = query(database_url, "SELECT extract(epoch FROM started_at)::float8,"
-                 " extract(epoch FROM finished_at)::float8, duration_ms"
-                 " FROM kubemigrate.history ORDER BY id")
+    rows = query(
+        database_url,
+        "SELECT extract(epoch FROM started_at)::float8,"
+        " extract(epoch FROM finished_at)::float8, duration_ms"
+        " FROM kubemigrate.history ORDER BY id",
+    )
     for started, finished, duration_ms in rows:
         assert 0 <= finished - started < 5
         assert 0 <= duration_ms < 5000
@@ -174,7 +211,8 @@ def test_server_times_whatever_the_date_style(engine: Migrator, database_url: st
 
 
 def test_a_caller_failing_on_a_result_cancels_the_batch_in_flight(
-        make_engine: EngineFactory, database_url: str) -> None:
+    make_engine: EngineFactory, database_url: str
+) -> None:
     query(database_url, "CREATE TABLE big AS SELECT g AS v FROM generate_series(1, 1000000) g")
 
     def stop(result: object) -> None:
@@ -185,57 +223,71 @@ def test_a_caller_failing_on_a_result_cancels_the_batch_in_flight(
     with pytest.raises(RuntimeError, match="gives up"):
         make_engine().apply(sources, on_result=stop)
     # Cancelled, not left to run until the server notices the client has gone.
-    running = ("SELECT count(*) FROM pg_stat_activity"
-               " WHERE query LIKE '%%CREATE INDEX slow%%' AND pid <> pg_backend_pid()")
+    running = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE query LIKE '%%CREATE INDEX slow%%' AND pid <> pg_backend_pid()"
+    )
     assert query(database_url, running) == [(0,)]
 
     applied = [r["version"] for r in history(database_url) if r["status"] == "success"]
     assert applied[:4] == ["01", "02", "03", "04"]
     assert "06" not in applied, "the running batch was cancelled"
     assert tables(database_url) - {"public.big"} == {f"public.t{int(v)}" for v in applied}
-    assert query(database_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'slow'") \
-        == [(0,)]
+    assert query(database_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'slow'") == [(0,)]
 
 
 def test_sql_with_a_nul_character_is_refused_before_anything_runs(
-        engine: Migrator, database_url: str) -> None:
+    engine: Migrator, database_url: str
+) -> None:
     with pytest.raises(InvalidSources, match=r"migration 2: .*NUL character"):
-        engine.apply([src("1", "CREATE TABLE a (id int);"),
-                      src("2", "CREATE TABLE b (id int); -- \x00 and more")])
+        engine.apply(
+            [
+                src("1", "CREATE TABLE a (id int);"),
+                src("2", "CREATE TABLE b (id int); -- \x00 and more"),
+            ]
+        )
     assert tables(database_url) == set()
     assert query(database_url, "SELECT to_regclass('kubemigrate.history')") == [(None,)]
 
 
-def test_discard_all_is_refused_and_deallocate_is_survived(engine: Migrator,
-                                                           database_url: str) -> None:
+def test_discard_all_is_refused_and_deallocate_is_survived(
+    engine: Migrator, database_url: str
+) -> None:
     """DISCARD ALL would release the migration lock; a no-transaction DEALLOCATE ALL drops
     the history's prepared INSERTs, which the run prepares again."""
     with pytest.raises(TransactionForbidden, match="release the migration lock"):
-        engine.apply([src("1", "-- kubemigrate: no-transaction\nDISCARD ALL;",
-                          transactional=False)])
-    report = engine.apply([
-        src("1", "CREATE TABLE a (id int);"), src("2", "CREATE TABLE b (id int);"),
-        src("3", "DEALLOCATE ALL;", transactional=False),
-        src("4", "CREATE TABLE c (id int);"), src("5", "CREATE TABLE d (id int);"),
-    ])
+        engine.apply(
+            [src("1", "-- kubemigrate: no-transaction\nDISCARD ALL;", transactional=False)]
+        )
+    report = engine.apply(
+        [
+            src("1", "CREATE TABLE a (id int);"),
+            src("2", "CREATE TABLE b (id int);"),
+            src("3", "DEALLOCATE ALL;", transactional=False),
+            src("4", "CREATE TABLE c (id int);"),
+            src("5", "CREATE TABLE d (id int);"),
+        ]
+    )
     assert report.ok, report.failed
-    assert [r["status"] for r in history(database_url) if r["version"] != "3"] == \
-        ["success"] * 4
+    assert [r["status"] for r in history(database_url) if r["version"] != "3"] == ["success"] * 4
 
 
 def test_search_path_into_the_history_schema_records_what_the_catalog_would(
-        engine: Migrator, database_url: str) -> None:
+    engine: Migrator, database_url: str
+) -> None:
     dbname = database_url.rsplit("/", 1)[1]
     query(database_url, f'ALTER DATABASE "{dbname}" SET search_path = kubemigrate, public')
-    report = engine.apply([src("1", "CREATE TABLE a (id int);"),
-                           src("2", "CREATE TABLE app_b (id int);")])
+    report = engine.apply(
+        [src("1", "CREATE TABLE a (id int);"), src("2", "CREATE TABLE app_b (id int);")]
+    )
     assert report.ok, report.failed
     # The tables went into the history's schema, which the engine never counts as the users'.
     assert [r.tables_created for r in report.results] == [(), ()]
 
 
 def test_a_lock_on_the_history_is_retried_like_any_lock_timeout(
-        make_engine: EngineFactory, database_url: str) -> None:
+    make_engine: EngineFactory, database_url: str
+) -> None:
     """The INSERT of the history row can meet a lock too (here a migration run alone, on the
     one-at-a-time path): retried like a lock_timeout in the migration's own statements."""
     make_engine().apply([src("1", "CREATE TABLE a (id int);")])
@@ -248,7 +300,8 @@ def test_a_lock_on_the_history_is_retried_like_any_lock_timeout(
                 blocker.commit()
 
         report = make_engine(default_lock_timeout=0.05, on_progress=progress).apply(
-            [src("1", "CREATE TABLE a (id int);"), src("2", "INSERT INTO a VALUES (1);")])
+            [src("1", "CREATE TABLE a (id int);"), src("2", "INSERT INTO a VALUES (1);")]
+        )
     assert report.ok, report.failed
     assert report.results[-1].attempts == 2
 
@@ -258,14 +311,21 @@ def test_a_latin1_database(pg_admin_url: str) -> None:
     and blamed on the migration that holds it."""
     url = pg_admin_url.rsplit("/", 1)[0] + "/review_latin1_" + uuid.uuid4().hex[:8]
     name = url.rsplit("/", 1)[1]
-    query(pg_admin_url, f'CREATE DATABASE "{name}" ENCODING \'LATIN1\' LC_COLLATE \'C\''
-                        " LC_CTYPE 'C' TEMPLATE template0")
+    query(
+        pg_admin_url,
+        f"CREATE DATABASE \"{name}\" ENCODING 'LATIN1' LC_COLLATE 'C'"
+        " LC_CTYPE 'C' TEMPLATE template0",
+    )
     try:
         engine = Migrator(url, actor="tests")
-        report = engine.apply([src("1", 'CREATE TABLE "café" (id int);'),
-                               src("2", "CREATE TABLE b (id int);"),
-                               src("3", "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);"),
-                               src("4", "COMMENT ON TABLE b IS '\u2603';")])
+        report = engine.apply(
+            [
+                src("1", 'CREATE TABLE "café" (id int);'),
+                src("2", "CREATE TABLE b (id int);"),
+                src("3", "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);"),
+                src("4", "COMMENT ON TABLE b IS '\u2603';"),
+            ]
+        )
         assert [r.status for r in report.results] == ["success"] * 3 + ["failed"]
         assert report.results[0].tables_created == ('public."café"',)
         assert report.results[-1].version == "4"

@@ -29,8 +29,9 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_lock_timeout_is_retried_until_the_lock_is_free(make_engine: Callable[..., Migrator],
-                                                        database_url: str) -> None:
+def test_lock_timeout_is_retried_until_the_lock_is_free(
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
     engine = make_engine(default_lock_timeout=0.1, lock_retry_attempts=30)
     engine.apply([src("1", "CREATE TABLE a (id int)")])
     with psycopg.connect(database_url, autocommit=True) as blocker:
@@ -39,8 +40,9 @@ def test_lock_timeout_is_retried_until_the_lock_is_free(make_engine: Callable[..
         release = threading.Timer(0.6, blocker.execute, ["ROLLBACK"])
         release.start()
         try:
-            report = engine.apply([src("1", "CREATE TABLE a (id int)"),
-                                   src("2", "ALTER TABLE a ADD COLUMN b int")])
+            report = engine.apply(
+                [src("1", "CREATE TABLE a (id int)"), src("2", "ALTER TABLE a ADD COLUMN b int")]
+            )
         finally:
             release.join()
     assert report.ok, report.failed
@@ -48,12 +50,15 @@ def test_lock_timeout_is_retried_until_the_lock_is_free(make_engine: Callable[..
     assert history(database_url)[-1]["attempts"] == report.results[0].attempts
 
 
-def test_lock_timeout_fails_after_the_last_attempt(make_engine: Callable[..., Migrator],
-                                                   database_url: str) -> None:
+def test_lock_timeout_fails_after_the_last_attempt(
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
     engine = make_engine(default_lock_timeout=0.05, lock_retry_attempts=3)
     engine.apply([src("1", "CREATE TABLE a (id int)")])
-    sources = [src("1", "CREATE TABLE a (id int)"),
-               src("2", "CREATE TABLE b (id int);\nALTER TABLE a ADD COLUMN b int;")]
+    sources = [
+        src("1", "CREATE TABLE a (id int)"),
+        src("2", "CREATE TABLE b (id int);\nALTER TABLE a ADD COLUMN b int;"),
+    ]
     with psycopg.connect(database_url, autocommit=True) as blocker:
         blocker.execute("BEGIN")
         blocker.execute("LOCK TABLE a IN ACCESS EXCLUSIVE MODE")
@@ -73,12 +78,14 @@ def test_other_errors_are_not_retried(make_engine: Callable[..., Migrator]) -> N
     assert failed is not None and failed.attempts == 1
 
 
-def test_three_runners_at_once_on_a_new_database(make_engine: Callable[..., Migrator],
-                                                 database_url: str) -> None:
-    sources = [src(str(i), f"CREATE TABLE t{i} (id int);\nINSERT INTO t{i} VALUES ({i});")
-               for i in range(1, 31)]
-    sources.append(src("31", "CREATE INDEX CONCURRENTLY t1_id ON t1 (id);",
-                       transactional=False))
+def test_three_runners_at_once_on_a_new_database(
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
+    sources = [
+        src(str(i), f"CREATE TABLE t{i} (id int);\nINSERT INTO t{i} VALUES ({i});")
+        for i in range(1, 31)
+    ]
+    sources.append(src("31", "CREATE INDEX CONCURRENTLY t1_id ON t1 (id);", transactional=False))
     start = threading.Barrier(3)
     reports: list[RunReport] = []
     errors: list[BaseException] = []
@@ -105,8 +112,9 @@ def test_three_runners_at_once_on_a_new_database(make_engine: Callable[..., Migr
     assert len(tables(database_url)) == 30
 
 
-def test_a_waiting_runner_reports_who_holds_the_lock(make_engine: Callable[..., Migrator],
-                                                     database_url: str) -> None:
+def test_a_waiting_runner_reports_who_holds_the_lock(
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
     messages: list[str] = []
     engine = make_engine(lock_wait_seconds=0.5, on_progress=messages.append)
     with psycopg.connect(database_url, autocommit=True, application_name="other-runner") as other:
@@ -117,11 +125,13 @@ def test_a_waiting_runner_reports_who_holds_the_lock(make_engine: Callable[..., 
             engine.apply([src("1", "CREATE TABLE a (id int)")])
         assert time.monotonic() - started >= 0.5
         assert "other-runner" in str(caught.value) and f"pid {pid}" in str(caught.value)
-        assert any(m.startswith("waiting for the migration lock, held by other-runner")
-                   for m in messages)
+        assert any(
+            m.startswith("waiting for the migration lock, held by other-runner") for m in messages
+        )
 
-        release = threading.Timer(0.3, other.execute,
-                                  ["SELECT pg_advisory_unlock(%s)", [lock_key("kubemigrate")]])
+        release = threading.Timer(
+            0.3, other.execute, ["SELECT pg_advisory_unlock(%s)", [lock_key("kubemigrate")]]
+        )
         release.start()
         patient = make_engine(lock_wait_seconds=10)
         report = patient.apply([src("1", "CREATE TABLE a (id int)")])
@@ -130,14 +140,16 @@ def test_a_waiting_runner_reports_who_holds_the_lock(make_engine: Callable[..., 
     assert tables(database_url) == {"public.a"}
 
 
-def test_status_does_not_wait_for_the_lock(make_engine: Callable[..., Migrator],
-                                           database_url: str) -> None:
+def test_status_does_not_wait_for_the_lock(
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
     engine = make_engine(lock_wait_seconds=0.1)
     engine.apply([src("1", "CREATE TABLE a (id int)")])
     with psycopg.connect(database_url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", [lock_key("kubemigrate")])
         assert [s.state for s in engine.status([src("1", "CREATE TABLE a (id int)")])] == [
-            "applied"]
+            "applied"
+        ]
 
 
 _RUNNER = textwrap.dedent("""
@@ -155,21 +167,34 @@ def _kill_9_while_sleeping(database_url: str, program: str, *args: str) -> None:
     rolled back and dropped the session lock."""
     runner = subprocess.Popen([sys.executable, "-c", program, database_url, *args])
     try:
-        _wait_for(lambda: query(database_url, """
+        _wait_for(
+            lambda: (
+                query(
+                    database_url,
+                    """
             SELECT count(*) FROM pg_stat_activity
             WHERE application_name = 'kubemigrate' AND query LIKE '%%pg_sleep%%'
-              AND state = 'active'""") == [(1,)])
+              AND state = 'active'""",
+                )
+                == [(1,)]
+            )
+        )
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait(10)
     finally:
         if runner.poll() is None:
             runner.kill()
-    _wait_for(lambda: query(database_url, "SELECT count(*) FROM pg_locks"
-                                          " WHERE locktype = 'advisory'") == [(0,)])
+    _wait_for(
+        lambda: (
+            query(database_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            == [(0,)]
+        )
+    )
 
 
-def test_a_killed_runner_leaves_nothing_applied_and_no_lock(make_engine: Callable[..., Migrator],
-                                                             database_url: str) -> None:
+def test_a_killed_runner_leaves_nothing_applied_and_no_lock(
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
     _kill_9_while_sleeping(database_url, _RUNNER)
     assert tables(database_url) == set()
     assert history(database_url) == []
@@ -189,16 +214,64 @@ _NO_TRANSACTION_RUNNER = textwrap.dedent("""
 
 
 def test_a_killed_no_transaction_migration_is_incomplete_then_rerun(
-        make_engine: Callable[..., Migrator], database_url: str) -> None:
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
     query(database_url, "CREATE TABLE a (id int)")
-    slow = ("CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\n"
-            "SELECT pg_sleep(60);")
+    slow = "CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\nSELECT pg_sleep(60);"
     _kill_9_while_sleeping(database_url, _NO_TRANSACTION_RUNNER, slow)
     engine = make_engine()
-    fixed = src("1", "CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\n"
-                     "SELECT pg_sleep(0);", transactional=False)
+    fixed = src(
+        "1",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\nSELECT pg_sleep(0);",
+        transactional=False,
+    )
     # The source changed, but an incomplete version is not applied: no drift, it runs again.
     assert [s.state for s in engine.status([fixed])] == ["incomplete"]
     assert engine.apply([fixed]).ok
     assert [s.state for s in engine.status([fixed])] == ["applied"]
     assert [r["status"] for r in history(database_url)] == ["pending", "pending", "success"]
+
+
+def test_a_migration_releasing_advisory_locks_does_not_let_a_second_runner_in(
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
+    """pg_advisory_unlock_all() (or pg_advisory_unlock of the lock's key) in a migration
+    releases the lock on the migrating connection; a second runner must still wait."""
+    query(database_url, "CREATE TABLE log (version text)")
+    key = lock_key("kubemigrate")
+    sources = [
+        src("1", "SELECT pg_advisory_unlock_all();"),
+        src(
+            "2",
+            f"SELECT pg_advisory_unlock({key});\nSELECT pg_sleep(1);\n"
+            "INSERT INTO log VALUES ('2');",
+        ),
+        src("3", "INSERT INTO log VALUES ('3');"),
+    ]
+    reports: list[RunReport] = []
+    first = threading.Thread(target=lambda: reports.append(make_engine().apply(sources)))
+    first.start()
+    try:
+        _wait_for(
+            lambda: (
+                query(
+                    database_url,
+                    """
+            SELECT count(*) FROM pg_stat_activity
+            WHERE application_name = 'kubemigrate' AND query LIKE '%%pg_sleep%%'
+              AND state = 'active'""",
+                )
+                == [(1,)]
+            )
+        )
+        second = make_engine(lock_wait_seconds=10).apply(sources)
+    finally:
+        first.join(30)
+    assert reports and reports[0].ok and second.ok
+    assert len(reports[0].results) == 3 and second.results == ()
+    assert sorted(query(database_url, "SELECT version FROM log")) == [("2",), ("3",)]
+    assert [r["version"] for r in history(database_url) if r["status"] == "success"] == [
+        "1",
+        "2",
+        "3",
+    ]

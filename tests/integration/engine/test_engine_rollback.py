@@ -10,8 +10,7 @@ from kubemigrate.engine.migrate.migrator import Migrator
 
 
 def _sources() -> list:  # type: ignore[type-arg]
-    return [src(str(i), f"CREATE TABLE t{i} (id int);", f"DROP TABLE t{i};")
-            for i in range(1, 6)]
+    return [src(str(i), f"CREATE TABLE t{i} (id int);", f"DROP TABLE t{i};") for i in range(1, 6)]
 
 
 def test_rollback_to_target_reverts_newest_first(engine: Migrator, database_url: str) -> None:
@@ -19,15 +18,25 @@ def test_rollback_to_target_reverts_newest_first(engine: Migrator, database_url:
     engine.apply(sources)
     report = engine.rollback(sources, target="2")
     assert [(r.version, r.kind, r.status) for r in report.results] == [
-        ("5", "rollback", "success"), ("4", "rollback", "success"),
-        ("3", "rollback", "success")]
+        ("5", "rollback", "success"),
+        ("4", "rollback", "success"),
+        ("3", "rollback", "success"),
+    ]
     assert report.results[0].tables_dropped == ("public.t5",)
     assert report.schema_version == "2"
     assert tables(database_url) == {"public.t1", "public.t2"}
     assert [r["version"] for r in history(database_url) if r["kind"] == "rollback"] == [
-        "5", "4", "3"]
+        "5",
+        "4",
+        "3",
+    ]
     assert [s.state for s in engine.status(sources)] == [
-        "applied", "applied", "rolled_back", "rolled_back", "rolled_back"]
+        "applied",
+        "applied",
+        "rolled_back",
+        "rolled_back",
+        "rolled_back",
+    ]
     # Rolled back versions are pending again.
     assert [r.version for r in engine.apply(sources).results] == ["3", "4", "5"]
 
@@ -75,7 +84,8 @@ def test_missing_down_sql_stops_before_any_change(engine: Migrator, database_url
 
 
 def test_failed_rollback_changes_nothing_and_keeps_the_version_applied(
-        engine: Migrator, database_url: str) -> None:
+    engine: Migrator, database_url: str
+) -> None:
     sources = [src("1", "CREATE TABLE a (id int);", "DROP TABLE a; SELECT 1/0;")]
     engine.apply(sources)
     report = engine.rollback(sources)
@@ -84,7 +94,9 @@ def test_failed_rollback_changes_nothing_and_keeps_the_version_applied(
     assert tables(database_url) == {"public.a"}
     assert [s.state for s in engine.status(sources)] == ["applied"]
     assert [(r["kind"], r["status"]) for r in history(database_url)] == [
-        ("apply", "success"), ("rollback", "failed")]
+        ("apply", "success"),
+        ("rollback", "failed"),
+    ]
 
 
 def test_rollback_dry_run_changes_nothing(engine: Migrator, database_url: str) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.kube import Cluster
-
-from .helm_helpers import Helm
+from integration.helm.helm_helpers import Helm
 
 
 @pytest.fixture(scope="session")

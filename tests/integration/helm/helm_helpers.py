@@ -36,5 +36,13 @@ class Helm:
 
     def template(self, *args: str, release: str = "kubemigrate", namespace: str = "default") -> str:
         """The chart rendered offline, for the oldest Kubernetes it supports."""
-        return self.run("template", release, str(CHART), "--namespace", namespace,
-                        "--kube-version", "1.28.0", *args).stdout
+        return self.run(
+            "template",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            "1.28.0",
+            *args,
+        ).stdout

@@ -21,9 +21,8 @@ import yaml
 from harness.crds import install_crds
 from harness.kube import Kubectl, wait_for
 from harness.paths import REPO
+from integration.helm.helm_helpers import CHART, Helm
 from kubemigrate.settings import Settings
-
-from .helm_helpers import CHART, Helm
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +58,10 @@ def ids(paths: list[Path]) -> list[str]:
 
 def test_there_are_ci_values_files() -> None:
     assert {p.name for p in CI_VALUES} >= {
-        "default-values.yaml", "namespaced-values.yaml", "servicemonitor-values.yaml"}
+        "default-values.yaml",
+        "namespaced-values.yaml",
+        "servicemonitor-values.yaml",
+    }
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=ids(CI_VALUES))
@@ -96,8 +98,7 @@ def test_deployment_runs_one_standalone_kopf_with_liveness_probe(helm: Helm) -> 
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     container = operator_container(rendered)
-    assert container["command"] == [*KOPF, "--all-namespaces", "-m",
-                                    "kubemigrate.controller.main"]
+    assert container["command"] == [*KOPF, "--all-namespaces", "-m", "kubemigrate.controller.main"]
     probe = container["livenessProbe"]["httpGet"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8081
@@ -147,8 +148,9 @@ def test_rbac_has_no_wildcards(helm: Helm, values: Path) -> None:
 
 def test_crd_templates_are_the_generated_crds_with_keep(helm: Helm) -> None:
     """templates/crds/ hold crds/ unchanged but for the keep annotation, and obey crds.create."""
-    rendered = {d["metadata"]["name"]: d for d in by_kind(helm.template(),
-                                                          "CustomResourceDefinition")}
+    rendered = {
+        d["metadata"]["name"]: d for d in by_kind(helm.template(), "CustomResourceDefinition")
+    }
     generated = {}
     for path in sorted((REPO / "crds").glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
@@ -170,10 +172,13 @@ def test_service_monitor_only_when_asked(helm: Helm) -> None:
 
 
 def test_synced_crds_and_manifests_have_not_drifted(helm: Helm) -> None:
-    for args in (["helm/sync_crds.py", "--check"],
-                 ["helm/render_manifests.py", "--check", "--helm", str(helm.binary)]):
-        proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True,
-                              text=True, check=False)
+    for args in (
+        ["helm/sync_crds.py", "--check"],
+        ["helm/render_manifests.py", "--check", "--helm", str(helm.binary)],
+    ):
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=REPO, capture_output=True, text=True, check=False
+        )
         assert proc.returncode == 0, proc.stderr
 
 
@@ -190,9 +195,14 @@ def test_api_server_accepts_rendered_chart(
 ) -> None:
     """Everything but the CRDs (other tests own the installed ones; see the next test)."""
     rendered = helm.template(
-        "-f", str(values), "--set", "crds.create=false",
-        "--set", f"rbac.secrets.namespaces={{{namespace}}}",
-        release=f"dry-{namespace}", namespace=namespace,
+        "-f",
+        str(values),
+        "--set",
+        "crds.create=false",
+        "--set",
+        f"rbac.secrets.namespaces={{{namespace}}}",
+        release=f"dry-{namespace}",
+        namespace=namespace,
     )
     objects = docs(rendered)
     if not _served(kubectl, "monitoring.coreos.com"):
@@ -202,11 +212,24 @@ def test_api_server_accepts_rendered_chart(
 
 
 def test_api_server_accepts_crd_templates(helm: Helm, kubectl: Kubectl) -> None:
-    rendered = helm.template("--show-only", "templates/crds/kubemigrate.dev_migrations.yaml",
-                             "--show-only", "templates/crds/kubemigrate.dev_databasebackups.yaml",
-                             "--show-only", "templates/crds/kubemigrate.dev_databaserestores.yaml")
-    proc = kubectl.run("apply", "--server-side", "--force-conflicts", "--dry-run=server",
-                       "--field-manager=kubemigrate-chart-test", "-f", "-", input=rendered)
+    rendered = helm.template(
+        "--show-only",
+        "templates/crds/kubemigrate.dev_migrations.yaml",
+        "--show-only",
+        "templates/crds/kubemigrate.dev_databasebackups.yaml",
+        "--show-only",
+        "templates/crds/kubemigrate.dev_databaserestores.yaml",
+    )
+    proc = kubectl.run(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "--field-manager=kubemigrate-chart-test",
+        "-f",
+        "-",
+        input=rendered,
+    )
     assert proc.stdout.count("(server dry run)") == 3, proc.stdout
 
 
@@ -219,12 +242,14 @@ class Can:
     def __init__(self, kubectl: Kubectl, namespace: str, name: str) -> None:
         self.kubectl, self.user = kubectl, f"system:serviceaccount:{namespace}:{name}"
 
-    def __call__(self, verb: str, resource: str, namespace: str | None = None,
-                 subresource: str | None = None) -> bool:
+    def __call__(
+        self, verb: str, resource: str, namespace: str | None = None, subresource: str | None = None
+    ) -> bool:
         scope = ["-n", namespace] if namespace else []
         sub = [f"--subresource={subresource}"] if subresource else []
-        proc = self.kubectl.run("auth", "can-i", verb, resource, *scope, *sub,
-                                f"--as={self.user}", check=False)
+        proc = self.kubectl.run(
+            "auth", "can-i", verb, resource, *scope, *sub, f"--as={self.user}", check=False
+        )
         answer = proc.stdout.strip()
         assert answer in ("yes", "no"), proc.stderr
         return answer == "yes"
@@ -241,8 +266,17 @@ def other_namespace(kubectl: Kubectl) -> Iterator[str]:
 
 
 def _install(helm: Helm, release: str, namespace: str, *sets: str) -> None:
-    args = ["install", release, str(CHART), "--namespace", namespace,
-            "--set", "crds.create=false", "--set", SKIP_POD]
+    args = [
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        "crds.create=false",
+        "--set",
+        SKIP_POD,
+    ]
     for s in sets:
         args += ["--set", s]
     helm.run(*args)
@@ -301,8 +335,12 @@ def test_namespace_scope_rbac(
 
 @pytest.mark.parametrize("cluster_wide_secrets", [True, False], ids=["secrets-all", "secrets-some"])
 def test_cluster_scope_rbac(
-    helm: Helm, kubectl: Kubectl, namespace: str, other_namespace: str,
-    cluster_wide_secrets: bool, crds: list[str],
+    helm: Helm,
+    kubectl: Kubectl,
+    namespace: str,
+    other_namespace: str,
+    cluster_wide_secrets: bool,
+    crds: list[str],
 ) -> None:
     # ClusterRoles are cluster-scoped: name the release after the test's namespace.
     release = f"km-{namespace}"
@@ -328,18 +366,30 @@ def test_cluster_scope_rbac(
         _uninstall(helm, release, namespace)
     # The cluster-scoped objects go with the release.
     wait_for(
-        lambda: kubectl.run("get", "clusterrole", f"{release}-kubemigrate",
-                            check=False).returncode != 0,
-        timeout=30, what="ClusterRole removed on uninstall",
+        lambda: (
+            kubectl.run("get", "clusterrole", f"{release}-kubemigrate", check=False).returncode != 0
+        ),
+        timeout=30,
+        what="ClusterRole removed on uninstall",
     )
 
 
 def test_notes_example_migration_is_accepted(helm: Helm, kubectl: Kubectl, namespace: str) -> None:
     """The Migration that NOTES.txt tells users to apply passes the CRD's validation."""
     install_crds(kubectl)
-    out = helm.run("install", "notes", str(CHART), "--namespace", namespace, "--dry-run=client",
-                   "--set", "crds.create=false", "--set", "rbac.scope=namespace").stdout
-    notes = out[out.index("NOTES:"):]
+    out = helm.run(
+        "install",
+        "notes",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--dry-run=client",
+        "--set",
+        "crds.create=false",
+        "--set",
+        "rbac.scope=namespace",
+    ).stdout
+    notes = out[out.index("NOTES:") :]
     assert f"kubectl -n {namespace} wait --for=condition=Ready mig/create-users" in notes
     example = notes.split("<<'YAML'\n", 1)[1].split("\nYAML\n", 1)[0]
     proc = kubectl.apply(example, "-n", namespace, "--dry-run=server")

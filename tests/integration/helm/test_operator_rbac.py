@@ -22,18 +22,19 @@ from harness.image.store import LocalImage
 from harness.kube import Cluster, Kubectl, wait_for
 from harness.node.dirs import pod_log_path
 from harness.ports import free_port
-
-from .helm_helpers import CHART, Helm
+from integration.helm.helm_helpers import CHART, Helm
 
 pytestmark = pytest.mark.integration
 
 RELEASE = "km"
 SA = f"{RELEASE}-kubemigrate"
 #: kopf's optional cluster-wide scans, which it gives up on (with a warning) when forbidden
-TOLERATED_403 = ('cannot list resource "namespaces"',
-                 'cannot list resource "customresourcedefinitions"',
-                 'cannot watch resource "namespaces"',
-                 'cannot watch resource "customresourcedefinitions"')
+TOLERATED_403 = (
+    'cannot list resource "namespaces"',
+    'cannot list resource "customresourcedefinitions"',
+    'cannot watch resource "namespaces"',
+    'cannot watch resource "customresourcedefinitions"',
+)
 
 MIGRATION = """
 apiVersion: kubemigrate.dev/v1alpha1
@@ -87,23 +88,55 @@ class Operator:
 
 @pytest.fixture
 def operator(
-    helm: Helm, kubectl: Kubectl, cluster: Cluster, namespace: str, database_url: str,
-    crds: list[str], dev_image: LocalImage,
+    helm: Helm,
+    kubectl: Kubectl,
+    cluster: Cluster,
+    namespace: str,
+    database_url: str,
+    crds: list[str],
+    dev_image: LocalImage,
 ) -> Iterator[Operator]:
     """The chart installed namespace-scoped from the dev image, its operator pod running."""
     if not cluster.local or cluster.state_dir is None:
         pytest.skip("needs the local stack's node runner to run the operator's pod")
-    kubectl.run("create", "secret", "generic", "app-db", "-n", namespace,
-                f"--from-literal=url={database_url}")
-    helm.run("install", RELEASE, str(CHART), "--namespace", namespace,
-             "--set", "crds.create=false", "--set", "rbac.scope=namespace",
-             "--set", f"image.repository={DEV_REPOSITORY}", "--set", f"image.tag={DEV_TAG}",
-             "--set", f"metrics.port={free_port()}", "--set", f"liveness.port={free_port()}",
-             "--wait", "--timeout", "120s")
+    kubectl.run(
+        "create",
+        "secret",
+        "generic",
+        "app-db",
+        "-n",
+        namespace,
+        f"--from-literal=url={database_url}",
+    )
+    helm.run(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        "crds.create=false",
+        "--set",
+        "rbac.scope=namespace",
+        "--set",
+        f"image.repository={DEV_REPOSITORY}",
+        "--set",
+        f"image.tag={DEV_TAG}",
+        "--set",
+        f"metrics.port={free_port()}",
+        "--set",
+        f"liveness.port={free_port()}",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
     name = _operator_pod(kubectl, namespace)["metadata"]["name"]
     op = Operator(kubectl, namespace, pod_log_path(cluster.state_dir / "node", namespace, name))
-    wait_for(lambda: "kubemigrate operator started" in _text(op.log), timeout=60,
-             what=f"the operator to start (log: {op.log})")
+    wait_for(
+        lambda: "kubemigrate operator started" in _text(op.log),
+        timeout=60,
+        what=f"the operator to start (log: {op.log})",
+    )
     try:
         yield op
     finally:
@@ -111,8 +144,9 @@ def operator(
 
 
 def _operator_pod(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
-    [pod] = kubectl.json("get", "pods", "-n", namespace, "-l",
-                         "app.kubernetes.io/component=operator")["items"]
+    [pod] = kubectl.json(
+        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
+    )["items"]
     return pod  # type: ignore[no-any-return]
 
 
@@ -130,19 +164,39 @@ def test_operator_applies_rolls_back_and_backs_up_with_chart_rbac(
     kubectl: Kubectl, namespace: str, operator: Operator
 ) -> None:
     kubectl.apply(MIGRATION, "-n", namespace)
-    wait_for(lambda: _phase(kubectl, namespace, operator) == "Succeeded", timeout=180,
-             interval=1, what=f"Migration Succeeded (operator log: {operator.log})")
-    kubectl.run("patch", "migration", "create-widgets", "-n", namespace, "--type=merge",
-                "-p", '{"spec":{"rollback":true}}')
-    wait_for(lambda: _phase(kubectl, namespace, operator) == "RolledBack", timeout=60, interval=1,
-             what="Migration RolledBack")
+    wait_for(
+        lambda: _phase(kubectl, namespace, operator) == "Succeeded",
+        timeout=180,
+        interval=1,
+        what=f"Migration Succeeded (operator log: {operator.log})",
+    )
+    kubectl.run(
+        "patch",
+        "migration",
+        "create-widgets",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"rollback":true}}',
+    )
+    wait_for(
+        lambda: _phase(kubectl, namespace, operator) == "RolledBack",
+        timeout=60,
+        interval=1,
+        what="Migration RolledBack",
+    )
     kubectl.apply(BACKUP, "-n", namespace)
-    kubectl.run("wait", "--for=condition=Ready", "databasebackup/nightly", "-n", namespace,
-                "--timeout=120s")
+    kubectl.run(
+        "wait", "--for=condition=Ready", "databasebackup/nightly", "-n", namespace, "--timeout=120s"
+    )
     backup = kubectl.json("get", "databasebackup", "nightly", "-n", namespace)["status"]
     assert backup["phase"] == "Succeeded" and backup["sha256"] and backup["sizeBytes"] > 0
-    forbidden = [line for line in _text(operator.log).splitlines()
-                 if "forbidden" in line.lower() and not any(t in line for t in TOLERATED_403)]
+    forbidden = [
+        line
+        for line in _text(operator.log).splitlines()
+        if "forbidden" in line.lower() and not any(t in line for t in TOLERATED_403)
+    ]
     assert not forbidden, "\n".join(forbidden)
 
 
@@ -153,10 +207,15 @@ def test_operator_and_its_jobs_run_from_the_image_make_image_built(
     assert status["image"] == f"{DEV_REPOSITORY}:{DEV_TAG}"
     assert status["imageID"] == f"{DEV_REPOSITORY}@{dev_image.digest}"
     kubectl.apply(MIGRATION, "-n", namespace)
-    wait_for(lambda: _phase(kubectl, namespace, operator) == "Succeeded", timeout=180,
-             interval=1, what=f"Migration Succeeded (operator log: {operator.log})")
-    jobs = kubectl.json("get", "pods", "-n", namespace, "-l",
-                        "app.kubernetes.io/managed-by=kubemigrate")["items"]
+    wait_for(
+        lambda: _phase(kubectl, namespace, operator) == "Succeeded",
+        timeout=180,
+        interval=1,
+        what=f"Migration Succeeded (operator log: {operator.log})",
+    )
+    jobs = kubectl.json(
+        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/managed-by=kubemigrate"
+    )["items"]
     assert jobs, "the migration's preflight Job left no pod"
     for pod in jobs:
         [job_status] = pod["status"]["containerStatuses"]

@@ -19,35 +19,62 @@ CLAIM = "backups"
 
 def claim(name: str = CLAIM) -> str:
     """A PersistentVolumeClaim: the node runner gives it a host directory (it stays Pending)."""
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
 
 
 def backup(name: str, *, secret: str = "db", claim_name: str = CLAIM, **spec: Any) -> str:
-    body = {"database": {"secretRef": {"name": secret}},
-            "storage": {"persistentVolumeClaim": {"claimName": claim_name}}, **spec}
-    return yaml.safe_dump({"apiVersion": "kubemigrate.dev/v1alpha1", "kind": "DatabaseBackup",
-                           "metadata": {"name": name}, "spec": body})
+    body = {
+        "database": {"secretRef": {"name": secret}},
+        "storage": {"persistentVolumeClaim": {"claimName": claim_name}},
+        **spec,
+    }
+    return yaml.safe_dump(
+        {
+            "apiVersion": "kubemigrate.dev/v1alpha1",
+            "kind": "DatabaseBackup",
+            "metadata": {"name": name},
+            "spec": body,
+        }
+    )
 
 
 def restore(name: str, backup_name: str, **spec: Any) -> str:
-    return yaml.safe_dump({"apiVersion": "kubemigrate.dev/v1alpha1", "kind": "DatabaseRestore",
-                           "metadata": {"name": name},
-                           "spec": {"backupRef": {"name": backup_name}, **spec}})
+    return yaml.safe_dump(
+        {
+            "apiVersion": "kubemigrate.dev/v1alpha1",
+            "kind": "DatabaseRestore",
+            "metadata": {"name": name},
+            "spec": {"backupRef": {"name": backup_name}, **spec},
+        }
+    )
 
 
-def wait_done(kubectl: Kubectl, namespace: str, kind: str, name: str,
-              timeout: float = 60) -> dict[str, Any]:
+def wait_done(
+    kubectl: Kubectl, namespace: str, kind: str, name: str, timeout: float = 60
+) -> dict[str, Any]:
     """The status of a DatabaseBackup or DatabaseRestore once it is Succeeded or Failed."""
+
     def done() -> dict[str, Any] | None:
         got = kubectl.run("get", kind, name, "-n", namespace, "-o", "json", check=False)
         st = (json.loads(got.stdout).get("status") or {}) if got.returncode == 0 else {}
         return st if st.get("phase") in ("Succeeded", "Failed") else None
 
-    return wait_for(done, timeout=timeout, interval=0.3,  # type: ignore[no-any-return]
-                    what=f"{kind} {name} to finish")
+    return wait_for(
+        done,
+        timeout=timeout,
+        interval=0.3,  # type: ignore[no-any-return]
+        what=f"{kind} {name} to finish",
+    )
 
 
 def pvc_dir(cluster: Cluster, namespace: str, claim_name: str = CLAIM) -> Path:
@@ -58,18 +85,30 @@ def pvc_dir(cluster: Cluster, namespace: str, claim_name: str = CLAIM) -> Path:
 def files(cluster: Cluster, namespace: str, claim_name: str = CLAIM) -> set[str]:
     """Every file under the claim's directory, relative to it."""
     root = pvc_dir(cluster, namespace, claim_name)
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() \
+    return (
+        {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+        if root.exists()
         else set()
+    )
 
 
 def fingerprint(url: str) -> dict[str, tuple[int, str]]:
     """Per user table: (row count, md5 of its rows in order): equal means equal content."""
-    names = [r[0] for r in query(url, "SELECT format('%I.%I', schemaname, tablename) FROM "
-                                      "pg_tables WHERE schemaname = 'public' ORDER BY 1")]
+    names = [
+        r[0]
+        for r in query(
+            url,
+            "SELECT format('%I.%I', schemaname, tablename) FROM "
+            "pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        )
+    ]
     out = {}
     for table in names:
-        count, digest = query(url, f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' "
-                                   f"ORDER BY t::text), '')) FROM {table} t")[0]
+        count, digest = query(
+            url,
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' "
+            f"ORDER BY t::text), '')) FROM {table} t",
+        )[0]
         out[table] = (int(count), str(digest))
     return out
 

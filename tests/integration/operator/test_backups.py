@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import urllib.request
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -29,13 +30,16 @@ WRONG = "wrong-Pa55word-backup"
 
 
 def test_backup_is_verified_and_restores_what_was_dropped(
-    kubectl: Kubectl, cluster: Cluster, namespace: str, db_secret: str, database_url: str,
+    kubectl: Kubectl,
+    cluster: Cluster,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
     operator: OperatorProcess,
 ) -> None:
     seed(database_url)
     before = fingerprint(database_url)
-    kubectl.apply(claim() + "---\n" + backup("nightly", verify={"restore": True}),
-                  "-n", namespace)
+    kubectl.apply(claim() + "---\n" + backup("nightly", verify={"restore": True}), "-n", namespace)
     st = wait_done(kubectl, namespace, "dbbackup", "nightly")
     assert st["phase"] == "Succeeded", st
     uid = kubectl.json("get", "dbbackup", "nightly", "-n", namespace)["metadata"]["uid"]
@@ -63,8 +67,7 @@ def test_backup_is_verified_and_restores_what_was_dropped(
     kubectl.apply(restore("back", "nightly", clean=True), "-n", namespace)
     rst = wait_done(kubectl, namespace, "dbrestore", "back")
     assert rst["phase"] == "Succeeded", rst
-    assert rst["verification"] == {"tables": 2, "rows": 1700, "matched": True,
-                                   "mismatches": []}
+    assert rst["verification"] == {"tables": 2, "rows": 1700, "matched": True, "mismatches": []}
     assert rst["durationSeconds"] >= 0
     assert fingerprint(database_url) == before
     table = kubectl.run("get", "dbbackup", "-n", namespace).stdout.split("\n")[0].split()
@@ -73,23 +76,35 @@ def test_backup_is_verified_and_restores_what_was_dropped(
 
 def databases_like(url: str, pattern: str) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                            [pattern]).fetchall()
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern]
+        ).fetchall()
     return [r[0] for r in rows]
 
 
-def test_wrong_password_fails_and_records_no_backup(
-    kubectl: Kubectl, cluster: Cluster, namespace: str, database_url: str, pg_admin_url: str,
-    operator: OperatorProcess, crds: list[str],
+def test_wrong_password_is_retried_then_fails_and_records_no_backup(
+    kubectl: Kubectl,
+    cluster: Cluster,
+    namespace: str,
+    database_url: str,
+    pg_admin_url: str,
+    start_operator: Callable[..., OperatorProcess],
+    crds: list[str],
 ) -> None:
+    """The rule a Migration follows too: a few attempts with backoff, then Stalled."""
+    operator = start_operator(KUBEMIGRATE_LOGIN_ATTEMPTS="3", KUBEMIGRATE_RETRY_MAX_SECONDS="2")
     databases.ensure_role(pg_admin_url, postgres.PASSWORD_ROLE, "the-right-one")
     url = databases.with_user(database_url, postgres.PASSWORD_ROLE, WRONG)
-    kubectl.run("create", "secret", "generic", "baddb", "-n", namespace,
-                f"--from-literal=url={url}")
+    kubectl.run(
+        "create", "secret", "generic", "baddb", "-n", namespace, f"--from-literal=url={url}"
+    )
     kubectl.apply(claim() + "---\n" + backup("bad", secret="baddb"), "-n", namespace)
-    st = wait_done(kubectl, namespace, "dbbackup", "bad")
+    st = wait_done(kubectl, namespace, "dbbackup", "bad", timeout=90)
     assert st["phase"] == "Failed"
-    assert st["reason"] == "ConnectionFailed"
+    assert st["reason"] == "AuthenticationFailed"
+    assert st["failedLogins"] == 3
+    assert st["job"] == "bad-backup-g1-2"  # the third Job; the first two were deleted
+    assert "3 attempts in a row" in st["message"]
     assert "password authentication failed" in st["message"]
     assert "password authentication failed" in st["lastError"]["message"]
     assert st.get("location") is None and st.get("sha256") is None
@@ -97,35 +112,56 @@ def test_wrong_password_fails_and_records_no_backup(
     conditions = {c["type"]: c["status"] for c in st["conditions"]}
     assert conditions["Stalled"] == "True" and conditions["Ready"] == "False"
     assert not [f for f in files(cluster, namespace) if not f.startswith(".")]
-    everything = (kubectl.run("get", "dbbackup", "bad", "-n", namespace, "-o", "yaml").stdout
-                  + kubectl.run("get", "events", "-n", namespace, "-o", "yaml").stdout
-                  + kubectl.run("get", "jobs", "-n", namespace, "-o", "yaml").stdout
-                  + operator.text())
+    everything = (
+        kubectl.run("get", "dbbackup", "bad", "-n", namespace, "-o", "yaml").stdout
+        + kubectl.run("get", "events", "-n", namespace, "-o", "yaml").stdout
+        + kubectl.run("get", "jobs", "-n", namespace, "-o", "yaml").stdout
+        + operator.text()
+    )
     assert WRONG not in everything
 
 
 def test_retention_keeps_the_last_n_and_deletes_the_pruned_files(
-    kubectl: Kubectl, cluster: Cluster, namespace: str, db_secret: str, database_url: str,
+    kubectl: Kubectl,
+    cluster: Cluster,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
     operator: OperatorProcess,
 ) -> None:
     seed(database_url)
     kubectl.apply(claim(), "-n", namespace)
     # Created together: they run one at a time, oldest first (creationTimestamp, then name).
-    kubectl.apply("---\n".join(backup(f"b{i}", retention={"keepLast": 2}) for i in range(1, 5)),
-                  "-n", namespace)
+    kubectl.apply(
+        "---\n".join(backup(f"b{i}", retention={"keepLast": 2}) for i in range(1, 5)),
+        "-n",
+        namespace,
+    )
     for i in range(1, 5):
         wait_done(kubectl, namespace, "dbbackup", f"b{i}")
-    wait_for(lambda: len(names(kubectl, namespace)) == 2, timeout=60,
-             what="retention to prune to two backups")
+    wait_for(
+        lambda: len(names(kubectl, namespace)) == 2,
+        timeout=60,
+        what="retention to prune to two backups",
+    )
     assert names(kubectl, namespace) == {"b3", "b4"}
     kept = [kubectl.json("get", "dbbackup", n, "-n", namespace)["status"] for n in ("b3", "b4")]
     assert all(s["phase"] == "Succeeded" for s in kept)
     expected = {s["location"].removeprefix("pvc://backups/") for s in kept}
     expected |= {f"{p}.meta.json" for p in expected}
-    wait_for(lambda: files(cluster, namespace) == expected, timeout=30,
-             what=f"only the kept backups' files: {files(cluster, namespace)} vs {expected}")
-    wait_for(lambda: "Deleting backup b2: retention keeps the last 2" in kubectl.run(
-        "get", "events", "-n", namespace).stdout, timeout=20, what="the Pruned event")
+    wait_for(
+        lambda: files(cluster, namespace) == expected,
+        timeout=30,
+        what=f"only the kept backups' files: {files(cluster, namespace)} vs {expected}",
+    )
+    wait_for(
+        lambda: (
+            "Deleting backup b2: retention keeps the last 2"
+            in kubectl.run("get", "events", "-n", namespace).stdout
+        ),
+        timeout=20,
+        what="the Pruned event",
+    )
     # Deleting a backup by hand removes its file too.
     kubectl.run("delete", "dbbackup", "b3", "-n", namespace, "--timeout=60s")
     assert files(cluster, namespace) == {p for p in expected if "b4-" in p}
@@ -137,7 +173,10 @@ def names(kubectl: Kubectl, namespace: str) -> set[str]:
 
 
 def test_deadline_ends_a_blocked_backup_failed(
-    kubectl: Kubectl, namespace: str, db_secret: str, database_url: str,
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
     operator: OperatorProcess,
 ) -> None:
     seed(database_url)
@@ -154,8 +193,7 @@ def test_deadline_ends_a_blocked_backup_failed(
     holder.start()
     try:
         assert locked.wait(10)
-        kubectl.apply(claim() + "---\n" + backup("stuck", activeDeadlineSeconds=3),
-                      "-n", namespace)
+        kubectl.apply(claim() + "---\n" + backup("stuck", activeDeadlineSeconds=3), "-n", namespace)
         st = wait_done(kubectl, namespace, "dbbackup", "stuck", timeout=60)
     finally:
         release.set()

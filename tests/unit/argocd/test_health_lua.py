@@ -14,17 +14,21 @@ import pytest
 import yaml
 
 from harness.argocd import SCRIPT, run_health
-from kubemigrate.controller import status as status_builder
-from kubemigrate.controller.conditions import DONE_PHASES, STALLED_PHASES
+from kubemigrate.controller.build import status as status_builder
+from kubemigrate.controller.build.conditions import DONE_PHASES, STALLED_PHASES
+from kubemigrate.models.migration import MigrationPhase, MigrationStatus
 
 REPO = Path(__file__).resolve().parents[3]
 ARGOCD = REPO / "helm" / "argocd"
 FIXTURES = sorted((ARGOCD / "testdata").glob("*.yaml"))
 LUA_VERSIONS = ["lupa.lua51", "lupa.lua54"]
-ALL_PHASES = [
-    "Pending", "Preflight", "BackingUp", "Applying", "Succeeded", "Failed",
-    "RollingBack", "RolledBack", "DryRunSucceeded",
-]
+ALL_PHASES = [phase.value for phase in MigrationPhase]
+
+
+def operator_status(phase: str, reason: str, message: str, generation: int) -> dict[str, object]:
+    """The status JSON the operator's own builders write for a move to phase."""
+    change = MigrationStatus(phase=MigrationPhase(phase), reason=reason, message=message)
+    return status_builder.patch(status_builder.moved(change, generation, []))
 
 
 def test_fixtures_exist() -> None:
@@ -42,17 +46,20 @@ def test_fixture(fixture: Path, module: str) -> None:
 @pytest.mark.parametrize("phase", ALL_PHASES)
 def test_operator_status_reads_as_its_kstatus_meaning(phase: str) -> None:
     """A status from the operator's own builder gets the health its conditions mean."""
-    status = status_builder.phase(phase, "Because", f"in {phase}", 4, {})
+    status = operator_status(phase, "Because", f"in {phase}", 4)
     obj = {"kind": "Migration", "metadata": {"name": "m", "generation": 4}, "status": status}
     want = (
-        "Healthy" if phase in DONE_PHASES else "Degraded" if phase in STALLED_PHASES
+        "Healthy"
+        if phase in DONE_PHASES
+        else "Degraded"
+        if phase in STALLED_PHASES
         else "Progressing"
     )
     assert run_health(obj) == {"status": want, "message": f"in {phase}"}
 
 
 def test_operator_status_of_an_older_generation_is_progressing() -> None:
-    status = status_builder.phase("Succeeded", "Applied", "done", 4, {})
+    status = operator_status("Succeeded", "Applied", "done", 4)
     obj = {"kind": "Migration", "metadata": {"name": "m", "generation": 5}, "status": status}
     assert run_health(obj)["status"] == "Progressing"
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from kubemigrate.controller.jobs import JobRequest, Owner, build_job, job_name
+from kubemigrate.controller.build.jobs import JobRequest, Owner, build_job, job_name
 from kubemigrate.settings import Settings
 
 OWNER = Owner("Migration", "m1", "ns", "uid-1", generation=4)
 
 
 def test_job_takes_url_from_secret_and_belongs_to_owner() -> None:
-    job = build_job(OWNER, JobRequest("preflight", ["preflight", "--x"], "db", "url"),
-                    Settings(image="img:1"))
+    job = build_job(
+        OWNER, JobRequest("preflight", ["preflight", "--x"], "db", "url"), Settings(image="img:1")
+    )
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert job["metadata"]["name"] == "m1-preflight-g4"

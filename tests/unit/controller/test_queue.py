@@ -6,17 +6,31 @@ import itertools
 
 import pytest
 
-from kubemigrate.controller.queue import DatabaseKey, Peer, apply_blocker, rollback_blocker
+from kubemigrate.controller.ordering.migrations import (
+    DatabaseKey,
+    Peer,
+    apply_blocker,
+    rollback_blocker,
+)
 
 DB = DatabaseKey("ns", "db", "url", "kubemigrate")
 OTHER_DB = DatabaseKey("ns", "other", "url", "kubemigrate")
 
 
-def peer(name: str, version: str, phase: str | None = None, *, rollback: bool = False,
-         depends_on: tuple[str, ...] = (), db: DatabaseKey = DB, created: str = "t0",
-         dry_run: bool = False) -> Peer:
-    return Peer(name, version, db, phase, rollback, dry_run, depends_on, created,
-                settled=phase is not None)
+def peer(
+    name: str,
+    version: str,
+    phase: str | None = None,
+    *,
+    rollback: bool = False,
+    depends_on: tuple[str, ...] = (),
+    db: DatabaseKey = DB,
+    created: str = "t0",
+    dry_run: bool = False,
+) -> Peer:
+    return Peer(
+        name, version, db, phase, rollback, dry_run, depends_on, created, settled=phase is not None
+    )
 
 
 def test_lowest_pending_version_goes_first() -> None:
@@ -39,8 +53,11 @@ def test_failed_lower_version_keeps_blocking_with_its_state() -> None:
 
 
 def test_other_databases_and_rolled_back_or_dry_run_peers_do_not_block() -> None:
-    others = [peer("x", "1", db=OTHER_DB), peer("r", "1", rollback=True),
-              peer("d", "1", dry_run=True)]
+    others = [
+        peer("x", "1", db=OTHER_DB),
+        peer("r", "1", rollback=True),
+        peer("d", "1", dry_run=True),
+    ]
     assert apply_blocker(peer("m2", "2"), others) is None
 
 

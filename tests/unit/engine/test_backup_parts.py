@@ -1,15 +1,13 @@
-"""The pure parts of backup and restore: connection splitting, messages, sidecars, digests."""
+"""The pure parts of backup and restore: connection splitting, sidecars, digests, deletion."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from kubemigrate import termination
 from kubemigrate.engine.backup import dumpfile, pgtools
 from kubemigrate.engine.backup.dumpfile import BackupMeta
 from kubemigrate.engine.backup.rowcounts import compare
@@ -23,7 +21,7 @@ def test_the_password_goes_to_the_environment_not_the_command_line() -> None:
     assert "host=db.example" in conn.dbname_arg and "port=6432" in conn.dbname_arg
     assert "sslmode=require" in conn.dbname_arg and "connect_timeout=10" in conn.dbname_arg
     assert conn.env == {"PGPASSWORD": "s3@cret"}
-    assert conn.secrets == ("s3@cret",)
+    assert conn.secrets[0] == "s3@cret"  # then the whole string: both masked in messages
     assert conn.database == "orders"
     assert "s3@cret" not in repr(conn)
 
@@ -41,17 +39,24 @@ def test_key_value_dsns_and_bad_urls() -> None:
     assert "s3cret" not in str(bad.value)
 
 
-@pytest.mark.parametrize(("stderr", "expected"), [
-    ('pg_dump: error: query failed: ERROR:  permission denied for table secrets\n'
-     'pg_dump: detail: Query was: LOCK TABLE public.secrets IN ACCESS SHARE MODE\n',
-     "query failed: ERROR: permission denied for table secrets detail: Query was: LOCK TABLE "
-     "public.secrets IN ACCESS SHARE MODE"),
-    ('pg_dump: error: connection to server at "db" failed: FATAL:  password authentication '
-     'failed for user "app" password=hunter2 \n',
-     'connection to server at "db" failed: FATAL: password authentication failed for user '
-     '"app" password=****'),
-    ("", "pg_dump exited with an error"),
-])
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            "pg_dump: error: query failed: ERROR:  permission denied for table secrets\n"
+            "pg_dump: detail: Query was: LOCK TABLE public.secrets IN ACCESS SHARE MODE\n",
+            "query failed: ERROR: permission denied for table secrets detail: Query was: "
+            "LOCK TABLE public.secrets IN ACCESS SHARE MODE",
+        ),
+        (
+            'pg_dump: error: connection to server at "db" failed: FATAL:  password authentication '
+            'failed for user "app" password=hunter2 \n',
+            'connection to server at "db" failed: FATAL: password authentication failed for user '
+            '"app" password=****',
+        ),
+        ("", "pg_dump exited with an error"),
+    ],
+)
 def test_error_line(stderr: str, expected: str) -> None:
     assert pgtools.error_line(stderr, "pg_dump", secrets=["hunter2"]) == expected
 
@@ -64,18 +69,28 @@ def test_compare_counts() -> None:
     check = compare({"a.t": 3, "a.u": 1, "a.gone": 5}, {"a.t": 3, "a.u": 2, "a.extra": 9})
     assert not check.matched and check.tables == 3 and check.rows == 5
     assert [(m.table, m.expected, m.actual, m.missing) for m in check.mismatches] == [
-        ("a.gone", 5, 0, True), ("a.u", 1, 2, False)]
-    assert check.summary() == ("3 tables, 5 rows; 2 tables differ: a.gone missing (expected 5 "
-                               "rows), a.u has 2 rows, expected 1")
+        ("a.gone", 5, 0, True),
+        ("a.u", 1, 2, False),
+    ]
+    assert check.summary() == (
+        "3 tables, 5 rows; 2 tables differ: a.gone missing (expected 5 "
+        "rows), a.u has 2 rows, expected 1"
+    )
     assert compare({"a.t": 3}, {"a.t": 3}).summary() == "1 tables, 3 rows, all match"
 
 
 def meta(**changes: object) -> BackupMeta:
     fields: dict[str, object] = {
-        "format": "custom", "sha256": "ab" * 32, "size_bytes": 10, "database": "orders",
-        "server_version": "15.18", "pg_dump_version": 15,
-        "created_at": datetime(2024, 12, 20, 1, 2, 3, tzinfo=UTC), "duration_seconds": 1.5,
-        "tables": {"public.t": 3}}
+        "format": "custom",
+        "sha256": "ab" * 32,
+        "size_bytes": 10,
+        "database": "orders",
+        "server_version": "15.18",
+        "pg_dump_version": 15,
+        "created_at": datetime(2024, 12, 20, 1, 2, 3, tzinfo=UTC),
+        "duration_seconds": 1.5,
+        "tables": {"public.t": 3},
+    }
     fields.update(changes)
     return BackupMeta(**fields)  # type: ignore[arg-type]
 
@@ -115,16 +130,18 @@ def test_detect_format(tmp_path: Path) -> None:
     (tmp_path / "p").write_text("--\n-- PostgreSQL database dump\n")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "toc.dat").write_bytes(b"PGDMP")
-    assert [dumpfile.detect_format(tmp_path / n) for n in "cpd"] == [
-        "custom", "plain", "directory"]
+    assert [dumpfile.detect_format(tmp_path / n) for n in "cpd"] == ["custom", "plain", "directory"]
     with pytest.raises(dumpfile.InvalidBackup, match="does not exist"):
         dumpfile.detect_format(tmp_path / "missing")
 
 
 def test_plain_completeness(tmp_path: Path) -> None:
     dump = tmp_path / "p.sql"
-    dump.write_text(f"--\n{dumpfile.PLAIN_HEAD}\n--\n" + "SELECT 1;\n" * 2000
-                    + f"--\n{dumpfile.PLAIN_TAIL}\n--\n\n")
+    dump.write_text(
+        f"--\n{dumpfile.PLAIN_HEAD}\n--\n"
+        + "SELECT 1;\n" * 2000
+        + f"--\n{dumpfile.PLAIN_TAIL}\n--\n\n"
+    )
     assert dumpfile.plain_is_complete(dump)
     dump.write_text(dump.read_text()[:-60])
     assert not dumpfile.plain_is_complete(dump)
@@ -149,17 +166,44 @@ def test_removing_on_failure(tmp_path: Path) -> None:
     assert not partial.exists()
 
 
-def test_termination_message_fits_in_4_kib() -> None:
-    data = {"ok": False, "reason": "RowCountMismatch", "error": "é" * 5000,
-            "mismatches": [{"table": "t" * 300, "expectedRows": 1, "actualRows": 2}] * 5,
-            "checks": ["c" * 500] * 5}
-    text = termination.compact(data)
-    assert len(text.encode()) <= termination.LIMIT
-    parsed = json.loads(text)
-    assert parsed["ok"] is False and parsed["reason"] == "RowCountMismatch"
-    assert parsed["error"].startswith("é")
+def test_deleting_a_backup_removes_its_sidecar_and_partial_files(tmp_path: Path) -> None:
+    dump = tmp_path / "x[1].dump"
+    kept = [tmp_path / "y.dump", tmp_path / ".y.dump.partial-1234abcd"]
+    for path in (
+        dump,
+        dumpfile.sidecar_path(dump),
+        tmp_path / ".x[1].dump.partial-1234abcd",
+        tmp_path / ".x[1].dump.meta.json.partial-5678abcd",
+        *kept,
+    ):
+        path.write_text("x")
+    seen: list[Path] = []
+    removed = dumpfile.delete_backup(dump, on_removed=seen.append)
+    assert [p.name for p in removed] == [
+        "x[1].dump",
+        "x[1].dump.meta.json",
+        ".x[1].dump.meta.json.partial-5678abcd",
+        ".x[1].dump.partial-1234abcd",
+    ]
+    assert seen == removed
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert dumpfile.delete_backup(dump) == []
 
 
-def test_small_termination_messages_are_kept_whole() -> None:
-    data = {"ok": True, "error": None, "mismatches": [], "sha256": "ab" * 32}
-    assert json.loads(termination.compact(data)) == data
+def test_stale_partial_files_of_the_same_target_are_cleared_unless_held(tmp_path: Path) -> None:
+    final = tmp_path / "app.dump"
+    stale = dumpfile.temporary_name(final)
+    stale.write_bytes(b"half a dump")
+    stale_sidecar = dumpfile.temporary_name(dumpfile.sidecar_path(final))
+    stale_sidecar.write_text("{}")
+    stale_dir = dumpfile.temporary_name(final)
+    stale_dir.mkdir()
+    (stale_dir / "toc.dat").write_bytes(b"x")
+    other = dumpfile.temporary_name(tmp_path / "other.dump")
+    other.write_bytes(b"another target's")
+    live = dumpfile.temporary_name(final)
+    with dumpfile.claimed(live):
+        removed = dumpfile.clear_stale(final)
+        assert live.exists()
+    assert sorted(removed) == sorted([stale, stale_sidecar, stale_dir])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])

@@ -22,12 +22,15 @@ def test_crlf_reads_as_lf() -> None:
     assert sql_checksum("SELECT 1;\r\nSELECT 2;\r\n") == sql_checksum("SELECT 1;\nSELECT 2;\n")
 
 
-@pytest.mark.parametrize("edited", [
-    "CREATE TABLE t (id int);",  # trailing newline removed
-    "CREATE TABLE t (id  int);\n",  # whitespace
-    "CREATE TABLE t (id int); -- note\n",  # comment
-    "create table t (id int);\n",  # case
-])
+@pytest.mark.parametrize(
+    "edited",
+    [
+        "CREATE TABLE t (id int);",  # trailing newline removed
+        "CREATE TABLE t (id  int);\n",  # whitespace
+        "CREATE TABLE t (id int); -- note\n",  # comment
+        "create table t (id int);\n",  # case
+    ],
+)
 def test_any_other_change_is_drift(edited: str) -> None:
     assert sql_checksum(edited) != sql_checksum("CREATE TABLE t (id int);\n")
 

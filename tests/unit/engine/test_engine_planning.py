@@ -11,16 +11,28 @@ from kubemigrate.engine.migrate.sources import MigrationSource
 from kubemigrate.engine.migrate.versions import version_key
 
 
-def record(version: str, state: RecordState = "applied", sql: str | None = None,
-           rollback: bool = True) -> VersionRecord:
+def record(
+    version: str, state: RecordState = "applied", sql: str | None = None, rollback: bool = True
+) -> VersionRecord:
     checksum = MigrationSource(version, "", sql if sql is not None else f"-- {version}").checksum
-    return VersionRecord(version, version_key(version), "", state, checksum, None, 1.0,
-                         rollback and state == "applied", None, None)
+    return VersionRecord(
+        version,
+        version_key(version),
+        "",
+        state,
+        checksum,
+        None,
+        1.0,
+        rollback and state == "applied",
+        None,
+        None,
+    )
 
 
 def source(version: str, sql: str | None = None, down: str | None = "--") -> MigrationSource:
-    return MigrationSource(version, f"m{version}", sql if sql is not None else f"-- {version}",
-                           down)
+    return MigrationSource(
+        version, f"m{version}", sql if sql is not None else f"-- {version}", down
+    )
 
 
 def records(*rs: VersionRecord) -> dict[tuple[int, ...], VersionRecord]:
@@ -44,19 +56,21 @@ def test_out_of_order_is_what_is_older_than_the_newest_applied() -> None:
 
 def test_drift_compares_applied_checksums_only() -> None:
     history = records(record("1"), record("2", "rolled_back"), record("3"))
-    sources = planning.index_sources([source("1", "changed"), source("2", "changed"),
-                                      source("3")])
+    sources = planning.index_sources([source("1", "changed"), source("2", "changed"), source("3")])
     assert [d.version for d in planning.drifted(history, sources)] == ["1"]
 
 
-@pytest.mark.parametrize(("kwargs", "expected"), [
-    ({}, ["4"]),
-    ({"steps": 2}, ["4", "3"]),
-    ({"steps": 0}, []),
-    ({"target": (2,)}, ["4", "3"]),
-    ({"target": (0,)}, ["4", "3", "1"]),
-    ({"versions": ["3", "2"]}, ["3"]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, ["4"]),
+        ({"steps": 2}, ["4", "3"]),
+        ({"steps": 0}, []),
+        ({"target": (2,)}, ["4", "3"]),
+        ({"target": (0,)}, ["4", "3", "1"]),
+        ({"versions": ["3", "2"]}, ["3"]),
+    ],
+)
 def test_to_revert_is_newest_first(kwargs: dict[str, object], expected: list[str]) -> None:
     history = records(record("1"), record("2", "rolled_back"), record("3"), record("4"))
     chosen = planning.to_revert(history, **kwargs)  # type: ignore[arg-type]
@@ -65,11 +79,15 @@ def test_to_revert_is_newest_first(kwargs: dict[str, object], expected: list[str
 
 def test_states_merge_history_and_sources() -> None:
     history = records(record("1"), record("2"), record("3", "failed"), record("5"))
-    sources = planning.index_sources([source("1"), source("2", "edited"), source("3"),
-                                      source("4")])
+    sources = planning.index_sources([source("1"), source("2", "edited"), source("3"), source("4")])
     states = planning.states(history, sources)
     assert [(s.version, s.state) for s in states] == [
-        ("1", "applied"), ("2", "drifted"), ("3", "failed"), ("4", "pending"), ("5", "missing")]
+        ("1", "applied"),
+        ("2", "drifted"),
+        ("3", "failed"),
+        ("4", "pending"),
+        ("5", "missing"),
+    ]
 
 
 def test_invalid_target_and_duplicates_are_engine_errors() -> None:

@@ -18,10 +18,13 @@ from kubemigrate.engine.migrate.step import (
 def test_local_settings_prefer_the_migration_s_own() -> None:
     source = MigrationSource("1.2", "", "", lock_timeout=5.0)
     text = local_settings(source, RunSettings(lock_timeout=2.0, statement_timeout=0.0))
-    assert text == ("SET LOCAL kubemigrate.version = '1.2';SET LOCAL lock_timeout = '5000ms';"
-                    "SET LOCAL statement_timeout = '0ms';")
+    assert text == (
+        "SET LOCAL kubemigrate.version = '1.2';SET LOCAL lock_timeout = '5000ms';"
+        "SET LOCAL statement_timeout = '0ms';"
+    )
     assert local_settings(source, RunSettings(lock_timeout=None), local=False) == (
-        "SET kubemigrate.version = '1.2';SET lock_timeout = '5000ms';")
+        "SET kubemigrate.version = '1.2';SET lock_timeout = '5000ms';"
+    )
     tiny = MigrationSource("1", "", "", lock_timeout=0.0001)
     assert "lock_timeout = '1ms'" in local_settings(tiny, RunSettings())
 
@@ -39,15 +42,18 @@ def test_retry_delays_grow_and_are_capped() -> None:
         assert base / 2 <= policy.delay(attempt) <= base
 
 
-@pytest.mark.parametrize(("sql", "mode"), [
-    ("INSERT INTO a VALUES (1); CREATE INDEX i ON a (id)", DiffMode.NONE),
-    ("CREATE TABLE a (id int); INSERT INTO a VALUES (1)", DiffMode.NAMED),
-    ("ALTER TABLE a ADD COLUMN b int", DiffMode.NAMED),
-    ("ALTER TABLE a RENAME TO b", DiffMode.FULL),
-    ("DROP TABLE a", DiffMode.FULL),
-    ("DO $$ BEGIN END $$", DiffMode.FULL),
-    ("SELECT f()", DiffMode.FULL),
-])
+@pytest.mark.parametrize(
+    ("sql", "mode"),
+    [
+        ("INSERT INTO a VALUES (1); CREATE INDEX i ON a (id)", DiffMode.NONE),
+        ("CREATE TABLE a (id int); INSERT INTO a VALUES (1)", DiffMode.NAMED),
+        ("ALTER TABLE a ADD COLUMN b int", DiffMode.NAMED),
+        ("ALTER TABLE a RENAME TO b", DiffMode.FULL),
+        ("DROP TABLE a", DiffMode.FULL),
+        ("DO $$ BEGIN END $$", DiffMode.FULL),
+        ("SELECT f()", DiffMode.FULL),
+    ],
+)
 def test_diff_mode_follows_the_commands(sql: str, mode: DiffMode) -> None:
     assert diff_mode(split_statements(sql)) is mode
     assert diff_mode(None) is DiffMode.FULL

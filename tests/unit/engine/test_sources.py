@@ -23,12 +23,15 @@ def write(directory: Path, files: dict[str, str]) -> Path:
 
 
 def test_golang_migrate_style_with_down_and_verify(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "002_add_email.up.sql": "ALTER TABLE users ADD email text;",
-        "002_add_email.down.sql": "ALTER TABLE users DROP email;",
-        "002_add_email.verify.sql": "SELECT email FROM users LIMIT 0;",
-        "001_create_users.up.sql": "CREATE TABLE users (id int);",
-    })
+    write(
+        tmp_path,
+        {
+            "002_add_email.up.sql": "ALTER TABLE users ADD email text;",
+            "002_add_email.down.sql": "ALTER TABLE users DROP email;",
+            "002_add_email.verify.sql": "SELECT email FROM users LIMIT 0;",
+            "001_create_users.up.sql": "CREATE TABLE users (id int);",
+        },
+    )
     first, second = load_directory(tmp_path)
     assert (first.version, first.description, first.down_sql) == ("001", "create users", None)
     assert second.version == "002"
@@ -40,12 +43,15 @@ def test_golang_migrate_style_with_down_and_verify(tmp_path: Path) -> None:
 
 
 def test_flyway_style(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "V1__init.sql": "CREATE TABLE a (id int);",
-        "V1_1__second_step.sql": "CREATE TABLE b (id int);",
-        "U1_1__second_step.sql": "DROP TABLE b;",
-        "V2.0.1__third.sql": "",
-    })
+    write(
+        tmp_path,
+        {
+            "V1__init.sql": "CREATE TABLE a (id int);",
+            "V1_1__second_step.sql": "CREATE TABLE b (id int);",
+            "U1_1__second_step.sql": "DROP TABLE b;",
+            "V2.0.1__third.sql": "",
+        },
+    )
     sources = load_directory(tmp_path)
     assert [s.version for s in sources] == ["1", "1.1", "2.0.1"]
     assert sources[1].description == "second step"
@@ -65,8 +71,10 @@ def test_empty_file_is_a_migration_that_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_non_sql_hidden_and_subdirectories_are_ignored(tmp_path: Path) -> None:
-    write(tmp_path, {"README.md": "# notes", "001_a.up.sql": "", ".#001_a.up.sql": "junk",
-                     "notes.txt": ""})
+    write(
+        tmp_path,
+        {"README.md": "# notes", "001_a.up.sql": "", ".#001_a.up.sql": "junk", "notes.txt": ""},
+    )
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "garbage.sql").write_text("")
     assert [s.version for s in load_directory(tmp_path)] == ["001"]
@@ -84,47 +92,65 @@ def test_utf8_bom_is_dropped(tmp_path: Path) -> None:
     assert source.up_sql == "SELECT 1;"
 
 
-@pytest.mark.parametrize(("header", "transactional", "lock", "statement"), [
-    ("-- kubemigrate: no-transaction\n", False, None, None),
-    ("-- KubeMigrate:   no-transaction  \n", False, None, None),
-    ("-- kubemigrate: lock-timeout=5s, statement-timeout=30m\n", True, 5.0, 1800.0),
-    ("-- kubemigrate: no-transaction\n-- kubemigrate: lock-timeout=500ms\n", False, 0.5, None),
-    ("-- a comment first\n-- kubemigrate: no-transaction\n", True, None, None),
-    ("", True, None, None),
-])
-def test_directives(header: str, transactional: bool, lock: float | None,
-                    statement: float | None) -> None:
+@pytest.mark.parametrize(
+    ("header", "transactional", "lock", "statement"),
+    [
+        ("-- kubemigrate: no-transaction\n", False, None, None),
+        ("-- KubeMigrate:   no-transaction  \n", False, None, None),
+        ("-- kubemigrate: lock-timeout=5s, statement-timeout=30m\n", True, 5.0, 1800.0),
+        ("-- kubemigrate: no-transaction\n-- kubemigrate: lock-timeout=500ms\n", False, 0.5, None),
+        ("-- a comment first\n-- kubemigrate: no-transaction\n", True, None, None),
+        ("", True, None, None),
+    ],
+)
+def test_directives(
+    header: str, transactional: bool, lock: float | None, statement: float | None
+) -> None:
     d = parse_directives(header + "CREATE INDEX CONCURRENTLY i ON t (a);")
     assert d.transactional is transactional
     assert (d.lock_timeout, d.statement_timeout) == (lock, statement)
 
 
 def test_no_transaction_file(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "001_idx.up.sql": "-- kubemigrate: no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);",
-        "001_idx.down.sql": "-- kubemigrate: no-transaction\nDROP INDEX CONCURRENTLY i;",
-    })
+    write(
+        tmp_path,
+        {
+            "001_idx.up.sql": (
+                "-- kubemigrate: no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);"
+            ),
+            "001_idx.down.sql": "-- kubemigrate: no-transaction\nDROP INDEX CONCURRENTLY i;",
+        },
+    )
     (source,) = load_directory(tmp_path)
     assert not source.transactional
 
 
-@pytest.mark.parametrize(("files", "fragments"), [
-    ({"001_a.up.sql": "", "1_b.up.sql": ""}, ["duplicate version 1", "001_a.up.sql"]),
-    ({"001_a.up.sql": "", "001_a.sql": ""}, ["duplicate version 001"]),
-    ({"1.0_a.up.sql": "", "1_b.up.sql": ""}, ["duplicate version"]),
-    ({"V1__a.sql": "", "001_b.up.sql": ""}, ["duplicate version"]),
-    ({"create_users.sql": ""}, ["create_users.sql", "matches no migration pattern"]),
-    ({"R__views.sql": ""}, ["R__views.sql", "repeatable"]),
-    ({"001_a.down.sql": ""}, ["001_a.down.sql", "no up file for version 001"]),
-    ({"U3__a.sql": ""}, ["U3__a.sql", "no up file for version 3"]),
-    ({"002_a.verify.sql": ""}, ["002_a.verify.sql", "no up file"]),
-    ({"001_a.up.sql": "-- kubemigrate: fast\nSELECT 1;"}, ["001_a.up.sql", "unknown directive"]),
-    ({"001_a.up.sql": "-- kubemigrate: lock-timeout=soon\n"}, ["001_a.up.sql", "duration"]),
-    ({"001_a.up.sql": "", "001_a.down.sql": "-- kubemigrate: no-transaction\n"},
-     ["001_a.down.sql", "directives differ"]),
-])
-def test_problems_are_reported_with_file_names(tmp_path: Path, files: dict[str, str],
-                                               fragments: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("files", "fragments"),
+    [
+        ({"001_a.up.sql": "", "1_b.up.sql": ""}, ["duplicate version 1", "001_a.up.sql"]),
+        ({"001_a.up.sql": "", "001_a.sql": ""}, ["duplicate version 001"]),
+        ({"1.0_a.up.sql": "", "1_b.up.sql": ""}, ["duplicate version"]),
+        ({"V1__a.sql": "", "001_b.up.sql": ""}, ["duplicate version"]),
+        ({"create_users.sql": ""}, ["create_users.sql", "matches no migration pattern"]),
+        ({"R__views.sql": ""}, ["R__views.sql", "repeatable"]),
+        ({"001_a.down.sql": ""}, ["001_a.down.sql", "no up file for version 001"]),
+        ({"U3__a.sql": ""}, ["U3__a.sql", "no up file for version 3"]),
+        ({"002_a.verify.sql": ""}, ["002_a.verify.sql", "no up file"]),
+        (
+            {"001_a.up.sql": "-- kubemigrate: fast\nSELECT 1;"},
+            ["001_a.up.sql", "unknown directive"],
+        ),
+        ({"001_a.up.sql": "-- kubemigrate: lock-timeout=soon\n"}, ["001_a.up.sql", "duration"]),
+        (
+            {"001_a.up.sql": "", "001_a.down.sql": "-- kubemigrate: no-transaction\n"},
+            ["001_a.down.sql", "directives differ"],
+        ),
+    ],
+)
+def test_problems_are_reported_with_file_names(
+    tmp_path: Path, files: dict[str, str], fragments: list[str]
+) -> None:
     write(tmp_path, files)
     with pytest.raises(SourceError) as caught:
         load_directory(tmp_path)
@@ -134,8 +160,16 @@ def test_problems_are_reported_with_file_names(tmp_path: Path, files: dict[str, 
 
 
 def test_all_problems_are_collected_in_one_error(tmp_path: Path) -> None:
-    write(tmp_path, {"001_a.up.sql": "", "1_b.up.sql": "", "junk.sql": "", "005_x.down.sql": "",
-                     "010_ok.up.sql": ""})
+    write(
+        tmp_path,
+        {
+            "001_a.up.sql": "",
+            "1_b.up.sql": "",
+            "junk.sql": "",
+            "005_x.down.sql": "",
+            "010_ok.up.sql": "",
+        },
+    )
     with pytest.raises(SourceError) as caught:
         load_directory(tmp_path)
     assert len(caught.value.problems) == 3

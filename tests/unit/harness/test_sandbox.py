@@ -22,26 +22,38 @@ def test_only_existing_ancestors_of_missing_targets_are_spliced() -> None:
 
 
 def test_argv_binds_volumes_after_the_tree_and_runs_the_command(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sandbox, "KEEP_VISIBLE", ())  # wherever this checkout lives
-    argv = bwrap_argv(["sh", "-c", "true"],
-                      mounts=[Mount(tmp_path, "/backups", read_only=True)],
-                      termination_log=tmp_path / "t", termination_path="/dev/termination-log",
-                      workdir=None, hostname="pod-1")
+    argv = bwrap_argv(
+        ["sh", "-c", "true"],
+        mounts=[Mount(tmp_path, "/backups", read_only=True)],
+        termination_log=tmp_path / "t",
+        termination_path="/dev/termination-log",
+        workdir=None,
+        hostname="pod-1",
+    )
     assert argv[-4:] == ["--", "sh", "-c", "true"]
     volume = ["--ro-bind", str(tmp_path), "/backups"]
-    ro = next(i for i in range(argv.index("--tmpfs"), len(argv)) if argv[i:i + 3] == volume)
-    assert ["--bind", str(tmp_path / "t"), "/dev/termination-log"] == argv[ro + 3:ro + 6]
+    ro = next(i for i in range(argv.index("--tmpfs"), len(argv)) if argv[i : i + 3] == volume)
+    assert ["--bind", str(tmp_path / "t"), "/dev/termination-log"] == argv[ro + 3 : ro + 6]
     assert "--dev-bind" not in argv
 
 
-def test_a_checkout_under_tmp_stays_visible_to_pods(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_checkout_under_tmp_stays_visible_to_pods(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """CI may clone into /tmp, which every sandbox replaces: the pods' venv must still be seen."""
     monkeypatch.setattr(sandbox, "KEEP_VISIBLE", (Path("/tmp/ci-clone"), Path("/opt/repo")))
-    argv = bwrap_argv(["true"], mounts=[Mount(tmp_path, "/tmp")], termination_log=tmp_path / "t",
-                      termination_path="/dev/termination-log", workdir=None, hostname="p")
+    argv = bwrap_argv(
+        ["true"],
+        mounts=[Mount(tmp_path, "/tmp")],
+        termination_log=tmp_path / "t",
+        termination_path="/dev/termination-log",
+        workdir=None,
+        hostname="p",
+    )
     volume = argv.index("--bind", argv.index("--tmpfs"))
-    assert argv[volume:volume + 3] == ["--bind", str(tmp_path), "/tmp"]  # an emptyDir at /tmp
-    assert argv[volume + 3:volume + 6] == ["--ro-bind", "/tmp/ci-clone", "/tmp/ci-clone"]
+    assert argv[volume : volume + 3] == ["--bind", str(tmp_path), "/tmp"]  # an emptyDir at /tmp
+    assert argv[volume + 3 : volume + 6] == ["--ro-bind", "/tmp/ci-clone", "/tmp/ci-clone"]
     assert "/opt/repo" not in argv  # not under a private root: already bound with the host tree

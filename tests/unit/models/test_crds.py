@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubemigrate.models import crds, reference
+from kubemigrate.models.gen import crds, reference
 
 REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO / "crds"

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ConfigDict, Field
 
 from kubemigrate.models.base import SpecModel, cel, validations
-from kubemigrate.models.structural import NotStructural, structural
+from kubemigrate.models.gen.structural import NotStructural, structural
 
 
 class Inner(SpecModel):

@@ -20,8 +20,10 @@ _USER_SCHEMA = """
 
 
 def _not_extension_member(catalog: str, oid: str) -> str:
-    return (f"NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass"
-            f" AND d.objid = {oid} AND d.deptype = 'e')")
+    return (
+        f"NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass"
+        f" AND d.objid = {oid} AND d.deptype = 'e')"
+    )
 
 
 OBJECTS_SQL = f"""
@@ -29,7 +31,7 @@ SELECT kind, name, count(*) OVER () FROM (
   SELECT 1 AS o, 'schema' AS kind, quote_ident(n.nspname) AS name
   FROM pg_namespace n
   WHERE {_USER_SCHEMA} AND n.nspname <> 'public'
-    AND {_not_extension_member('pg_namespace', 'n.oid')}
+    AND {_not_extension_member("pg_namespace", "n.oid")}
   UNION ALL
   SELECT 2, CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
                            WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
@@ -37,16 +39,16 @@ SELECT kind, name, count(*) OVER () FROM (
          quote_ident(n.nspname) || '.' || quote_ident(c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE {_USER_SCHEMA} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
-    AND {_not_extension_member('pg_class', 'c.oid')}
+    AND {_not_extension_member("pg_class", "c.oid")}
   UNION ALL
   SELECT 3, 'function', p.oid::regprocedure::text
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-  WHERE {_USER_SCHEMA} AND {_not_extension_member('pg_proc', 'p.oid')}
+  WHERE {_USER_SCHEMA} AND {_not_extension_member("pg_proc", "p.oid")}
   UNION ALL
   SELECT 4, 'type', format_type(t.oid, NULL)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
   WHERE {_USER_SCHEMA} AND t.typtype IN ('b', 'd', 'e', 'r', 'm') AND t.typcategory <> 'A'
-    AND {_not_extension_member('pg_type', 't.oid')}
+    AND {_not_extension_member("pg_type", "t.oid")}
 ) objects
 ORDER BY o, name
 LIMIT %s
@@ -74,5 +76,7 @@ class Contents:
 def user_objects(conn: psycopg.Connection[Any], limit: int = 5) -> Contents:
     """What user objects conn's database holds (see the module docstring for what counts)."""
     rows = conn.execute(OBJECTS_SQL, (limit,)).fetchall()
-    return Contents(examples=tuple(f"{kind} {name}" for kind, name, _ in rows),
-                    total=int(rows[0][2]) if rows else 0)
+    return Contents(
+        examples=tuple(f"{kind} {name}" for kind, name, _ in rows),
+        total=int(rows[0][2]) if rows else 0,
+    )

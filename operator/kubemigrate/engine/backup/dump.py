@@ -7,7 +7,9 @@ dump. The sidecar keeps them, so a restore anywhere, later, can prove it loaded 
 
 pg_dump writes to a temporary file (``-f``, not a pipe: a seekable custom archive gets data
 offsets in its table of contents, which parallel and selective restores need); the file is then
-hashed once, from the page cache, and renamed into place with its sidecar.
+hashed once, from the page cache, and renamed into place with its sidecar. pg_dump dies with
+this process (``pgtools``), and the temporary files a killed run leaves are removed by the next
+backup of the same target (``dumpfile.clear_stale``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from kubemigrate.engine.backup.rowcounts import count_tables
 from kubemigrate.engine.errors import BackupError, ToolFailed, ToolTooOld, UnsupportedOption
 from kubemigrate.engine.pg.libpq import ToolConnection, tool_connection
 from kubemigrate.engine.pg.redact import redact
-from kubemigrate.engine.pg.session import connection_failed, one_line
+from kubemigrate.engine.pg.session import one_line
+from kubemigrate.engine.pg.target import connection_failed
 
 APPLICATION_NAME = "kubemigrate-backup"
 
@@ -67,9 +70,16 @@ class _Plan:
     overwrite: bool
 
 
-def take_backup(url: str, output: Path, *, format: Format = "custom",
-                pg_dump: str = "pg_dump", jobs: int | None = None, count_rows: bool = True,
-                overwrite: bool = False) -> BackupResult:
+def take_backup(
+    url: str,
+    output: Path,
+    *,
+    format: Format = "custom",
+    pg_dump: str = "pg_dump",
+    jobs: int | None = None,
+    count_rows: bool = True,
+    overwrite: bool = False,
+) -> BackupResult:
     """Dump the database at url into output (a file, or a directory for ``directory``).
 
     Raises ConnectionFailed, ToolMissing, ToolTooOld, ToolFailed or BackupError; on any failure
@@ -77,12 +87,22 @@ def take_backup(url: str, output: Path, *, format: Format = "custom",
     """
     started_at, t0 = datetime.now(UTC), time.monotonic()
     checked = _check_output(Path(output), format, jobs, overwrite)
+    dumpfile.clear_stale(checked)  # what a run killed outright left (see dumpfile)
     program = pgtools.locate(pg_dump)
-    plan = _Plan(program, pgtools.major_version(program), tool_connection(url), checked,
-                 format, jobs, count_rows, overwrite)
+    plan = _Plan(
+        program,
+        pgtools.major_version(program),
+        tool_connection(url),
+        checked,
+        format,
+        jobs,
+        count_rows,
+        overwrite,
+    )
     try:
-        conn = psycopg.connect(url, autocommit=True, application_name=APPLICATION_NAME,
-                               connect_timeout=10)
+        conn = psycopg.connect(
+            url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=10
+        )
     except psycopg.Error as exc:
         raise connection_failed(url, exc) from None
     try:
@@ -91,11 +111,18 @@ def take_backup(url: str, output: Path, *, format: Format = "custom",
     except psycopg.Error as exc:
         message = redact(one_line(str(exc)), *plan.connection.secrets)
         raise BackupError(f"backup failed: {message}") from None
-    return BackupResult(path=plan.output, format=format, size_bytes=meta.size_bytes,
-                        sha256=meta.sha256, database=meta.database,
-                        server_version=meta.server_version, started_at=started_at,
-                        completed_at=meta.created_at, duration_seconds=meta.duration_seconds,
-                        tables=meta.tables)
+    return BackupResult(
+        path=plan.output,
+        format=format,
+        size_bytes=meta.size_bytes,
+        sha256=meta.sha256,
+        database=meta.database,
+        server_version=meta.server_version,
+        started_at=started_at,
+        completed_at=meta.created_at,
+        duration_seconds=meta.duration_seconds,
+        tables=meta.tables,
+    )
 
 
 def _backup(conn: psycopg.Connection[Any], plan: _Plan, t0: float) -> BackupMeta:
@@ -103,25 +130,42 @@ def _backup(conn: psycopg.Connection[Any], plan: _Plan, t0: float) -> BackupMeta
     server_version = _server_version(conn)
     server_major = pgtools.server_major(conn.info.server_version)
     if plan.dump_major < server_major:
-        raise ToolTooOld(f"{plan.program} is version {plan.dump_major}, older than the server "
-                         f"(PostgreSQL {server_version}): use pg_dump {server_major} or newer")
+        raise ToolTooOld(
+            f"{plan.program} is version {plan.dump_major}, older than the server "
+            f"(PostgreSQL {server_version}): use pg_dump {server_major} or newer"
+        )
     database = str(_scalar(conn, "SELECT current_database()"))
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     snapshot = str(_scalar(conn, "SELECT pg_export_snapshot()"))
     temp = dumpfile.temporary_name(plan.output)
-    args = [plan.program, f"--format={dumpfile.PG_DUMP_FLAG[plan.format]}", f"--file={temp}",
-            f"--snapshot={snapshot}", "--no-password",
-            f"--dbname={plan.connection.dbname_arg}"]
+    args = [
+        plan.program,
+        f"--format={dumpfile.PG_DUMP_FLAG[plan.format]}",
+        f"--file={temp}",
+        f"--snapshot={snapshot}",
+        "--no-password",
+        f"--dbname={plan.connection.dbname_arg}",
+    ]
     if plan.jobs:
         args.append(f"--jobs={plan.jobs}")
-    with dumpfile.removing_on_failure(temp):
+    with (
+        dumpfile.removing_on_failure(temp),
+        dumpfile.claimed(temp, directory=plan.format == "directory"),
+    ):
         tables = _dump_and_count(conn, args, plan)
         conn.execute("ROLLBACK")
         sha256, size = dumpfile.digest(temp)
-        meta = BackupMeta(format=plan.format, sha256=sha256, size_bytes=size,
-                          database=database, server_version=server_version,
-                          pg_dump_version=plan.dump_major, created_at=datetime.now(UTC),
-                          duration_seconds=round(time.monotonic() - t0, 3), tables=tables)
+        meta = BackupMeta(
+            format=plan.format,
+            sha256=sha256,
+            size_bytes=size,
+            database=database,
+            server_version=server_version,
+            pg_dump_version=plan.dump_major,
+            created_at=datetime.now(UTC),
+            duration_seconds=round(time.monotonic() - t0, 3),
+            tables=tables,
+        )
         if plan.overwrite:
             dumpfile.remove(plan.output)
             dumpfile.remove(dumpfile.sidecar_path(plan.output))
@@ -129,12 +173,18 @@ def _backup(conn: psycopg.Connection[Any], plan: _Plan, t0: float) -> BackupMeta
     return meta
 
 
-def _dump_and_count(conn: psycopg.Connection[Any], args: list[str],
-                    plan: _Plan) -> dict[str, int] | None:
+def _dump_and_count(
+    conn: psycopg.Connection[Any], args: list[str], plan: _Plan
+) -> dict[str, int] | None:
     """Run pg_dump; meanwhile count rows on conn, whose open transaction holds the snapshot."""
     with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen(args, env=plan.connection.environ(), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = pgtools.popen(
+            args,
+            env=plan.connection.environ(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         try:
             tables = count_tables(conn, background=True) if plan.count_rows else None
             returncode = proc.wait()
@@ -144,15 +194,16 @@ def _dump_and_count(conn: psycopg.Connection[Any], args: list[str],
             raise
         if returncode != 0:
             stderr.seek(0)
-            raise ToolFailed("pg_dump failed: " + pgtools.error_line(
-                stderr.read(), "pg_dump", secrets=plan.connection.secrets))
+            raise ToolFailed(
+                "pg_dump failed: "
+                + pgtools.error_line(stderr.read(), "pg_dump", secrets=plan.connection.secrets)
+            )
     return tables
 
 
 def _check_output(output: Path, format: Format, jobs: int | None, overwrite: bool) -> Path:
     if format not in dumpfile.FORMATS:
-        raise UnsupportedOption(f"unknown backup format {format!r}: use custom, plain or "
-                                "directory")
+        raise UnsupportedOption(f"unknown backup format {format!r}: use custom, plain or directory")
     if jobs is not None and jobs > 1 and format != "directory":
         raise UnsupportedOption("parallel dumps (jobs > 1) need the directory format")
     output = output.absolute()

@@ -30,7 +30,8 @@ from kubemigrate.engine.errors import (
 )
 from kubemigrate.engine.pg.libpq import ToolConnection, tool_connection
 from kubemigrate.engine.pg.redact import redact
-from kubemigrate.engine.pg.session import connection_failed, one_line
+from kubemigrate.engine.pg.session import one_line
+from kubemigrate.engine.pg.target import connection_failed
 
 APPLICATION_NAME = "kubemigrate-restore"
 
@@ -53,8 +54,15 @@ class RestoreResult:
         return sum(self.tables.values())
 
 
-def restore_backup(path: Path, url: str, *, clean: bool = False, no_owner: bool = False,
-                   pg_restore: str = "pg_restore", psql: str = "psql") -> RestoreResult:
+def restore_backup(
+    path: Path,
+    url: str,
+    *,
+    clean: bool = False,
+    no_owner: bool = False,
+    pg_restore: str = "pg_restore",
+    psql: str = "psql",
+) -> RestoreResult:
     """Restore the backup at path into the database at url, and count what arrived.
 
     Raises InvalidBackup, UnsupportedOption, ConnectionFailed, TargetNotEmpty, ToolFailed; a
@@ -64,13 +72,16 @@ def restore_backup(path: Path, url: str, *, clean: bool = False, no_owner: bool 
     path = Path(path).absolute()
     fmt, meta = check_backup_file(path)
     if clean and fmt == "plain":
-        raise UnsupportedOption("a plain-SQL backup cannot be restored with clean: restore it "
-                                "into an empty database, or take a custom-format backup")
+        raise UnsupportedOption(
+            "a plain-SQL backup cannot be restored with clean: restore it "
+            "into an empty database, or take a custom-format backup"
+        )
     program = pgtools.locate(psql if fmt == "plain" else pg_restore)
     connection = tool_connection(url)
     try:
-        conn = psycopg.connect(url, autocommit=True, application_name=APPLICATION_NAME,
-                               connect_timeout=10)
+        conn = psycopg.connect(
+            url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=10
+        )
     except psycopg.Error as exc:
         raise connection_failed(url, exc) from None
     try:
@@ -81,20 +92,30 @@ def restore_backup(path: Path, url: str, *, clean: bool = False, no_owner: bool 
                 if not contents.empty:
                     raise TargetNotEmpty(
                         f"database {database} is not empty ({contents.describe()}); restore "
-                        "into an empty database, or clean it to replace the backed-up objects")
-            pgtools.run(_command(program, fmt, path, connection, clean=clean,
-                                 no_owner=no_owner),
-                        env=connection.environ(), secrets=connection.secrets,
-                        what=f"restore into database {database}")
+                        "into an empty database, or clean it to replace the backed-up objects"
+                    )
+            pgtools.run(
+                _command(program, fmt, path, connection, clean=clean, no_owner=no_owner),
+                env=connection.environ(),
+                secrets=connection.secrets,
+                what=f"restore into database {database}",
+            )
             expected = meta.tables if meta else None
             tables = count_tables(conn, only=expected)
     except psycopg.Error as exc:
-        raise BackupError("restore failed: "
-                          + redact(one_line(str(exc)), *connection.secrets)) from None
-    return RestoreResult(path=path, format=fmt, database=database, started_at=started_at,
-                         completed_at=datetime.now(UTC),
-                         duration_seconds=time.monotonic() - t0, tables=tables,
-                         check=None if expected is None else compare(expected, tables))
+        raise BackupError(
+            "restore failed: " + redact(one_line(str(exc)), *connection.secrets)
+        ) from None
+    return RestoreResult(
+        path=path,
+        format=fmt,
+        database=database,
+        started_at=started_at,
+        completed_at=datetime.now(UTC),
+        duration_seconds=time.monotonic() - t0,
+        tables=tables,
+        check=None if expected is None else compare(expected, tables),
+    )
 
 
 def check_backup_file(path: Path) -> tuple[Format, BackupMeta | None]:
@@ -107,22 +128,45 @@ def check_backup_file(path: Path) -> tuple[Format, BackupMeta | None]:
         raise InvalidBackup(f"{path} looks like a {fmt} dump but its sidecar says {meta.format}")
     sha256, size = dumpfile.digest(path)
     if size != meta.size_bytes:
-        raise InvalidBackup(f"{path} has {size} bytes but was written with {meta.size_bytes}: "
-                            "truncated or changed since the backup")
+        raise InvalidBackup(
+            f"{path} has {size} bytes but was written with {meta.size_bytes}: "
+            "truncated or changed since the backup"
+        )
     if sha256 != meta.sha256:
-        raise InvalidBackup(f"{path} does not match its recorded sha256 (corrupted or changed "
-                            "since the backup)")
+        raise InvalidBackup(
+            f"{path} does not match its recorded sha256 (corrupted or changed since the backup)"
+        )
     return fmt, meta
 
 
-def _command(program: str, fmt: Format, path: Path, connection: ToolConnection, *,
-             clean: bool, no_owner: bool) -> list[str]:
+def _command(
+    program: str,
+    fmt: Format,
+    path: Path,
+    connection: ToolConnection,
+    *,
+    clean: bool,
+    no_owner: bool,
+) -> list[str]:
     if fmt == "plain":
-        return [program, "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
-                "--single-transaction", "--no-password", f"--file={path}",
-                f"--dbname={connection.dbname_arg}", "--output=/dev/null"]
-    args = [program, "--single-transaction", "--exit-on-error", "--no-password",
-            f"--dbname={connection.dbname_arg}"]
+        return [
+            program,
+            "--no-psqlrc",
+            "--quiet",
+            "--set=ON_ERROR_STOP=1",
+            "--single-transaction",
+            "--no-password",
+            f"--file={path}",
+            f"--dbname={connection.dbname_arg}",
+            "--output=/dev/null",
+        ]
+    args = [
+        program,
+        "--single-transaction",
+        "--exit-on-error",
+        "--no-password",
+        f"--dbname={connection.dbname_arg}",
+    ]
     if clean:
         args += ["--clean", "--if-exists"]
     if no_owner:

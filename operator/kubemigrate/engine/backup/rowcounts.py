@@ -56,12 +56,15 @@ class CountCheck:
         if self.matched:
             return f"{head}, all match"
         shown = ", ".join(
-            f"{m.table} missing (expected {m.expected} rows)" if m.missing
+            f"{m.table} missing (expected {m.expected} rows)"
+            if m.missing
             else f"{m.table} has {m.actual} rows, expected {m.expected}"
-            for m in self.mismatches[:limit])
+            for m in self.mismatches[:limit]
+        )
         more = len(self.mismatches) - limit
-        return (f"{head}; {len(self.mismatches)} tables differ: {shown}"
-                + (f" and {more} more" if more > 0 else ""))
+        return f"{head}; {len(self.mismatches)} tables differ: {shown}" + (
+            f" and {more} more" if more > 0 else ""
+        )
 
 
 def qualified(schema: str, table: str) -> str:
@@ -69,8 +72,12 @@ def qualified(schema: str, table: str) -> str:
     return f"{schema}.{table}"
 
 
-def count_tables(conn: psycopg.Connection[Any], only: Mapping[str, int] | None = None, *,
-                 background: bool = False) -> dict[str, int]:
+def count_tables(
+    conn: psycopg.Connection[Any],
+    only: Mapping[str, int] | None = None,
+    *,
+    background: bool = False,
+) -> dict[str, int]:
     """Exact row counts of every dumpable table (or of those in ``only`` that exist).
 
     Runs in whatever transaction conn is in, so called inside the backup's snapshot it counts
@@ -86,11 +93,13 @@ def count_tables(conn: psycopg.Connection[Any], only: Mapping[str, int] | None =
         names = [n for n in names if qualified(*n) in only]
     counts: dict[str, int] = {}
     for start in range(0, len(names), _BATCH):
-        batch = names[start:start + _BATCH]
+        batch = names[start : start + _BATCH]
         query = sql.SQL(" UNION ALL ").join(
             sql.SQL("SELECT {}::int, count(*) FROM {}.{}").format(
-                sql.Literal(start + i), sql.Identifier(schema), sql.Identifier(table))
-            for i, (schema, table) in enumerate(batch))
+                sql.Literal(start + i), sql.Identifier(schema), sql.Identifier(table)
+            )
+            for i, (schema, table) in enumerate(batch)
+        )
         for index, count in conn.execute(query).fetchall():
             counts[qualified(*names[int(index)])] = int(count)
     return counts

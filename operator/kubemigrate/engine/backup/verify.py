@@ -23,7 +23,7 @@ from kubemigrate.engine.backup.dumpfile import BackupMeta, Format, plain_is_comp
 from kubemigrate.engine.backup.restore import RestoreResult, check_backup_file, restore_backup
 from kubemigrate.engine.errors import BackupError, InvalidBackup, ToolFailed
 from kubemigrate.engine.pg.libpq import parse
-from kubemigrate.engine.pg.session import connection_failed
+from kubemigrate.engine.pg.target import connection_failed
 
 SCRATCH_PREFIX = "kubemigrate_verify_"
 
@@ -56,51 +56,65 @@ def verify_backup(path: Path, *, pg_restore: str = "pg_restore") -> VerifyResult
         checks.append("sha256 and size match the sidecar")
     if fmt == "plain":
         if not plain_is_complete(path):
-            return VerifyResult(path, fmt, tuple(checks), (
-                f"{path} is not a complete pg_dump SQL script (no header or no closing "
-                "'dump complete' line): truncated?",), meta=meta)
+            return VerifyResult(
+                path,
+                fmt,
+                tuple(checks),
+                (
+                    f"{path} is not a complete pg_dump SQL script (no header or no closing "
+                    "'dump complete' line): truncated?",
+                ),
+                meta=meta,
+            )
         return VerifyResult(path, fmt, (*checks, "plain SQL script is complete"), (), meta=meta)
     program = pgtools.locate(pg_restore)
     try:
         listing = pgtools.run([program, "--list", str(path)], what="pg_restore --list")
-        entries = sum(1 for line in listing.stdout.splitlines()
-                      if line.strip() and not line.startswith(";"))
+        entries = sum(
+            1 for line in listing.stdout.splitlines() if line.strip() and not line.startswith(";")
+        )
         checks.append(f"pg_restore --list reads {entries} entries")
         if meta is None:
-            pgtools.run([program, "--file=/dev/null", str(path)],
-                        what="reading the whole archive")
+            pgtools.run([program, "--file=/dev/null", str(path)], what="reading the whole archive")
             checks.append("every data block reads and decompresses")
     except ToolFailed as exc:
         return VerifyResult(path, fmt, tuple(checks), (str(exc),), meta=meta)
     return VerifyResult(path, fmt, tuple(checks), (), entries=entries, meta=meta)
 
 
-def trial_restore(path: Path, scratch_url: str, *, pg_restore: str = "pg_restore",
-                 psql: str = "psql") -> RestoreResult:
+def trial_restore(
+    path: Path, scratch_url: str, *, pg_restore: str = "pg_restore", psql: str = "psql"
+) -> RestoreResult:
     """Restore into a new database on scratch_url's server, count, compare, drop it.
 
     ``result.check`` is None when the backup has no recorded row counts.
     """
     name = SCRATCH_PREFIX + uuid.uuid4().hex[:12]
     try:
-        admin = psycopg.connect(scratch_url, autocommit=True, connect_timeout=10,
-                                application_name="kubemigrate-verify")
+        admin = psycopg.connect(
+            scratch_url, autocommit=True, connect_timeout=10, application_name="kubemigrate-verify"
+        )
     except psycopg.Error as exc:
         raise connection_failed(scratch_url, exc) from None
     with admin:
         try:
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-                sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+            )
         except psycopg.Error as exc:
-            raise BackupError(f"cannot create a scratch database for the test restore: "
-                              f"{exc.diag.message_primary or exc}") from None
+            raise BackupError(
+                f"cannot create a scratch database for the test restore: "
+                f"{exc.diag.message_primary or exc}"
+            ) from None
         try:
-            return restore_backup(path, _with_database(scratch_url, name),
-                                  pg_restore=pg_restore, psql=psql)
+            return restore_backup(
+                path, _with_database(scratch_url, name), pg_restore=pg_restore, psql=psql
+            )
         finally:
             force = " WITH (FORCE)" if admin.info.server_version >= 130000 else ""
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(
-                sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name))
+            )
 
 
 def _with_database(url: str, dbname: str) -> str:

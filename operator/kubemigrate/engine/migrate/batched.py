@@ -34,7 +34,7 @@ from kubemigrate.engine.migrate.catalog import (
     diff_mode,
     named_tables,
 )
-from kubemigrate.engine.migrate.history import START_CLOCK, HistoryRow
+from kubemigrate.engine.migrate.history import AS_RUNNER, START_CLOCK, HistoryRow
 from kubemigrate.engine.migrate.results import MigrationResult
 from kubemigrate.engine.migrate.step import (
     Failure,
@@ -58,15 +58,41 @@ FIRST_BATCH = 4
 MAX_BATCH = 64
 MAX_BATCH_CHARS = 512 * 1024
 
-_ROWLESS = frozenset({
-    "CREATE TABLE", "ALTER TABLE", "CREATE INDEX", "COMMENT", "GRANT", "REVOKE",
-    "CREATE VIEW", "CREATE FUNCTION", "CREATE PROCEDURE", "CREATE SEQUENCE", "ALTER SEQUENCE",
-    "CREATE TYPE", "CREATE DOMAIN", "CREATE TRIGGER", "CREATE RULE", "CREATE ROLE",
-    "ALTER ROLE", "CREATE POLICY", "ALTER DEFAULT PRIVILEGES", "CREATE STATS", "LOCK TABLE",
-    "ANALYZE", "REFRESH MATERIALIZED VIEW", "CREATE FOREIGN TABLE", "ALTER FOREIGN TABLE",
-    "ALTER COLUMN", "ALTER CONSTRAINT", "ALTER INDEX", "ALTER VIEW", "ALTER MATERIALIZED VIEW",
-    "ALTER TYPE",
-})
+_ROWLESS = frozenset(
+    {
+        "CREATE TABLE",
+        "ALTER TABLE",
+        "CREATE INDEX",
+        "COMMENT",
+        "GRANT",
+        "REVOKE",
+        "CREATE VIEW",
+        "CREATE FUNCTION",
+        "CREATE PROCEDURE",
+        "CREATE SEQUENCE",
+        "ALTER SEQUENCE",
+        "CREATE TYPE",
+        "CREATE DOMAIN",
+        "CREATE TRIGGER",
+        "CREATE RULE",
+        "CREATE ROLE",
+        "ALTER ROLE",
+        "CREATE POLICY",
+        "ALTER DEFAULT PRIVILEGES",
+        "CREATE STATS",
+        "LOCK TABLE",
+        "ANALYZE",
+        "REFRESH MATERIALIZED VIEW",
+        "CREATE FOREIGN TABLE",
+        "ALTER FOREIGN TABLE",
+        "ALTER COLUMN",
+        "ALTER CONSTRAINT",
+        "ALTER INDEX",
+        "ALTER VIEW",
+        "ALTER MATERIALIZED VIEW",
+        "ALTER TYPE",
+    }
+)
 """Commands whose result never carries a row count (INSERT, UPDATE, DELETE, MERGE, COPY and
 CREATE TABLE AS do), so a migration of them affects zero rows whatever happens. SET,
 DEALLOCATE and the rest are left out: a migration with them runs on its own."""
@@ -76,10 +102,13 @@ _COMMIT = b"COMMIT"
 
 def batchable(step: Step) -> bool:
     """Whether everything step's history row records is known before its results are."""
-    return (step.source.transactional and step.verify_sql is None
-            and step.statements is not None
-            and all(s.command in _ROWLESS for s in step.statements)
-            and diff_mode(step.statements) is not DiffMode.FULL)
+    return (
+        step.source.transactional
+        and step.verify_sql is None
+        and step.statements is not None
+        and all(s.command in _ROWLESS for s in step.statements)
+        and diff_mode(step.statements) is not DiffMode.FULL
+    )
 
 
 @dataclass(frozen=True)
@@ -162,8 +191,14 @@ class BatchRunner:
 
     def _send(self, batch: _Batch) -> _Batch:
         first, last = batch.entries[0].step, batch.entries[-1].step
-        self.ctx.progress(f"{first.kind} {first.version}..{last.version}:"
-                          f" {len(batch.entries)} migration(s) in one message")
+        self.ctx.progress(
+            f"{first.kind} {first.version}..{last.version}:"
+            f" {len(batch.entries)} migration(s) in one message"
+        )
+        self.ctx.activity.doing = (
+            f"{first.kind} of migrations {first.version} to"
+            f" {last.version} (sent together; each commits on its own)"
+        )
         self.ctx.session.send(batch.text)
         return batch
 
@@ -182,37 +217,50 @@ class BatchRunner:
         ctx = self.ctx
         assert step.statements is not None
         settings = setting_values(step.source, ctx.settings)
-        head = f"BEGIN;{START_CLOCK};" + "".join(f"SET LOCAL {name} = {quote(value)};"
-                                                  for name, value in settings) + "\n"
+        head = (
+            f"BEGIN;{START_CLOCK};"
+            + "".join(f"SET LOCAL {name} = {quote(value)};" for name, value in settings)
+            + "\n"
+        )
         row = self._row(step)
         created = created_tables(step.statements, ctx.history.schema)
         if created is None and diff_mode(step.statements) is DiffMode.NAMED:
-            insert, _ = ctx.history.insert_named_sql(row, named_tables(step.statements),
-                                                     server_times=True)
+            insert, _ = ctx.history.insert_named_sql(
+                row, named_tables(step.statements), server_times=True
+            )
         else:
             insert = ctx.history.insert_run_sql(row, created or "'{}'::text[]")
         # The newline ends a trailing "--" comment; an empty statement (";;") has no result.
-        text = f"{head}{step.sql}\n;{insert};COMMIT;\n"
+        # After the COMMIT, the session's state back to the run's (see Session.reset_sql).
+        text = f"{head}{step.sql}\n;{AS_RUNNER};{insert};COMMIT;{ctx.session.reset_sql};\n"
         return _Entry(step, row, text, len(head), 2 + len(settings))
 
     def _row(self, step: Step) -> HistoryRow:
         """step's success row; its times are placeholders for the server's clock."""
         placeholder = now()
-        return history_row(self.ctx, step, "success", started_at=placeholder,
-                           finished_at=placeholder, duration=0.0, rows=0)
+        return history_row(
+            self.ctx,
+            step,
+            "success",
+            started_at=placeholder,
+            finished_at=placeholder,
+            duration=0.0,
+            rows=0,
+        )
 
     def _committed(self, batch: _Batch, ran: ScriptOutcome) -> list[MigrationResult]:
         """The results of the migrations of batch that committed: those before a failure."""
         done = []
-        commits = (i for i, r in enumerate(ran.results) if r.command_status == _COMMIT)
+        commits = iter(_commits(ran))
         for entry, commit in zip(batch.entries, commits, strict=False):
             done.append(_result(entry.row, ran.value(commit - 1)))
         if ran.error is None and len(done) != len(batch.entries):
             raise AssertionError(f"{len(batch.entries)} migrations sent, {len(done)} committed")
         return done
 
-    def _recover(self, batch: _Batch, ran: ScriptOutcome
-                 ) -> tuple[list[MigrationResult], list[Step]]:
+    def _recover(
+        self, batch: _Batch, ran: ScriptOutcome
+    ) -> tuple[list[MigrationResult], list[Step]]:
         """After a failure in batch: the results of the migrations before it and of the
         failing one (recorded, or retried on its own), and the steps still to run."""
         assert ran.error is not None and ran.failed_at is not None
@@ -229,26 +277,45 @@ class BatchRunner:
             return done, []
         index = len(done)
         entry = batch.entries[index]
-        begin = _begin_of(ran, index)
+        begin = _begin_of(ran, index, session.reset_statements)
         failure = _failure(entry, ran, begin, batch.offsets[index])
         if single.wait_to_retry(entry.step, failure, 1):
             done.extend(single.run(entry.step, attempt=2))
-            return done, steps[index + 1:]
+            return done, steps[index + 1 :]
         # The server's clock for both ends, as for the migrations that succeeded.
         clock = session.execute(f"SELECT {microseconds_sql('clock_timestamp()')}")[0][0]
         finished_at = from_microseconds(clock) or now()
-        started_at = _started(ran, begin) or finished_at
-        done.append(single.failed(entry.step, failure, started_at,
-                                  max(0.0, (finished_at - started_at).total_seconds()), 1))
+        started_at = _started(ran, begin + 1) or finished_at
+        done.append(
+            single.failed(
+                entry.step,
+                failure,
+                started_at,
+                max(0.0, (finished_at - started_at).total_seconds()),
+                1,
+            )
+        )
         return done, []
 
 
-def _begin_of(ran: ScriptOutcome, committed: int) -> int:
-    """Where the results of the migration after the first ``committed`` ones begin."""
+def _begin_of(ran: ScriptOutcome, committed: int, resets: int) -> int:
+    """Where the results of the migration after the first ``committed`` ones begin: after
+    the last one's COMMIT and ``resets`` statements."""
     if not committed:
         return 0
-    commits = [i for i, r in enumerate(ran.results) if r.command_status == _COMMIT]
-    return commits[committed - 1] + 1
+    return _commits(ran)[committed - 1] + 1 + resets
+
+
+def _commits(ran: ScriptOutcome) -> list[int]:
+    """Where the migrations' COMMITs are among ran's results: right after their history
+    INSERTs (the session reset after each is a transaction of its own, with a COMMIT too)."""
+    return [
+        i
+        for i, r in enumerate(ran.results)
+        if r.command_status == _COMMIT
+        and i > 0
+        and (ran.results[i - 1].command_status or b"").startswith(b"INSERT")
+    ]
 
 
 def _failure(entry: _Entry, ran: ScriptOutcome, begin: int, offset: int) -> Failure:
@@ -258,21 +325,32 @@ def _failure(entry: _Entry, ran: ScriptOutcome, begin: int, offset: int) -> Fail
     within = ran.failed_at - begin - entry.prefix
     if not 0 <= within < len(entry.step.statements):
         return Failure(ran.error)
-    own = ScriptOutcome(ran.results[begin:ran.failed_at], ran.error, ran.failed_at - begin,
-                        ran.encoding)
-    return locate(own, entry.step.sql, entry.step.statements,
-                  offset=offset + entry.sql_offset, skipped_results=entry.prefix)
+    own = ScriptOutcome(
+        ran.results[begin : ran.failed_at], ran.error, ran.failed_at - begin, ran.encoding
+    )
+    return locate(
+        own,
+        entry.step.sql,
+        entry.step.statements,
+        offset=offset + entry.sql_offset,
+        skipped_results=entry.prefix,
+    )
 
 
-def _started(ran: ScriptOutcome, begin: int) -> datetime | None:
-    """The server's clock when the failing migration began, if its clock statement ran."""
+def _started(ran: ScriptOutcome, clock: int) -> datetime | None:
+    """The server's clock when the failing migration began, if its clock statement (result
+    ``clock``) ran."""
     assert ran.failed_at is not None
-    return from_microseconds(ran.value(begin + 1)) if ran.failed_at > begin + 1 else None
+    return from_microseconds(ran.value(clock)) if ran.failed_at > clock else None
 
 
 def _result(row: HistoryRow, returned: str | None) -> MigrationResult:
     """row's result with what its INSERT returned: the tables, and the server's times."""
     created, altered, dropped, started, finished, duration_ms = json.loads(returned or "null")
-    timed = replace(row, started_at=from_microseconds(started) or row.started_at,
-                    finished_at=from_microseconds(finished), duration_ms=duration_ms)
+    timed = replace(
+        row,
+        started_at=from_microseconds(started) or row.started_at,
+        finished_at=from_microseconds(finished),
+        duration_ms=duration_ms,
+    )
     return result_of(timed, tables=TableChanges(tuple(created), tuple(altered), tuple(dropped)))

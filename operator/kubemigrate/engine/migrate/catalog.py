@@ -39,18 +39,55 @@ class DiffMode(enum.Enum):
     FULL = "full"
 
 
-_NEUTRAL = frozenset({
-    "INSERT", "UPDATE", "DELETE", "MERGE", "CREATE INDEX", "COMMENT", "GRANT", "REVOKE",
-    "CREATE VIEW", "CREATE FUNCTION", "CREATE PROCEDURE", "CREATE SEQUENCE", "ALTER SEQUENCE",
-    "CREATE TYPE", "CREATE DOMAIN", "SET", "SHOW", "ANALYZE", "LOCK TABLE", "CREATE TRIGGER",
-    "CREATE RULE", "CREATE MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW", "CREATE ROLE",
-    "ALTER ROLE", "CREATE POLICY", "ALTER DEFAULT PRIVILEGES", "CREATE STATS", "EXPLAIN",
-})
-_NAMED = frozenset({
-    "CREATE TABLE", "CREATE TABLE AS", "SELECT INTO", "CREATE FOREIGN TABLE", "ALTER TABLE",
-    "ALTER FOREIGN TABLE", "ALTER COLUMN", "ALTER CONSTRAINT", "ALTER INDEX", "ALTER VIEW",
-    "ALTER MATERIALIZED VIEW", "ALTER TYPE",
-})
+_NEUTRAL = frozenset(
+    {
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "CREATE INDEX",
+        "COMMENT",
+        "GRANT",
+        "REVOKE",
+        "CREATE VIEW",
+        "CREATE FUNCTION",
+        "CREATE PROCEDURE",
+        "CREATE SEQUENCE",
+        "ALTER SEQUENCE",
+        "CREATE TYPE",
+        "CREATE DOMAIN",
+        "SET",
+        "SHOW",
+        "ANALYZE",
+        "LOCK TABLE",
+        "CREATE TRIGGER",
+        "CREATE RULE",
+        "CREATE MATERIALIZED VIEW",
+        "REFRESH MATERIALIZED VIEW",
+        "CREATE ROLE",
+        "ALTER ROLE",
+        "CREATE POLICY",
+        "ALTER DEFAULT PRIVILEGES",
+        "CREATE STATS",
+        "EXPLAIN",
+    }
+)
+_NAMED = frozenset(
+    {
+        "CREATE TABLE",
+        "CREATE TABLE AS",
+        "SELECT INTO",
+        "CREATE FOREIGN TABLE",
+        "ALTER TABLE",
+        "ALTER FOREIGN TABLE",
+        "ALTER COLUMN",
+        "ALTER CONSTRAINT",
+        "ALTER INDEX",
+        "ALTER VIEW",
+        "ALTER MATERIALIZED VIEW",
+        "ALTER TYPE",
+    }
+)
 # A table renamed or moved is no longer found under the name the statement gives.
 _MOVES = re.compile(r"\b(RENAME|SET\s+SCHEMA)\b", re.IGNORECASE)
 
@@ -89,10 +126,15 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
         node = s.tree.get("CreateStmt") if s.command == "CREATE TABLE" else None
         relation = (node or {}).get("relation") or {}
         schema = relation.get("schemaname")
-        if (node is None or node.get("if_not_exists") or len(s.relations) != 1
-                or relation.get("relpersistence") == "t" or relation.get("catalogname")
-                or schema in (history_schema, "information_schema")
-                or (schema or "").startswith("pg_")):
+        if (
+            node is None
+            or node.get("if_not_exists")
+            or len(s.relations) != 1
+            or relation.get("relpersistence") == "t"
+            or relation.get("catalogname")
+            or schema in (history_schema, "information_schema")
+            or (schema or "").startswith("pg_")
+        ):
             return None
         created.update(s.relations)
         if schema is not None:
@@ -103,7 +145,8 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
         names.append(
             f"CASE WHEN current_schema() = ANY (ARRAY[{quote(history_schema)},"
             " 'information_schema']) OR current_schema() LIKE 'pg\\_%' THEN '{}'::text[]"
-            f" ELSE ARRAY[format('%I.%I', current_schema(), {quote(relation['relname'])})] END")
+            f" ELSE ARRAY[format('%I.%I', current_schema(), {quote(relation['relname'])})] END"
+        )
     if not names:
         return "'{}'::text[]"
     if len(names) > 1 or not named <= created:
@@ -111,15 +154,29 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
     return names[0]
 
 
+_DATA_ONLY = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
+"""Commands that change rows, never a table's catalog entry: their relations are not looked up
+(walking the trees of a data file's 40,000 INSERTs took seconds)."""
+
+
 def named_tables(statements: Sequence[Statement]) -> list[str]:
-    """The relations statements name, quoted for ``to_regclass``, once each."""
-    return list(dict.fromkeys(quote_qualified(r) for s in statements for r in s.relations))
+    """The relations statements that may change a table's definition name, quoted for
+    ``to_regclass``, once each."""
+    return list(
+        dict.fromkeys(
+            quote_qualified(r)
+            for s in statements
+            if s.command not in _DATA_ONLY
+            for r in s.relations
+        )
+    )
 
 
 def array_literal(items: Sequence[str]) -> str:
     """items as the text of a PostgreSQL text[] (``{"a","b"}``), for a setting's value."""
-    return "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                          for i in items) + "}"
+    return (
+        "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items) + "}"
+    )
 
 
 @dataclass(frozen=True)
@@ -185,6 +242,12 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE {tables}
 """
 
+_INDEX_VALID = """
+SELECT i.indisvalid AND i.indisready
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname = %s AND i.indrelid = to_regclass(%s)
+"""
+
 _INVALID_INDEXES = """
 SELECT format('%%I.%%I', n.nspname, c.relname)
 FROM pg_index i
@@ -197,8 +260,7 @@ WHERE NOT i.indisvalid AND c.relname = ANY (%s)
 
 def user_tables_filter(session: Session, history_schema: str) -> str:
     """SQL condition on ``pg_class c`` joined to ``pg_namespace n``: the users' own tables."""
-    return sql.SQL(_USER_TABLES).format(schema=sql.Literal(history_schema)).as_string(
-        session.conn)
+    return sql.SQL(_USER_TABLES).format(schema=sql.Literal(history_schema)).as_string(session.conn)
 
 
 class Catalog:
@@ -214,14 +276,33 @@ class Catalog:
         return {int(oid): (name, fingerprint) for oid, name, fingerprint in rows}
 
     @staticmethod
-    def diff(before: dict[int, tuple[str, str]], after: dict[int, tuple[str, str]]
-             ) -> TableChanges:
+    def diff(before: dict[int, tuple[str, str]], after: dict[int, tuple[str, str]]) -> TableChanges:
         return TableChanges(
             created=tuple(sorted(after[o][0] for o in after.keys() - before.keys())),
-            altered=tuple(sorted(after[o][0] for o in after.keys() & before.keys()
-                                 if after[o] != before[o])),
+            altered=tuple(
+                sorted(after[o][0] for o in after.keys() & before.keys() if after[o] != before[o])
+            ),
             dropped=tuple(sorted(before[o][0] for o in before.keys() - after.keys())),
         )
+
+    def index_built(self, statement: Statement) -> bool | None:
+        """For a CREATE INDEX with a name: True if its index exists and is valid, False if it
+        exists and is not (a build that failed or was stopped), None if there is none."""
+        tables = [quote_qualified(r) for r in statement.relations]
+        if statement.index_name is None or not tables:
+            return None
+        rows = self.session.execute(_INDEX_VALID, [statement.index_name, tables[0]])
+        return bool(rows[0][0]) if rows else None
+
+    def any_exists(self, names: Sequence[str]) -> bool:
+        """Whether any of the relations (as the statements module names them) exists."""
+        if not names:
+            return False
+        rows = self.session.execute(
+            "SELECT bool_or(to_regclass(r) IS NOT NULL) FROM unnest(%s::text[]) AS r",
+            [[quote_qualified(n) for n in names]],
+        )
+        return bool(rows[0][0])
 
     def invalid_indexes(self, statements: Sequence[Statement]) -> list[str]:
         """Invalid indexes (a failed CREATE INDEX CONCURRENTLY) that statements create."""

@@ -12,6 +12,7 @@ No-transaction migrations cannot run inside the transaction; they are reported a
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 
 from kubemigrate.engine.migrate.results import MigrationResult
@@ -55,51 +56,91 @@ def _one(ctx: RunContext, step: Step) -> MigrationResult:
     attempt = 1
     while True:
         before = ctx.catalog.snapshot()
-        prefix = f"SAVEPOINT {_SAVEPOINT};" + local_settings(step.source, ctx.settings) + "\n"
+        prefix = (
+            f"SAVEPOINT {_SAVEPOINT};{session.resets};"
+            + local_settings(step.source, ctx.settings)
+            + "\n"
+        )
         ran = session.script(prefix + step.sql)
         failure: Failure | None = None
         if ran.error is not None:
-            failure = locate(ran, step.sql, step.statements, offset=len(prefix),
-                             skipped_results=prefix.count(";"))
+            failure = locate(
+                ran,
+                step.sql,
+                step.statements,
+                offset=len(prefix),
+                skipped_results=prefix.count(";"),
+            )
             # After a syntax error nothing ran, not even the savepoint: the transaction is lost.
-            if (failure.retryable and attempt < max(1, policy.attempts)
-                    and ran.failed_at is not None and ran.failed_at > 0):
+            if failure.retryable:
+                failure = replace(failure, blocked_by=ctx.activity.blockers())
+            if (
+                failure.retryable
+                and attempt < max(1, policy.attempts)
+                and ran.failed_at is not None
+                and ran.failed_at > 0
+            ):
                 session.script(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                held = f", held by {failure.blocked_by}" if failure.blocked_by else ""
+                ctx.progress(f"dry run of {step.version}: lock not available{held}; retrying")
                 time.sleep(policy.delay(attempt))
                 attempt += 1
                 continue
         else:
             failure = verify(session, step)
         if failure is not None:
-            return _result(step, started_at, time.perf_counter() - clock, attempt,
-                           failure=failure)
+            return _result(step, started_at, time.perf_counter() - clock, attempt, failure=failure)
         changes = ctx.catalog.diff(before, ctx.catalog.snapshot())
         session.script(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         return MigrationResult(
-            version=step.version, description=step.source.description, kind="dry_run",
-            status="success", checksum=step.source.checksum, started_at=started_at,
-            finished_at=now(), duration_seconds=time.perf_counter() - clock,
+            version=step.version,
+            description=step.source.description,
+            kind="dry_run",
+            status="success",
+            checksum=step.source.checksum,
+            started_at=started_at,
+            finished_at=now(),
+            duration_seconds=time.perf_counter() - clock,
             rows_affected=rows_affected(ran, prefix.count(";")),
-            tables_created=changes.created, tables_altered=changes.altered,
-            tables_dropped=changes.dropped, attempts=attempt)
+            tables_created=changes.created,
+            tables_altered=changes.altered,
+            tables_dropped=changes.dropped,
+            attempts=attempt,
+        )
 
 
-
-def _result(step: Step, started_at: datetime, duration: float, attempts: int, *,
-            failure: Failure) -> MigrationResult:
+def _result(
+    step: Step, started_at: datetime, duration: float, attempts: int, *, failure: Failure
+) -> MigrationResult:
     return MigrationResult(
-        version=step.version, description=step.source.description, kind="dry_run",
-        status="failed", checksum=step.source.checksum, started_at=started_at,
-        finished_at=now(), duration_seconds=duration, sqlstate=failure.error.sqlstate,
-        error=failure.error.message, statement_index=failure.statement_index,
-        line=failure.line, attempts=attempts)
+        version=step.version,
+        description=step.source.description,
+        kind="dry_run",
+        status="failed",
+        checksum=step.source.checksum,
+        started_at=started_at,
+        finished_at=now(),
+        duration_seconds=duration,
+        sqlstate=failure.error.sqlstate,
+        error=failure.message,
+        statement_index=failure.statement_index,
+        line=failure.line,
+        attempts=attempts,
+        blocked_by=failure.blocked_by,
+    )
 
 
 def _skipped(step: Step) -> MigrationResult:
     at = now()
     return MigrationResult(
-        version=step.version, description=step.source.description, kind="dry_run",
-        status="skipped", checksum=step.source.checksum, started_at=at, finished_at=at,
+        version=step.version,
+        description=step.source.description,
+        kind="dry_run",
+        status="skipped",
+        checksum=step.source.checksum,
+        started_at=at,
+        finished_at=at,
         duration_seconds=0.0,
         error="no-transaction migration: it cannot run inside the dry run's transaction,"
-              " so it was not checked")
+        " so it was not checked",
+    )

@@ -46,12 +46,14 @@ def drifted(records: Records, sources: Sources) -> list[DriftedVersion]:
     return sorted(found, key=lambda d: version_key(d.version))
 
 
-def pending(records: Records, sources: Sources, target: Key | None = None
-            ) -> list[MigrationSource]:
+def pending(records: Records, sources: Sources, target: Key | None = None) -> list[MigrationSource]:
     """Sources not applied now (never run, failed, rolled back), up to target, in order."""
-    return [s for key, s in sorted(sources.items())
-            if (target is None or key <= target)
-            and not ((r := records.get(key)) is not None and r.applied)]
+    return [
+        s
+        for key, s in sorted(sources.items())
+        if (target is None or key <= target)
+        and not ((r := records.get(key)) is not None and r.applied)
+    ]
 
 
 def newest_applied(records: Records) -> VersionRecord | None:
@@ -70,15 +72,26 @@ def schema_version(records: Records) -> str | None:
     return newest.version if newest else None
 
 
-def to_revert(records: Records, *, target: Key | None = None, steps: int | None = None,
-              versions: Sequence[str] | None = None) -> list[VersionRecord]:
-    """Applied versions to roll back, newest first.
+def to_revert(
+    records: Records,
+    *,
+    target: Key | None = None,
+    steps: int | None = None,
+    versions: Sequence[str] | None = None,
+) -> list[VersionRecord]:
+    """Applied versions to roll back, newest first, with those whose rollback stopped midway
+    (a no-transaction migration's; they are finished first when they are the newest).
 
     ``versions``: exactly those that are applied; ``target``: every applied version above it
-    (``"0"`` for all); ``steps``: the newest ``steps``. With none given, the newest one.
+    (``"0"`` for all); ``steps``: the newest ``steps``, counted from where the history stands
+    now (a run that stopped after reverting some leaves fewer to count from). With none given,
+    the newest one.
     """
-    applied = sorted((r for r in records.values() if r.applied), key=lambda r: r.key,
-                     reverse=True)
+    applied = sorted(
+        (r for r in records.values() if r.applied or r.rollback_incomplete),
+        key=lambda r: r.key,
+        reverse=True,
+    )
     if versions is not None:
         keys = set()
         for v in versions:
@@ -96,40 +109,60 @@ def to_revert(records: Records, *, target: Key | None = None, steps: int | None 
 
 def needs_repair(records: Records, sources: Sources) -> list[MigrationSource]:
     """Applied versions whose source's checksum or rollback availability changed."""
-    return [s for key, s in sorted(sources.items())
-            if (r := records.get(key)) is not None and r.applied
-            and (r.checksum != s.checksum or r.rollback_available != s.rollback_available)]
+    return [
+        s
+        for key, s in sorted(sources.items())
+        if (r := records.get(key)) is not None
+        and r.applied
+        and (r.checksum != s.checksum or r.rollback_available != s.rollback_available)
+    ]
 
 
-def states(records: Records, sources: Sources) -> list[VersionState]:
-    """Every version known to the history or the sources, in order, with where it stands."""
+def states(
+    records: Records, sources: Sources, unfinished: Mapping[Key, str] | None = None
+) -> list[VersionState]:
+    """Every version known to the history or the sources, in order, with where it stands;
+    ``unfinished``: what the next run does with versions a run left midway."""
+    unfinished = unfinished or {}
     out = []
     for key in sorted(records.keys() | sources.keys()):
         record, source = records.get(key), sources.get(key)
         if record is None:
             assert source is not None
-            out.append(VersionState(source.version, source.description, "pending",
-                                    source.checksum, rollback_available=False,
-                                    source_checksum=source.checksum))
+            out.append(
+                VersionState(
+                    source.version,
+                    source.description,
+                    "pending",
+                    source.checksum,
+                    rollback_available=False,
+                    source_checksum=source.checksum,
+                )
+            )
             continue
         state: State = record.state
         if record.applied and source is None:
             state = "missing"
         elif record.applied and source is not None and source.checksum != record.checksum:
             state = "drifted"
-        rollback = record.applied and (source.rollback_available if source is not None
-                                       else record.rollback_available)
-        out.append(VersionState(
-            version=record.version,
-            description=source.description if source is not None else record.description,
-            state=state,
-            checksum=record.checksum,
-            applied_at=record.applied_at,
-            duration_seconds=record.duration_ms / 1000 if record.duration_ms is not None
-            else None,
-            rollback_available=rollback,
-            source_checksum=source.checksum if source is not None else None,
-            last_error=record.error if state in ("failed", "incomplete") else None,
-            sqlstate=record.sqlstate if state in ("failed", "incomplete") else None,
-        ))
+        rollback = (record.applied or record.rollback_incomplete) and (
+            source.rollback_available if source is not None else record.rollback_available
+        )
+        out.append(
+            VersionState(
+                version=record.version,
+                description=source.description if source is not None else record.description,
+                state=state,
+                checksum=record.checksum,
+                applied_at=record.applied_at,
+                duration_seconds=record.duration_ms / 1000
+                if record.duration_ms is not None
+                else None,
+                rollback_available=rollback,
+                source_checksum=source.checksum if source is not None else None,
+                last_error=record.error if state in ("failed", "incomplete") else None,
+                sqlstate=record.sqlstate if state in ("failed", "incomplete") else None,
+                resume=unfinished.get(key),
+            )
+        )
     return out

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from kubemigrate.engine.errors import EngineError, ParseError
+from kubemigrate.engine.errors import ConnectionFailed, EngineError, ParseError
 from kubemigrate.engine.migrate.migrator import Migrator
 from kubemigrate.engine.migrate.results import VersionState
 from kubemigrate.engine.migrate.sources import MigrationSource
@@ -64,6 +64,9 @@ class PreflightReport:
     """Whether the same migration may pass later without a change (a lock, an outage), as
     opposed to a verdict only a change can alter (drift, SQL that fails)."""
     dry_run: dict[str, object] = field(default_factory=dict)
+    reason: str | None = None
+    """Why the database could not be used, when it could not: the ``reason`` of the
+    ConnectionFailed (``ConnectionFailed``, ``AuthenticationFailed``, ``InvalidDatabaseUrl``)."""
 
     @property
     def ok(self) -> bool:
@@ -72,8 +75,15 @@ class PreflightReport:
     def to_json(self, limit: int = MAX_REPORT_BYTES) -> str:
         """Compact JSON within limit bytes: messages are shortened until it fits."""
         checks = [asdict(c) for c in self.checks]
-        data = {"ok": self.ok, "retryable": self.retryable, "serverVersion": self.server_version,
-                "checks": checks, "dryRun": self.dry_run}
+        data = {
+            "ok": self.ok,
+            "retryable": self.retryable,
+            "serverVersion": self.server_version,
+            "checks": checks,
+            "dryRun": self.dry_run,
+        }
+        if self.reason is not None:
+            data["reason"] = self.reason
         text = json.dumps(data, separators=(",", ":"), default=str)
         room = 400
         while len(text.encode()) > limit and room > 20:
@@ -103,11 +113,14 @@ def _lock_check(session: Session, relations: list[str]) -> Check:
         return Check("lock-blockers", True, "the migration names no existing relation")
     rows = session.execute(_LOCK_HOLDERS, [relations])
     if not rows:
-        return Check("lock-blockers", True,
-                     f"no other session holds locks on {', '.join(relations)}")
-    held = "; ".join(f"pid {pid} ({app or 'no application_name'}, {state or 'unknown'}, "
-                     f"{mode} on {rel}, transaction open {age:.0f}s)"
-                     for pid, app, state, mode, rel, age in rows[:5])
+        return Check(
+            "lock-blockers", True, f"no other session holds locks on {', '.join(relations)}"
+        )
+    held = "; ".join(
+        f"pid {pid} ({app or 'no application_name'}, {state or 'unknown'}, "
+        f"{mode} on {rel}, transaction open {age:.0f}s)"
+        for pid, app, state, mode, rel, age in rows[:5]
+    )
     more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
     return Check("lock-blockers", False, f"locks held on the migration's relations: {held}{more}")
 
@@ -116,11 +129,16 @@ def _old_transactions(session: Session, source: MigrationSource, seconds: float)
     rows = session.execute(_OLD_TRANSACTIONS, [seconds])
     if not rows:
         return Check("long-transactions", True, f"no transaction open longer than {seconds:.0f}s")
-    found = "; ".join(f"pid {pid} ({app or 'no application_name'}, {state}, {age:.0f}s)"
-                      for pid, app, state, age in rows[:5])
+    found = "; ".join(
+        f"pid {pid} ({app or 'no application_name'}, {state}, {age:.0f}s)"
+        for pid, app, state, age in rows[:5]
+    )
     if _concurrent(source):
-        return Check("long-transactions", False,
-                     f"a concurrent index build waits for every older transaction: {found}")
+        return Check(
+            "long-transactions",
+            False,
+            f"a concurrent index build waits for every older transaction: {found}",
+        )
     return Check("long-transactions", True, f"old transactions (not blocking): {found}")
 
 
@@ -129,20 +147,28 @@ def _requirements(states: Sequence[VersionState], requires: Sequence[str]) -> Ch
     missing = [v for v in requires if v not in applied]
     if missing:
         return Check("dependencies", False, "not applied yet: " + ", ".join(missing))
-    return Check("dependencies", True,
-                 f"{len(requires)} required version(s) applied" if requires else "none required")
+    return Check(
+        "dependencies",
+        True,
+        f"{len(requires)} required version(s) applied" if requires else "none required",
+    )
 
 
-def _drift(states: Sequence[VersionState], source: MigrationSource,
-           expected: Mapping[str, str]) -> Check:
+def _drift(
+    states: Sequence[VersionState], source: MigrationSource, expected: Mapping[str, str]
+) -> Check:
     wrong = []
     for state in states:
         if state.state == "drifted" and state.version == source.version:
             wrong.append(f"{state.version} (applied {state.checksum}, now {source.checksum})")
-        elif state.state in APPLIED_STATES and state.version in expected \
-                and state.checksum != expected[state.version]:
-            wrong.append(f"{state.version} (applied {state.checksum}, "
-                         f"resource {expected[state.version]})")
+        elif (
+            state.state in APPLIED_STATES
+            and state.version in expected
+            and state.checksum != expected[state.version]
+        ):
+            wrong.append(
+                f"{state.version} (applied {state.checksum}, resource {expected[state.version]})"
+            )
     if wrong:
         return Check("drift", False, "applied SQL differs from its source: " + "; ".join(wrong))
     return Check("drift", True, "applied checksums match")
@@ -153,27 +179,40 @@ def _dry_run(engine: Migrator, source: MigrationSource) -> tuple[Check, dict[str
     result = report.results[0] if report.results else None
     if result is None:
         return Check("dry-run", True, "already applied; nothing to run"), {}
-    summary: dict[str, object] = {"rowsAffected": result.rows_affected,
-                                  "tablesCreated": list(result.tables_created),
-                                  "tablesAltered": list(result.tables_altered),
-                                  "tablesDropped": list(result.tables_dropped)}
+    summary: dict[str, object] = {
+        "rowsAffected": result.rows_affected,
+        "tablesCreated": list(result.tables_created),
+        "tablesAltered": list(result.tables_altered),
+        "tablesDropped": list(result.tables_dropped),
+    }
     if result.ok:
-        return Check("dry-run", True, f"applied and rolled back in {result.duration_seconds:.3f}s"
-                     f", {result.rows_affected} row(s)"), summary
+        return Check(
+            "dry-run",
+            True,
+            f"applied and rolled back in {result.duration_seconds:.3f}s"
+            f", {result.rows_affected} row(s)",
+        ), summary
     where = f" at line {result.line}" if result.line else ""
     return Check("dry-run", False, f"{result.sqlstate or 'error'}{where}: {result.error}"), summary
 
 
-def run_preflight(engine: Migrator, url: str, source: MigrationSource, *,
-                  requires: Sequence[str] = (), expected: Mapping[str, str] | None = None,
-                  dry_run: bool = False, long_transaction_seconds: float = 300.0
-                  ) -> PreflightReport:
+def run_preflight(
+    engine: Migrator,
+    url: str,
+    source: MigrationSource,
+    *,
+    requires: Sequence[str] = (),
+    expected: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+    long_transaction_seconds: float = 300.0,
+) -> PreflightReport:
     """Run every check against the database at url (which engine also points at)."""
     try:
-        session = Session.connect(url, application_name="kubemigrate-preflight",
-                                  connect_timeout=engine.connect_timeout)
-    except EngineError as exc:
-        return PreflightReport((Check("connectivity", False, str(exc)),))
+        session = Session.connect(
+            url, application_name="kubemigrate-preflight", connect_timeout=engine.connect_timeout
+        )
+    except ConnectionFailed as exc:
+        return PreflightReport((Check("connectivity", False, str(exc)),), reason=exc.reason)
     checks: list[Check] = []
     dry: dict[str, object] = {}
     retryable = True

@@ -184,8 +184,11 @@ def _prefix(directory: Path) -> str:
 def _collect(directory: Path, problems: list[str]) -> dict[tuple[int, ...], _Entry]:
     entries: dict[tuple[int, ...], _Entry] = {}
     with os.scandir(directory) as scan:
-        files = sorted(e.name for e in scan
-                       if e.name.endswith(".sql") and not e.name.startswith(".") and e.is_file())
+        files = sorted(
+            e.name
+            for e in scan
+            if e.name.endswith(".sql") and not e.name.startswith(".") and e.is_file()
+        )
     for filename in files:
         parsed = _classify(filename)
         if parsed is None:
@@ -197,8 +200,7 @@ def _collect(directory: Path, problems: list[str]) -> dict[tuple[int, ...], _Ent
         previous: str | None = getattr(entry, kind)
         if previous is not None:
             problems.append(
-                f"{filename}: duplicate version {version} "
-                f"({previous} is already its {kind} file)"
+                f"{filename}: duplicate version {version} ({previous} is already its {kind} file)"
             )
             continue
         setattr(entry, kind, filename)
@@ -262,8 +264,9 @@ def load_directory(path: str | os.PathLike[str]) -> list[MigrationSource]:
     except OSError as exc:
         raise SourceError([f"{directory}: cannot list ({exc.strerror})"]) from exc
     prefix = _prefix(directory)
-    sources = [s for key in sorted(entries)
-               if (s := _build(entries[key], prefix, problems)) is not None]
+    sources = [
+        s for key in sorted(entries) if (s := _build(entries[key], prefix, problems)) is not None
+    ]
     if problems:
         raise SourceError(problems, where=str(directory))
     return sources

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import pq
 
+from kubemigrate.engine.migrate.activity import Activity
 from kubemigrate.engine.migrate.catalog import Catalog, TableChanges
 from kubemigrate.engine.migrate.history import History, HistoryRow
 from kubemigrate.engine.migrate.results import Kind, MigrationResult, Origin, Status
@@ -60,6 +61,10 @@ class RunContext:
     actor: str | None
     origin: Origin | None
     progress: Callable[[str], None]
+    activity: Activity = field(default_factory=Activity)
+    guard: Session | None = None
+    """The guard lock's connection while the lock is held (see ``locking``): idle, for the
+    engine's looks at the server while a migration runs."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,16 @@ class Step:
             problem = None
         except ParseError as exc:
             statements, problem = None, str(exc)
-        return cls(source, kind, text, source.verify_sql if kind != "rollback" else None,
-                   statements, problem, source.checksum, source.key)
+        return cls(
+            source,
+            kind,
+            text,
+            source.verify_sql if kind != "rollback" else None,
+            statements,
+            problem,
+            source.checksum,
+            source.key,
+        )
 
     @property
     def version(self) -> str:
@@ -107,16 +120,18 @@ def local_settings(source: MigrationSource, settings: RunSettings, *, local: boo
     (``kubemigrate.version``) that triggers or functions may read. Always at least one statement,
     so a syntax error (which stops a script before its first statement runs) is told apart."""
     scope = "LOCAL " if local else ""
-    return "".join(f"SET {scope}{name} = '{value}';"
-                   for name, value in setting_values(source, settings))
+    return "".join(
+        f"SET {scope}{name} = '{value}';" for name, value in setting_values(source, settings)
+    )
 
 
 def setting_values(source: MigrationSource, settings: RunSettings) -> list[tuple[str, str]]:
     """(name, value) of the settings ``local_settings`` makes."""
     values = [("kubemigrate.version", source.version)]
-    for name, value in (("lock_timeout", _pick(source.lock_timeout, settings.lock_timeout)),
-                        ("statement_timeout",
-                         _pick(source.statement_timeout, settings.statement_timeout))):
+    for name, value in (
+        ("lock_timeout", _pick(source.lock_timeout, settings.lock_timeout)),
+        ("statement_timeout", _pick(source.statement_timeout, settings.statement_timeout)),
+    ):
         if value is not None:
             ms = 0 if value <= 0 else max(1, round(value * 1000))
             values.append((name, f"{ms}ms"))
@@ -135,14 +150,28 @@ class Failure:
     statement_index: int | None = None
     line: int | None = None
     lost_prepared: bool = False
+    blocked_by: str | None = None
+    """Who held the lock, for a lock_timeout (see ``activity.BlockerWatch``)."""
+
+    @property
+    def message(self) -> str:
+        """The server's message, and for a lock_timeout who held the lock."""
+        blocked = f"; blocked by {self.blocked_by}" if self.blocked_by else ""
+        return self.error.message + blocked
 
     @property
     def retryable(self) -> bool:
         return self.error.sqlstate == LOCK_NOT_AVAILABLE
 
 
-def locate(outcome: ScriptOutcome, sql: str, statements: Sequence[Statement] | None, *,
-           offset: int, skipped_results: int) -> Failure:
+def locate(
+    outcome: ScriptOutcome,
+    sql: str,
+    statements: Sequence[Statement] | None,
+    *,
+    offset: int,
+    skipped_results: int,
+) -> Failure:
     """The failing statement (1-based) and line of sql, which was sent after ``offset``
     characters and ``skipped_results`` statements of prefix."""
     assert outcome.error is not None
@@ -185,8 +214,9 @@ def statement_number_at(sql: str, offset: int) -> int | None:
 
 def verification_error(outcome: ScriptOutcome) -> str | None:
     """None if verification passed: no rows, or one row holding a single true value."""
-    result = next((r for r in reversed(outcome.results)
-                   if r.status == pq.ExecStatus.TUPLES_OK), None)
+    result = next(
+        (r for r in reversed(outcome.results) if r.status == pq.ExecStatus.TUPLES_OK), None
+    )
     if result is None or result.ntuples == 0:
         return None
     if result.ntuples == 1 and result.nfields == 1:
@@ -195,8 +225,10 @@ def verification_error(outcome: ScriptOutcome) -> str | None:
             return None
         value = {b"f": "false", None: "NULL"}.get(raw) or (raw or b"").decode(errors="replace")
         return f"the check returned {value[:80]}, not true"
-    return (f"the check returned {result.ntuples} rows of {result.nfields} columns"
-            " (expected no rows, or one true value)")
+    return (
+        f"the check returned {result.ntuples} rows of {result.nfields} columns"
+        " (expected no rows, or one true value)"
+    )
 
 
 def verify(session: Session, step: Step) -> Failure | None:
@@ -205,40 +237,66 @@ def verify(session: Session, step: Step) -> Failure | None:
         return None
     checked = session.script(step.verify_sql)
     if checked.error is not None:
-        return Failure(SqlError(checked.error.sqlstate,
-                                f"verification failed: {checked.error.message}"))
+        return Failure(
+            SqlError(checked.error.sqlstate, f"verification failed: {checked.error.message}")
+        )
     problem = verification_error(checked)
     return Failure(SqlError(None, f"verification failed: {problem}")) if problem else None
 
 
-def rows_affected(outcome: ScriptOutcome, start: int = 0) -> int:
-    """Rows written by the statements from ``start`` on; SELECT results do not count."""
+def rows_affected(outcome: ScriptOutcome, start: int = 0, stop: int | None = None) -> int:
+    """Rows written by the statements from ``start`` on (to ``stop``); SELECT results do not
+    count."""
     total = 0
-    for result in outcome.results[start:]:
+    for result in outcome.results[start:stop]:
         tag = (result.command_status or b"").split(b" ", 1)[0]
         if tag in (b"INSERT", b"UPDATE", b"DELETE", b"MERGE", b"COPY") or (
-                tag == b"SELECT" and result.status == pq.ExecStatus.COMMAND_OK):
+            tag == b"SELECT" and result.status == pq.ExecStatus.COMMAND_OK
+        ):
             total += max(result.command_tuples or 0, 0)
     return total
 
 
-def history_row(ctx: RunContext, step: Step, status: Status, *, started_at: datetime,
-                finished_at: datetime, duration: float, rows: int | None = None,
-                failure: Failure | None = None, attempts: int = 1,
-                tables: TableChanges | None = None) -> HistoryRow:
+def history_row(
+    ctx: RunContext,
+    step: Step,
+    status: Status,
+    *,
+    started_at: datetime,
+    finished_at: datetime,
+    duration: float,
+    rows: int | None = None,
+    failure: Failure | None = None,
+    attempts: int = 1,
+    tables: TableChanges | None = None,
+    blocked_by: str | None = None,
+) -> HistoryRow:
     tables = tables or TableChanges()
     return HistoryRow(
-        run_id=ctx.run_id, version=step.version, description=step.source.description,
-        checksum=step.checksum or step.source.checksum, kind=step.kind, status=status,
+        run_id=ctx.run_id,
+        version=step.version,
+        description=step.source.description,
+        checksum=step.checksum or step.source.checksum,
+        kind=step.kind,
+        status=status,
         started_at=started_at,
-        finished_at=finished_at, duration_ms=round(duration * 1000, 3), rows_affected=rows,
+        finished_at=finished_at,
+        duration_ms=round(duration * 1000, 3),
+        rows_affected=rows,
         has_rollback=step.source.rollback_available,
         statement_index=failure.statement_index if failure else None,
         error_line=failure.line if failure else None,
         sqlstate=failure.error.sqlstate if failure else None,
-        error=failure.error.message if failure else None, attempts=attempts,
-        executed_by=ctx.actor, origin=ctx.origin, tables_created=tables.created,
-        tables_altered=tables.altered, tables_dropped=tables.dropped, key=step.key)
+        error=failure.message if failure else None,
+        attempts=attempts,
+        executed_by=ctx.actor,
+        origin=ctx.origin,
+        tables_created=tables.created,
+        tables_altered=tables.altered,
+        tables_dropped=tables.dropped,
+        key=step.key,
+        blocked_by=(failure.blocked_by if failure else None) or blocked_by,
+    )
 
 
 def result_of(row: HistoryRow, *, tables: TableChanges | None = None) -> MigrationResult:
@@ -246,10 +304,22 @@ def result_of(row: HistoryRow, *, tables: TableChanges | None = None) -> Migrati
     assert row.finished_at is not None
     tables = tables or TableChanges(row.tables_created, row.tables_altered, row.tables_dropped)
     return MigrationResult(
-        version=row.version, description=row.description, kind=row.kind,
-        status=row.status, checksum=row.checksum, started_at=row.started_at,
-        finished_at=row.finished_at, duration_seconds=(row.duration_ms or 0) / 1000,
-        rows_affected=row.rows_affected or 0, tables_created=tables.created,
-        tables_altered=tables.altered, tables_dropped=tables.dropped,
-        sqlstate=row.sqlstate, error=row.error, statement_index=row.statement_index,
-        line=row.error_line, attempts=row.attempts)
+        version=row.version,
+        description=row.description,
+        kind=row.kind,
+        status=row.status,
+        checksum=row.checksum,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_seconds=(row.duration_ms or 0) / 1000,
+        rows_affected=row.rows_affected or 0,
+        tables_created=tables.created,
+        tables_altered=tables.altered,
+        tables_dropped=tables.dropped,
+        sqlstate=row.sqlstate,
+        error=row.error,
+        statement_index=row.statement_index,
+        line=row.error_line,
+        attempts=row.attempts,
+        blocked_by=row.blocked_by,
+    )

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from kubemigrate.engine.migrate.catalog import DiffMode, TableChanges, diff_mode, named_tables
-from kubemigrate.engine.migrate.history import HistoryRow
+from kubemigrate.engine.migrate.history import AS_RUNNER, AS_RUNNER_STATEMENTS, HistoryRow
 from kubemigrate.engine.migrate.results import MigrationResult
 from kubemigrate.engine.migrate.step import (
     Failure,
@@ -68,6 +68,8 @@ class TransactionalRunner:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self._waiting: _Waiting | None = None
+        self._blocked: dict[str, str] = {}
+        """Who was seen holding the locks each version waited for."""
 
     def run(self, step: Step, *, defer: bool = False, attempt: int = 1) -> list[MigrationResult]:
         """Run step, retrying on lock_timeout; ``attempt`` > 1 when tries were made already.
@@ -94,8 +96,9 @@ class TransactionalRunner:
             if self.wait_to_retry(step, outcome, attempt):
                 attempt += 1
                 continue
-            done.append(self.failed(step, outcome, started_at,
-                                    time.perf_counter() - clock, attempt))
+            done.append(
+                self.failed(step, outcome, started_at, time.perf_counter() - clock, attempt)
+            )
             return done
 
     def wait_to_retry(self, step: Step, failure: Failure, attempt: int) -> bool:
@@ -104,12 +107,24 @@ class TransactionalRunner:
         policy = self.ctx.settings.retry
         if not failure.retryable or attempt >= max(1, policy.attempts):
             return False
+        who = self.blocked_by(step)
         delay = policy.delay(attempt)
-        self.ctx.progress(f"{step.kind} {step.version}: lock not available"
-                          f" ({failure.error.message}); retrying in {delay:.2f}s"
-                          f" (attempt {attempt + 1} of {policy.attempts})")
+        self.ctx.progress(
+            f"{step.kind} {step.version}: lock not available"
+            f" ({failure.error.message})"
+            + (f", held by {who}" if who else "")
+            + f"; retrying in {delay:.2f}s"
+            f" (attempt {attempt + 1} of {policy.attempts})"
+        )
         time.sleep(delay)
         return True
+
+    def blocked_by(self, step: Step) -> str | None:
+        """Who step's session was seen waiting for, since it started."""
+        seen = self.ctx.activity.blockers()
+        if seen is not None:
+            self._blocked[step.version] = seen
+        return self._blocked.get(step.version)
 
     def flush(self) -> list[MigrationResult]:
         """Commit the waiting migration, if there is one; its result."""
@@ -118,8 +133,14 @@ class TransactionalRunner:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _attempt(self, step: Step, started_at: datetime, clock: float, attempt: int,
-                 done: list[MigrationResult]) -> _Waiting | Failure | None:
+    def _attempt(
+        self,
+        step: Step,
+        started_at: datetime,
+        clock: float,
+        attempt: int,
+        done: list[MigrationResult],
+    ) -> _Waiting | Failure | None:
         """One try of step: waiting for its commit, its failure, or None when the waiting
         migration before it failed (in ``done``) and step was not run."""
         ctx, session = self.ctx, self.ctx.session
@@ -148,8 +169,9 @@ class TransactionalRunner:
             if after == "again":
                 return self._attempt(step, started_at, clock, attempt, done)
         if ran.error is not None:
-            return locate(ran, step.sql, step.statements, offset=len(prefix),
-                          skipped_results=skipped)
+            return locate(
+                ran, step.sql, step.statements, offset=len(prefix), skipped_results=skipped
+            )
         rows = rows_affected(ran, skipped)
 
         failure = verify(session, step)
@@ -159,24 +181,36 @@ class TransactionalRunner:
         tables = TableChanges()
         if before is not None:
             tables = ctx.catalog.diff(before, ctx.catalog.snapshot())
-        row = history_row(ctx, step, "success", started_at=started_at, finished_at=now(),
-                          duration=time.perf_counter() - clock, rows=rows, attempts=attempt,
-                          tables=tables)
+        row = history_row(
+            ctx,
+            step,
+            "success",
+            started_at=started_at,
+            finished_at=now(),
+            duration=time.perf_counter() - clock,
+            rows=rows,
+            attempts=attempt,
+            tables=tables,
+            blocked_by=self._blocked.get(step.version) if attempt > 1 else None,
+        )
         return self._commit_later(step, row, mode)
 
-    def _take_waiting(self, step: Step, mode: DiffMode,
-                      done: list[MigrationResult]) -> tuple[_Waiting | None, bool]:
+    def _take_waiting(
+        self, step: Step, mode: DiffMode, done: list[MigrationResult]
+    ) -> tuple[_Waiting | None, bool]:
         """The waiting migration, to travel at the head of step's message; or, when it cannot
         travel with step, None after committing it now (False if that commit failed)."""
         carried, self._waiting = self._waiting, None
-        if carried is None or not (mode is DiffMode.FULL or step.statements is None
-                                   or carried.deallocates):
+        if carried is None or not (
+            mode is DiffMode.FULL or step.statements is None or carried.deallocates
+        ):
             return carried, True
         done.append(self._finish(carried))
         return None, done[-1].ok
 
-    def _after_head(self, carried: _Waiting, ran: ScriptOutcome, head_length: int,
-                    done: list[MigrationResult]) -> Literal["go", "again", "stop"]:
+    def _after_head(
+        self, carried: _Waiting, ran: ScriptOutcome, head_length: int, done: list[MigrationResult]
+    ) -> Literal["go", "again", "stop"]:
         """Settle the waiting migration that travelled at the head of ran (its result goes in
         done): "go" on with step's outcome, run step "again" (it did not run), or "stop"."""
         settled = self._settle(carried, ran, head_length)
@@ -195,33 +229,38 @@ class TransactionalRunner:
 
     def _commit_later(self, step: Step, row: HistoryRow, mode: DiffMode) -> _Waiting:
         """step ran: its history INSERT and COMMIT, to travel at the head of the next message."""
-        session = self.ctx.session
         named = mode is DiffMode.NAMED and step.statements is not None
         deallocates = step.statements is None or any(
-            s.command == "DEALLOCATE" for s in step.statements)
+            s.command == "DEALLOCATE" for s in step.statements
+        )
         returning = None
         if named:
             assert step.statements is not None
             insert, count = self.ctx.history.insert_named_sql(row, named_tables(step.statements))
             returning = count - 1
         else:
-            insert, count = self.ctx.history.insert_sql(row, prepared=not deallocates), 1
-        finish, count = insert + ";\nCOMMIT", count + 1
-        if step.statements is None or any(s.command == "SET" for s in step.statements):
-            # Keep a session-level SET (search_path, ...) from leaking into later migrations.
-            finish += ";\n" + session.reset_sql
-            count += session.reset_sql.count(";") + 1
-        return _Waiting(step, row, finish, count, returning, deallocates)
+            insert = AS_RUNNER + ";" + self.ctx.history.insert_sql(row, prepared=not deallocates)
+            count = AS_RUNNER_STATEMENTS + 1
+        # The session's state back to the run's, after the COMMIT: before the next BEGIN,
+        # which takes settings such as default_transaction_read_only.
+        session = self.ctx.session
+        finish = f"{insert};\nCOMMIT;{session.reset_sql}"
+        return _Waiting(
+            step, row, finish, count + 1 + session.reset_statements, returning, deallocates
+        )
 
-    def _settle(self, carried: _Waiting, ran: ScriptOutcome,
-                head_length: int) -> MigrationResult | None:
+    def _settle(
+        self, carried: _Waiting, ran: ScriptOutcome, head_length: int
+    ) -> MigrationResult | None:
         """The waiting migration's result from the head of ran, or None when nothing of ran
         executed: a syntax error after the head, or text the server could not convert to the
         database's encoding (the whole message is refused before any of it runs)."""
         error = ran.error
         if error is not None and (ran.failed_at or 0) < carried.statements:
-            if ran.failed_at == 0 and (error.sqlstate in _WHOLE_MESSAGE or (
-                    error.position is not None and error.position > head_length)):
+            if ran.failed_at == 0 and (
+                error.sqlstate in _WHOLE_MESSAGE
+                or (error.position is not None and error.position > head_length)
+            ):
                 return None
             return self._commit_failed(carried, ran)
         return self._committed(carried, ran)
@@ -239,8 +278,9 @@ class TransactionalRunner:
         if waiting.returning is None:
             return result_of(waiting.row)
         created, altered, dropped = json.loads(ran.value(waiting.returning) or "[[], [], []]")[:3]
-        return result_of(waiting.row,
-                         tables=TableChanges(tuple(created), tuple(altered), tuple(dropped)))
+        return result_of(
+            waiting.row, tables=TableChanges(tuple(created), tuple(altered), tuple(dropped))
+        )
 
     def _commit_failed(self, waiting: _Waiting, ran: ScriptOutcome) -> MigrationResult:
         """The INSERT or the COMMIT failed (a deferred constraint, a serialization failure,
@@ -257,13 +297,25 @@ class TransactionalRunner:
             # lock_timeout in the history INSERT (a lock on the history): the whole
             # transaction again, as for one in the migration's own statements.
             return self.run(waiting.step, attempt=row.attempts + 1)[-1]
-        return self.failed(waiting.step, failure, row.started_at,
-                           (row.duration_ms or 0) / 1000, row.attempts)
+        return self.failed(
+            waiting.step, failure, row.started_at, (row.duration_ms or 0) / 1000, row.attempts
+        )
 
-    def failed(self, step: Step, failure: Failure, started_at: datetime, duration: float,
-               attempts: int) -> MigrationResult:
+    def failed(
+        self, step: Step, failure: Failure, started_at: datetime, duration: float, attempts: int
+    ) -> MigrationResult:
         """Record step's failure in a short transaction of its own; its result."""
-        row = history_row(self.ctx, step, "failed", started_at=started_at, finished_at=now(),
-                          duration=duration, failure=failure, attempts=attempts)
+        if failure.retryable:
+            failure = replace(failure, blocked_by=self.blocked_by(step))
+        row = history_row(
+            self.ctx,
+            step,
+            "failed",
+            started_at=started_at,
+            finished_at=now(),
+            duration=duration,
+            failure=failure,
+            attempts=attempts,
+        )
         self.ctx.history.append(row)
         return result_of(row)

@@ -1,0 +1,209 @@
+"""The options each subcommand adds to those of its family (see cli.subcommands).
+
+Each is ``(parser) -> None``, adding arguments in the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kubemigrate.cli.command import database_url_arg, positive_int, version
+
+# -- the migration commands --------------------------------------------------------------------
+
+
+def json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def none(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def apply(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target", metavar="VERSION", type=version, help="apply up to and including this version"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run each migration in a transaction that is rolled back",
+    )
+    parser.add_argument(
+        "--allow-out-of-order",
+        action="store_true",
+        help="apply pending migrations older than the newest applied one",
+    )
+    json_flag(parser)
+
+
+def rollback(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--target",
+        metavar="VERSION",
+        type=version,
+        help="revert every applied version above this one (0: all)",
+    )
+    which.add_argument(
+        "--steps", metavar="N", type=positive_int, help="revert the newest N applied versions"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the rollback SQL in a transaction that is rolled back",
+    )
+    json_flag(parser)
+
+
+def plan(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target", metavar="VERSION", type=version, help="plan up to and including this version"
+    )
+    parser.add_argument(
+        "--allow-out-of-order",
+        action="store_true",
+        help="do not count older pending migrations as a problem",
+    )
+    json_flag(parser)
+
+
+def baseline(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version",
+        metavar="VERSION",
+        type=version,
+        required=True,
+        dest="baseline_version",
+        help="record every migration up to this version as applied, unrun",
+    )
+    parser.add_argument("--description", default="baseline", help="(default: %(default)s)")
+
+
+def preflight(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plan",
+        metavar="FILE",
+        type=Path,
+        required=True,
+        help="the plan JSON the operator wrote (version, sqlFile, requires, ...)",
+    )
+    parser.add_argument(
+        "--long-transaction",
+        metavar="SECONDS",
+        type=float,
+        default=300.0,
+        help="report transactions open longer than this (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--termination-log",
+        metavar="PATH",
+        type=Path,
+        help="also write the result as JSON here (a Job's termination message)",
+    )
+
+
+# -- the backup commands -----------------------------------------------------------------------
+
+
+FORMATS = ("custom", "plain", "directory")
+"""pg_dump's formats, as ``engine.FORMATS``, which would load the backup engine to parse
+arguments (a unit test keeps the two the same)."""
+
+
+def _pg_restore(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pg-restore",
+        metavar="PROGRAM",
+        default="pg_restore",
+        help="the pg_restore to run (default: pg_restore on PATH)",
+    )
+
+
+def backup(parser: argparse.ArgumentParser) -> None:
+    database_url_arg(parser)
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        required=True,
+        help="where to write the backup (a directory for --format directory)",
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default="custom", help="pg_dump format (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--jobs",
+        metavar="N",
+        type=positive_int,
+        help="parallel pg_dump workers (directory format only)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the finished backup (sha256, pg_restore --list)",
+    )
+    parser.add_argument(
+        "--scratch-url",
+        metavar="URL",
+        help="also restore it into a scratch database created on this server "
+        "and compare row counts (implies --verify; needs CREATEDB)",
+    )
+    parser.add_argument(
+        "--test-restore",
+        action="store_true",
+        help="like --scratch-url, on the server of --database-url (what the "
+        "operator's Jobs use: the URL stays in $DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--row-counts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="count every table's rows in the dump's snapshot and record them "
+        "for restores to compare with (default: when verifying; it costs "
+        "a scan of every table alongside the dump)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing backup at --output (only once the new one is complete)",
+    )
+    parser.add_argument(
+        "--pg-dump",
+        metavar="PROGRAM",
+        default="pg_dump",
+        help="the pg_dump to run (default: pg_dump on PATH)",
+    )
+
+
+def restore(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", type=Path, help="the backup to restore")
+    database_url_arg(parser)
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="drop the backed-up objects first; without it a database that is not empty is refused",
+    )
+    parser.add_argument(
+        "--no-owner",
+        action="store_true",
+        help="do not restore object ownership (restoring as another role)",
+    )
+    _pg_restore(parser)
+
+
+def verify_backup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", type=Path, help="the backup to check")
+    parser.add_argument(
+        "--scratch-url",
+        metavar="URL",
+        help="also restore it into a scratch database created on this server "
+        "and compare row counts (needs CREATEDB)",
+    )
+    _pg_restore(parser)
+
+
+def delete_backup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", type=Path, help="the backup to delete")
