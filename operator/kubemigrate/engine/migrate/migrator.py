@@ -109,8 +109,10 @@ class Migrator:
         self.application_name = application_name
         self.lock_wait_seconds = lock_wait_seconds
         self.settings = RunSettings(
-            lock_timeout=default_lock_timeout, statement_timeout=default_statement_timeout,
-            retry=RetryPolicy(lock_retry_attempts, lock_retry_delay, lock_retry_max_delay))
+            lock_timeout=default_lock_timeout,
+            statement_timeout=default_statement_timeout,
+            retry=RetryPolicy(lock_retry_attempts, lock_retry_delay, lock_retry_max_delay),
+        )
         self.actor = actor or _default_actor()
         self.origin = origin
         self._on_progress = on_progress
@@ -131,9 +133,15 @@ class Migrator:
 
     # -- public API ----------------------------------------------------------------------------
 
-    def apply(self, sources: Iterable[MigrationSource], *, target: str | None = None,
-              dry_run: bool = False, allow_out_of_order: bool = False,
-              on_result: ResultCallback | None = None) -> RunReport:
+    def apply(
+        self,
+        sources: Iterable[MigrationSource],
+        *,
+        target: str | None = None,
+        dry_run: bool = False,
+        allow_out_of_order: bool = False,
+        on_result: ResultCallback | None = None,
+    ) -> RunReport:
         """Apply pending migrations up to target, in version order, each in its own
         transaction; stop at the first failure (reported in the result, not raised).
         ``dry_run``: run them in one transaction that is rolled back, and report.
@@ -157,14 +165,22 @@ class Migrator:
             elif not dry_run:
                 refuse_undecided(steps, plan.records)
                 ctx.history.ensure()
-            results = self._run_steps(ctx, steps, plan.records, dry_run=dry_run,
-                                      on_result=on_result)
+            results = self._run_steps(
+                ctx, steps, plan.records, dry_run=dry_run, on_result=on_result
+            )
             version = _schema_version(plan, [] if dry_run else results)
         return RunReport(str(ctx.run_id), kind, started, now(), tuple(results), version)
 
-    def rollback(self, sources: Iterable[MigrationSource], *, target: str | None = None,
-                 steps: int | None = None, versions: Sequence[str] | None = None,
-                 dry_run: bool = False, on_result: ResultCallback | None = None) -> RunReport:
+    def rollback(
+        self,
+        sources: Iterable[MigrationSource],
+        *,
+        target: str | None = None,
+        steps: int | None = None,
+        versions: Sequence[str] | None = None,
+        dry_run: bool = False,
+        on_result: ResultCallback | None = None,
+    ) -> RunReport:
         """Revert applied migrations newest first: those above ``target`` ("0": all), the
         newest ``steps``, or exactly ``versions``; the newest one when none is given. Refused
         before any change if one of them has no rollback SQL. ``dry_run``: run the rollback
@@ -174,17 +190,18 @@ class Migrator:
         started = now()
 
         def revertible(records: planning.Records) -> list[MigrationSource]:
-            chosen = planning.to_revert(records, target=target_key, steps=steps,
-                                        versions=versions)
+            chosen = planning.to_revert(records, target=target_key, steps=steps, versions=versions)
             return [s for r in chosen if (s := by_key.get(r.key)) is not None and s.down_sql]
 
         parsed = EarlySteps("rollback", revertible)
         with self._context(lock=True, before_lock=parsed.early) as ctx:
             plan = self._checked_plan(ctx, by_key, dry_run=dry_run)
-            chosen = planning.to_revert(plan.records, target=target_key, steps=steps,
-                                        versions=versions)
-            lacking = [r.version for r in chosen
-                       if (s := by_key.get(r.key)) is None or s.down_sql is None]
+            chosen = planning.to_revert(
+                plan.records, target=target_key, steps=steps, versions=versions
+            )
+            lacking = [
+                r.version for r in chosen if (s := by_key.get(r.key)) is None or s.down_sql is None
+            ]
             if lacking:
                 raise NoRollbackSql(lacking)
             todo = [parsed.step(ctx, by_key[r.key]) for r in chosen]
@@ -194,8 +211,7 @@ class Migrator:
             elif not dry_run:
                 refuse_undecided(todo, plan.records)
                 ctx.history.ensure()
-            results = self._run_steps(ctx, todo, plan.records, dry_run=dry_run,
-                                      on_result=on_result)
+            results = self._run_steps(ctx, todo, plan.records, dry_run=dry_run, on_result=on_result)
             version = _schema_version(plan, [] if dry_run else results)
         kind: Kind = "dry_run" if dry_run else "rollback"
         return RunReport(str(ctx.run_id), kind, started, now(), tuple(results), version)
@@ -209,8 +225,13 @@ class Migrator:
             notes = unfinished(records, by_key, ctx.session.server_version)
             return planning.states(records, by_key, notes)
 
-    def validate(self, sources: Iterable[MigrationSource], *, target: str | None = None,
-                 allow_out_of_order: bool = False) -> ValidationReport:
+    def validate(
+        self,
+        sources: Iterable[MigrationSource],
+        *,
+        target: str | None = None,
+        allow_out_of_order: bool = False,
+    ) -> ValidationReport:
         """What apply (with the same arguments) would refuse or run, without changing
         anything or waiting for the lock. Out-of-order versions are listed only when they would
         be refused."""
@@ -229,22 +250,27 @@ class Migrator:
                 except EngineError as exc:
                     problems.append(str(exc))
                 if step.parse_error is not None:
-                    problems.append(f"migration {source.version}: the SQL does not parse:"
-                                    f" {step.parse_error}")
+                    problems.append(
+                        f"migration {source.version}: the SQL does not parse: {step.parse_error}"
+                    )
             notes = unfinished(records, by_key, ctx.session.server_version)
             return ValidationReport(
                 drifted=tuple(planning.drifted(records, by_key)),
                 pending=tuple(s.version for s in todo),
-                missing=tuple(r.version for k, r in sorted(records.items())
-                              if r.applied and k not in by_key),
+                missing=tuple(
+                    r.version for k, r in sorted(records.items()) if r.applied and k not in by_key
+                ),
                 out_of_order=tuple(s.version for s in early),
                 problems=tuple(problems),
                 schema_version=planning.schema_version(records),
-                incomplete=tuple(f"migration {records[k].version}: {note}"
-                                 for k, note in sorted(notes.items())))
+                incomplete=tuple(
+                    f"migration {records[k].version}: {note}" for k, note in sorted(notes.items())
+                ),
+            )
 
-    def repair(self, sources: Iterable[MigrationSource], *,
-               completed: Sequence[str] = ()) -> RunReport:
+    def repair(
+        self, sources: Iterable[MigrationSource], *, completed: Sequence[str] = ()
+    ) -> RunReport:
         """Accept the sources' current checksums (and rollback availability) for applied
         versions, recorded as runs of kind repair. And settle what the engine cannot: a
         no-transaction migration whose run stopped in a statement whose outcome the catalog
@@ -259,8 +285,9 @@ class Migrator:
             version = planning.schema_version(records)
         return RunReport(str(ctx.run_id), "repair", started, now(), tuple(results), version)
 
-    def baseline(self, sources: Iterable[MigrationSource], version: str, *,
-                 description: str | None = None) -> RunReport:
+    def baseline(
+        self, sources: Iterable[MigrationSource], version: str, *, description: str | None = None
+    ) -> RunReport:
         """Mark every source up to ``version`` as applied without running it (kind baseline),
         for a database whose schema already has them. When ``version`` itself is not among
         the sources, a marker row for it is recorded too, with ``description`` (default
@@ -281,19 +308,33 @@ class Migrator:
     # -- internals -----------------------------------------------------------------------------
 
     @contextmanager
-    def _context(self, *, lock: bool, before_lock: Callable[[RunContext], None] | None = None
-                 ) -> Iterator[RunContext]:
+    def _context(
+        self, *, lock: bool, before_lock: Callable[[RunContext], None] | None = None
+    ) -> Iterator[RunContext]:
         """The call's connection and helpers; ``before_lock`` runs once connected, before the
         lock is taken (or waited for)."""
         session = self._connect()
-        advisory = RunLock(session, self.history_schema, connect=self._connect,
-                           wait_seconds=self.lock_wait_seconds, on_wait=self._progress)
+        advisory = RunLock(
+            session,
+            self.history_schema,
+            connect=self._connect,
+            wait_seconds=self.lock_wait_seconds,
+            on_wait=self._progress,
+        )
         activity = Activity()
         try:
             history = History(session, self.history_schema)
-            ctx = RunContext(session, history, Catalog(session, self.history_schema),
-                             self.settings, uuid.uuid4(), self.actor, self.origin,
-                             self._progress, activity)
+            ctx = RunContext(
+                session,
+                history,
+                Catalog(session, self.history_schema),
+                self.settings,
+                uuid.uuid4(),
+                self.actor,
+                self.origin,
+                self._progress,
+                activity,
+            )
             if before_lock is not None:
                 before_lock(ctx)
             if lock:
@@ -312,8 +353,9 @@ class Migrator:
                 pass  # the connection is gone, and the session lock with it
             session.close()
 
-    def _lost(self, session: Session, activity: Activity,
-              exc: psycopg.OperationalError) -> ConnectionFailed:
+    def _lost(
+        self, session: Session, activity: Activity, exc: psycopg.OperationalError
+    ) -> ConnectionFailed:
         """The error for a connection that failed or was lost: naming the migration that was
         running, if one was."""
         if activity.doing is None:
@@ -322,44 +364,64 @@ class Migrator:
         return ConnectionLost(
             f"lost the connection to {mask_url(self._url)} during {activity.doing}: {reason};"
             " what committed before is in the history, and the next run starts from there",
-            activity.doing)
+            activity.doing,
+        )
 
     def _connect(self) -> Session:
-        return Session.connect(self._url, application_name=self.application_name,
-                               connect_timeout=self.connect_timeout)
+        return Session.connect(
+            self._url, application_name=self.application_name, connect_timeout=self.connect_timeout
+        )
 
-    def _checked_plan(self, ctx: RunContext, by_key: planning.Sources, *,
-                      dry_run: bool = False) -> _Plan:
+    def _checked_plan(
+        self, ctx: RunContext, by_key: planning.Sources, *, dry_run: bool = False
+    ) -> _Plan:
         records = ctx.history.load(upgrade=not dry_run)
         drift = planning.drifted(records, by_key)
         if drift:
             raise DriftDetected([d.version for d in drift])
         return _Plan(records, by_key)
 
-    def _run_steps(self, ctx: RunContext, steps: list[Step], records: planning.Records, *,
-                   dry_run: bool, on_result: ResultCallback | None) -> list[MigrationResult]:
+    def _run_steps(
+        self,
+        ctx: RunContext,
+        steps: list[Step],
+        records: planning.Records,
+        *,
+        dry_run: bool,
+        on_result: ResultCallback | None,
+    ) -> list[MigrationResult]:
         loop = RunLoop(ctx, records, on_progress=self._on_progress, on_result=on_result)
         if ctx.guard is None or not steps:
             return loop.run(steps, dry_run=dry_run)
-        timeouts = [s.source.lock_timeout if s.source.lock_timeout is not None
-                    else self.settings.lock_timeout for s in steps]
-        with BlockerWatch(ctx.guard, ctx.session.pgconn.backend_pid,
-                          watch_interval(timeouts)) as watch:
+        timeouts = [
+            s.source.lock_timeout
+            if s.source.lock_timeout is not None
+            else self.settings.lock_timeout
+            for s in steps
+        ]
+        with BlockerWatch(
+            ctx.guard, ctx.session.pgconn.backend_pid, watch_interval(timeouts)
+        ) as watch:
             ctx.activity.blockers = watch.take
             try:
                 return loop.run(steps, dry_run=dry_run)
             finally:
                 ctx.activity.blockers = Activity().blockers
 
-    def _record(self, ctx: RunContext, kind: Kind, sources: Sequence[MigrationSource]
-                ) -> list[MigrationResult]:
+    def _record(
+        self, ctx: RunContext, kind: Kind, sources: Sequence[MigrationSource]
+    ) -> list[MigrationResult]:
         """Append success rows of kind for sources without running them, in one transaction."""
         if not sources:
             return []
         ctx.history.ensure()
         at = now()
-        rows = [history_row(ctx, Step(s, kind, ""), "success", started_at=at,
-                            finished_at=at, duration=0.0) for s in sources]
+        rows = [
+            history_row(
+                ctx, Step(s, kind, ""), "success", started_at=at, finished_at=at, duration=0.0
+            )
+            for s in sources
+        ]
         ctx.history.append(*rows)
         for row in rows:
             self._progress(f"{kind} {row.version}: recorded {row.checksum}")

@@ -58,8 +58,7 @@ _ALONE_AFTER = frozenset({"25001", "2D000"})
 refuse), or a procedure or DO block that commits (invalid transaction termination): run alone."""
 
 
-def run_non_transactional(ctx: RunContext, step: Step, resume: Resume = FRESH
-                          ) -> MigrationResult:
+def run_non_transactional(ctx: RunContext, step: Step, resume: Resume = FRESH) -> MigrationResult:
     return _Run(ctx, step, resume).run()
 
 
@@ -70,8 +69,9 @@ class _Run:
         self.ctx = ctx
         self.step = step
         self.resume = resume
-        self.progress = ProgressSql(ctx.history.table("progress"), step, str(ctx.run_id),
-                                    sql_checksum(step.sql))
+        self.progress = ProgressSql(
+            ctx.history.table("progress"), step, str(ctx.run_id), sql_checksum(step.sql)
+        )
         self.recorded = step.statements is not None
         """Whether the run keeps a progress row: not for SQL the parser rejected (the server
         rejects it whole, so none of it runs)."""
@@ -85,12 +85,16 @@ class _Run:
         started_at, clock = now(), time.perf_counter()
         if self.resume.note is not None:
             ctx.progress(f"{step.kind} {step.version}: {self.resume.note}")
-        self._record(history_row(ctx, step, "pending", started_at=started_at,
-                                 finished_at=started_at, duration=0.0),
-                     self.progress.start(self.resume.start - 1))
+        self._record(
+            history_row(
+                ctx, step, "pending", started_at=started_at, finished_at=started_at, duration=0.0
+            ),
+            self.progress.start(self.resume.start - 1),
+        )
         before = ctx.catalog.snapshot()
-        session.script(session.reset_sql + ";" + local_settings(step.source, ctx.settings,
-                                                                local=False))
+        session.script(
+            session.reset_sql + ";" + local_settings(step.source, ctx.settings, local=False)
+        )
         try:
             failure = self._statements()
             if failure is None:
@@ -102,13 +106,20 @@ class _Run:
         if step.statements is None or any(s.command == "DEALLOCATE" for s in step.statements):
             ctx.history.prepared = False  # the history's prepared INSERTs may be gone
         tables = ctx.catalog.diff(before, ctx.catalog.snapshot())
-        row = history_row(ctx, step, "failed" if failure else "success", started_at=started_at,
-                          finished_at=now(), duration=time.perf_counter() - clock,
-                          rows=self.rows, failure=failure, attempts=self.attempts,
-                          tables=tables if failure is None else TableChanges(),
-                          blocked_by=self.blocked_by if self.attempts > 1 else None)
-        self._record(row, self.progress.finished() if failure is None
-                     else self.progress.settled())
+        row = history_row(
+            ctx,
+            step,
+            "failed" if failure else "success",
+            started_at=started_at,
+            finished_at=now(),
+            duration=time.perf_counter() - clock,
+            rows=self.rows,
+            failure=failure,
+            attempts=self.attempts,
+            tables=tables if failure is None else TableChanges(),
+            blocked_by=self.blocked_by if self.attempts > 1 else None,
+        )
+        self._record(row, self.progress.finished() if failure is None else self.progress.settled())
         return result_of(row)
 
     def _record(self, row: HistoryRow, progress: str) -> None:
@@ -121,13 +132,12 @@ class _Run:
             # before running any of it, so nothing runs.
             ran = session.script(step.sql)
             self.rows = rows_affected(ran)
-            return locate(ran, step.sql, None, offset=0, skipped_results=0) if ran.error \
-                else None
+            return locate(ran, step.sql, None, offset=0, skipped_results=0) if ran.error else None
         for statement in replayed(step.statements, self.resume.start):
             ran = session.script(statement.text)
             if ran.error is not None:
                 return _failure(ran, statement, 0)
-        remaining = step.statements[self.resume.start - 1:]
+        remaining = step.statements[self.resume.start - 1 :]
         drop_invalid_indexes(self.ctx, remaining)
         for statement in remaining:
             if statement.index in self.resume.check and self._settled(statement):
@@ -153,9 +163,11 @@ class _Run:
     def _run_statement(self, statement: Statement) -> Failure | None:
         """Run statement, retrying on lock_timeout; its failure, if it failed."""
         policy, session = self.ctx.settings.retry, self.ctx.session
-        self.ctx.activity.doing = (f"{self.step.kind} of migration {self.step.version},"
-                                   f" statement {statement.index} (line {statement.line},"
-                                   f" {statement.command})")
+        self.ctx.activity.doing = (
+            f"{self.step.kind} of migration {self.step.version},"
+            f" statement {statement.index} (line {statement.line},"
+            f" {statement.command})"
+        )
         tries = 1
         while True:
             ran, at, offset = self._send(statement)
@@ -171,9 +183,11 @@ class _Run:
             session.rollback_if_open()
             delay = policy.delay(tries)
             held = f", held by {self.blocked_by}" if self.blocked_by else ""
-            self.ctx.progress(f"{self.step.kind} {self.step.version}, statement"
-                              f" {statement.index}: lock not available{held}; retrying in"
-                              f" {delay:.2f}s")
+            self.ctx.progress(
+                f"{self.step.kind} {self.step.version}, statement"
+                f" {statement.index}: lock not available{held}; retrying in"
+                f" {delay:.2f}s"
+            )
             time.sleep(delay)
             drop_invalid_indexes(self.ctx, [statement])
             tries += 1
@@ -194,8 +208,9 @@ class _Run:
             return self._alone(statement, mark=False), 0, 0
         head = "BEGIN;\n"
         # The newline ends a "--" comment the statement's text may end with.
-        ran = session.script(f"{head}{statement.text}\n;{AS_RUNNER};"
-                             f"{self.progress.done(statement.index)};COMMIT")
+        ran = session.script(
+            f"{head}{statement.text}\n;{AS_RUNNER};{self.progress.done(statement.index)};COMMIT"
+        )
         if ran.error is not None and ran.failed_at == 1 and ran.error.sqlstate in _ALONE_AFTER:
             session.rollback_if_open()
             return self._alone(statement, mark=True), 0, 0

@@ -37,11 +37,19 @@ if TYPE_CHECKING:  # the parser is loaded only when there is SQL to run
 
 INDEX_BUILD = "CREATE INDEX CONCURRENTLY"
 INDEX_DROP = "DROP INDEX CONCURRENTLY"
-REPEATABLE = frozenset({
-    "VACUUM", "ANALYZE", "REINDEX", "REINDEX CONCURRENTLY", "CLUSTER",
-    "REFRESH MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW CONCURRENTLY", "ALTER SYSTEM",
-    "CHECKPOINT",
-})
+REPEATABLE = frozenset(
+    {
+        "VACUUM",
+        "ANALYZE",
+        "REINDEX",
+        "REINDEX CONCURRENTLY",
+        "CLUSTER",
+        "REFRESH MATERIALIZED VIEW",
+        "REFRESH MATERIALIZED VIEW CONCURRENTLY",
+        "ALTER SYSTEM",
+        "CHECKPOINT",
+    }
+)
 """Commands that may run again whatever they did before: running them again settles them."""
 
 
@@ -78,19 +86,29 @@ def resume_of(step: Step, record: VersionRecord | None) -> Resume:
     if not statements or record is None or not _unfinished(step, record):
         return FRESH
     progress = record.progress
-    if (progress is not None and progress.kind == step.kind
-            and progress.done <= len(statements)
-            and digest(statements, progress.done) == progress.digest):
+    if (
+        progress is not None
+        and progress.kind == step.kind
+        and progress.done <= len(statements)
+        and digest(statements, progress.done) == progress.digest
+    ):
         start = progress.done + 1
         doubt = progress.running if progress.running == start else None
-        check = frozenset({doubt}) if doubt is not None and _index(statements[doubt - 1]) \
+        check = (
+            frozenset({doubt})
+            if doubt is not None and _index(statements[doubt - 1])
             else frozenset()
+        )
         return Resume(start, check, doubt, _note(step, start, doubt))
     check = frozenset(s.index for s in statements if _index(s))
-    return Resume(1, check, None,
-                  "runs it again from statement 1, each index build or drop settled from the"
-                  " catalog (its last run stopped at a statement not recorded: an older"
-                  " kubemigrate wrote the history, or the statements changed since)")
+    return Resume(
+        1,
+        check,
+        None,
+        "runs it again from statement 1, each index build or drop settled from the"
+        " catalog (its last run stopped at a statement not recorded: an older"
+        " kubemigrate wrote the history, or the statements changed since)",
+    )
 
 
 def _unfinished(step: Step, record: VersionRecord) -> bool:
@@ -102,8 +120,9 @@ def _unfinished(step: Step, record: VersionRecord) -> bool:
 
 
 def _index(statement: Statement) -> bool:
-    return (statement.command == INDEX_BUILD and statement.index_name is not None) or \
-        statement.command == INDEX_DROP
+    return (
+        statement.command == INDEX_BUILD and statement.index_name is not None
+    ) or statement.command == INDEX_DROP
 
 
 def _note(step: Step, start: int, doubt: int | None) -> str:
@@ -112,8 +131,7 @@ def _note(step: Step, start: int, doubt: int | None) -> str:
     if start > total:
         return f"finishes it: all {total} statements are done"
     statement = step.statements[start - 1]
-    head = (f"resumes at statement {start} of {total} (line {statement.line},"
-            f" {statement.command})")
+    head = f"resumes at statement {start} of {total} (line {statement.line}, {statement.command})"
     if doubt is None:
         return head
     return f"{head}, which was running when the last run stopped: {settle(step, doubt)}"
@@ -124,8 +142,10 @@ def settle(step: Step, index: int) -> str:
     assert step.statements is not None
     statement = step.statements[index - 1]
     if statement.command == INDEX_BUILD and statement.index_name is not None:
-        return (f"the index {statement.index_name} counts as done if it exists and is valid;"
-                " an invalid one is dropped and built again")
+        return (
+            f"the index {statement.index_name} counts as done if it exists and is valid;"
+            " an invalid one is dropped and built again"
+        )
     if statement.command == INDEX_DROP:
         return "it counts as done if the index is gone, and runs again otherwise"
     if statement.command in REPEATABLE:
@@ -139,11 +159,15 @@ def explain(step: Step, record: VersionRecord, resume: Resume) -> str:
     problem = undecided(step, resume)
     if problem is not None:
         return problem
-    what = (f"its last {step.kind} stopped midway; the next {step.kind}"
-            f" {resume.note or 'runs it again from statement 1'}")
+    what = (
+        f"its last {step.kind} stopped midway; the next {step.kind}"
+        f" {resume.note or 'runs it again from statement 1'}"
+    )
     if record.rollback_incomplete:
-        what += ("; an apply instead applies it again from statement 1, each index build or"
-                 " drop settled from the catalog")
+        what += (
+            "; an apply instead applies it again from statement 1, each index build or"
+            " drop settled from the catalog"
+        )
     return what
 
 
@@ -156,18 +180,23 @@ def undecided(step: Step, resume: Resume) -> str | None:
     statement = step.statements[resume.in_doubt - 1]
     if statement.command in REPEATABLE:
         return None
-    what = ("its index has no name to look for" if statement.command == INDEX_BUILD
-            else f"{statement.command} leaves nothing the engine can check")
-    return (f"its last {step.kind} stopped while statement {statement.index} (line"
-            f" {statement.line}, {statement.command}) was running, and whether that completed"
-            f" cannot be told from the catalog ({what}). Check the database, then run repair:"
-            f" it records the statement as not done, so that the next {step.kind} runs it"
-            " again (undo what it left first), or, given the version as completed, as done")
+    what = (
+        "its index has no name to look for"
+        if statement.command == INDEX_BUILD
+        else f"{statement.command} leaves nothing the engine can check"
+    )
+    return (
+        f"its last {step.kind} stopped while statement {statement.index} (line"
+        f" {statement.line}, {statement.command}) was running, and whether that completed"
+        f" cannot be told from the catalog ({what}). Check the database, then run repair:"
+        f" it records the statement as not done, so that the next {step.kind} runs it"
+        " again (undo what it left first), or, given the version as completed, as done"
+    )
 
 
 def replayed(statements: Sequence[Statement], start: int) -> list[Statement]:
     """The statements before ``start`` that set session state, to run again first."""
-    return [s for s in statements[:start - 1] if _sets_session(s)]
+    return [s for s in statements[: start - 1] if _sets_session(s)]
 
 
 def _sets_session(statement: Statement) -> bool:
@@ -177,8 +206,11 @@ def _sets_session(statement: Statement) -> bool:
         return False
     select = statement.tree.get("SelectStmt", {})
     targets = select.get("targetList") or []
-    return bool(targets) and "fromClause" not in select and all(
-        _calls_set_config(t.get("ResTarget", {}).get("val", {})) for t in targets)
+    return (
+        bool(targets)
+        and "fromClause" not in select
+        and all(_calls_set_config(t.get("ResTarget", {}).get("val", {})) for t in targets)
+    )
 
 
 def _calls_set_config(node: dict[str, object]) -> bool:
@@ -204,22 +236,25 @@ class ProgressSql:
         """The row of a run starting after its first ``done`` statements."""
         step = self.step
         total = len(step.statements or ())
-        return (f"INSERT INTO {self.table} (version_key, version, run_id, kind, checksum,"
-                f" statements, done, done_digest, running) VALUES ({self.key},"
-                f" {quote(step.version)}, '{self.run_id}', {quote(step.kind)},"
-                f" {quote(self.checksum)}, {total}, {done}, {quote(self._digest(done))}, NULL)"
-                " ON CONFLICT (version_key) DO UPDATE SET run_id = excluded.run_id,"
-                " version = excluded.version, kind = excluded.kind,"
-                " checksum = excluded.checksum, statements = excluded.statements,"
-                " done = excluded.done, done_digest = excluded.done_digest, running = NULL,"
-                " updated_at = clock_timestamp()")
+        return (
+            f"INSERT INTO {self.table} (version_key, version, run_id, kind, checksum,"
+            f" statements, done, done_digest, running) VALUES ({self.key},"
+            f" {quote(step.version)}, '{self.run_id}', {quote(step.kind)},"
+            f" {quote(self.checksum)}, {total}, {done}, {quote(self._digest(done))}, NULL)"
+            " ON CONFLICT (version_key) DO UPDATE SET run_id = excluded.run_id,"
+            " version = excluded.version, kind = excluded.kind,"
+            " checksum = excluded.checksum, statements = excluded.statements,"
+            " done = excluded.done, done_digest = excluded.done_digest, running = NULL,"
+            " updated_at = clock_timestamp()"
+        )
 
     def running(self, index: int) -> str:
         return self._update(f"running = {index}")
 
     def done(self, index: int) -> str:
-        return self._update(f"done = {index}, done_digest = {quote(self._digest(index))},"
-                            " running = NULL")
+        return self._update(
+            f"done = {index}, done_digest = {quote(self._digest(index))}, running = NULL"
+        )
 
     def settled(self) -> str:
         """The run stopped knowing where it is (a failure): nothing is in doubt."""
@@ -229,16 +264,20 @@ class ProgressSql:
         return f"DELETE FROM {self.table} WHERE version_key = {self.key}"
 
     def _update(self, assignments: str) -> str:
-        return (f"UPDATE {self.table} SET {assignments}, updated_at = clock_timestamp()"
-                f" WHERE version_key = {self.key}")
+        return (
+            f"UPDATE {self.table} SET {assignments}, updated_at = clock_timestamp()"
+            f" WHERE version_key = {self.key}"
+        )
 
     def _digest(self, count: int) -> str:
         return digest(self.step.statements or (), count)
 
 
-def unfinished(records: Mapping[tuple[int, ...], VersionRecord],
-               sources: Mapping[tuple[int, ...], MigrationSource],
-               server_version: int) -> dict[tuple[int, ...], str]:
+def unfinished(
+    records: Mapping[tuple[int, ...], VersionRecord],
+    sources: Mapping[tuple[int, ...], MigrationSource],
+    server_version: int,
+) -> dict[tuple[int, ...], str]:
     """For each version a run left midway (incomplete, or a no-transaction migration that
     failed), what the next run will do, in words."""
     notes = {}

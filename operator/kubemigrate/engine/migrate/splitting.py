@@ -20,8 +20,9 @@ class EarlySteps:
     over an idle connection: the ones the history (read without the lock) says will run.
     Whatever another runner changed in between is parsed under the lock."""
 
-    def __init__(self, kind: Kind, choose: Callable[[planning.Records],
-                                                    Iterable[MigrationSource]]) -> None:
+    def __init__(
+        self, kind: Kind, choose: Callable[[planning.Records], Iterable[MigrationSource]]
+    ) -> None:
         self.kind = kind
         self.choose = choose
         self.steps: dict[tuple[int, ...], Step] = {}
