@@ -111,3 +111,7 @@ clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of apply and of rollback, each re-run checked (docs/reliability.md)
 	KUBEMIGRATE_FAULT_KILLS=20 $(PY) -m pytest tests/faults/engine -q -s $(PYTEST_ARGS)
 .PHONY: faults-engine
+
+bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigrate apply against psql -f (docs/benchmarks.md)
+	$(PY) bench/bigfile_bench.py
+.PHONY: bench-bigfile
