@@ -44,8 +44,14 @@ class Backoff:
         return cls(settings.retry_min_seconds, settings.retry_max_seconds)
 
     def next(self) -> float:
-        delay = min(self.cap, self.first * 2.0**self.failures)
+        delay = self.delay(self.failures)
         self.failures += 1
+        return delay
+
+    def delay(self, failures: int) -> float:
+        """The delay after `failures` earlier failures, with no state of its own (a flow that
+        keeps the count in status gets the same delay after a restart)."""
+        delay = min(self.cap, self.first * 2.0 ** min(failures, 32))
         return delay * random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not cryptography)
 
     def reset(self) -> None:

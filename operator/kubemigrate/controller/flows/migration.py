@@ -101,6 +101,8 @@ class MigrationFlow:
             or (current.phase is MigrationPhase.FAILED and current.reason not in BLOCKED_REASONS)
         ):
             return IDLE
+        if (due := self.writer.until_next_attempt(obj)) > 0:
+            return due  # a retry's time, kept in status, holds whatever woke the daemon
         me = peer_of(obj)
         peers = list(self.index.get(me.database, ()))
         if spec.rollback:

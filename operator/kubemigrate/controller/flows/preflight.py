@@ -12,7 +12,7 @@ from typing import Any
 from kubemigrate.controller.build import preflight as job
 from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
 from kubemigrate.controller.flows.context import StepContext
-from kubemigrate.controller.flows.migration_status import MigrationStatusWriter
+from kubemigrate.controller.flows.migration_status import EVENT_EVERY, MigrationStatusWriter
 from kubemigrate.controller.ordering.migrations import Peer
 from kubemigrate.engine import MigrationSource
 from kubemigrate.jobresult import read_verdict, termination_message
@@ -41,24 +41,29 @@ async def gate(
     recorded = current.preflight_job or ""
     name = recorded if recorded.startswith(prefix) else job_name(owner, job.COMPONENT)
     attempt = int(name[len(prefix) + 1 :] or 0) if name != prefix else 0
-    if current.phase is not MigrationPhase.PREFLIGHT or recorded != name:
+    found = await ctx.api.job(meta["namespace"], name)
+    running = current.phase is MigrationPhase.PREFLIGHT and recorded == name
+    if not running or (found is None and current.reason != "PreflightRunning"):
         await writer.write(
             obj,
             ctx,
             MigrationStatus(
                 phase=MigrationPhase.PREFLIGHT,
                 reason="PreflightRunning",
-                message=f"preflight Job {name} is running",
+                message=f"preflight Job {name} is running"
+                + (f" (attempt {attempt + 1})" if attempt else ""),
                 preflight_job=name,
             ),
         )
-    found = await ctx.api.job(meta["namespace"], name)
     if found is None:
         plan = job.plan(spec, requires=requirements(spec, peers), expected={})
         await ctx.api.ensure_configmap(job.configmap(owner, spec, plan))
         request = job.job_request(owner, spec, ctx.settings.job_active_deadline_seconds, attempt)
         found = await ctx.api.ensure_job(build_job(owner, request, ctx.settings))
-        ctx.emit("Normal", "PreflightStarted", f"Started preflight Job {name}")
+        if attempt:  # the failed attempt's Job, if a kill kept the last step from deleting it
+            await ctx.api.delete_job(meta["namespace"], job_name(owner, job.COMPONENT, attempt - 1))
+        if attempt % EVENT_EVERY == 0:  # a retried preflight is reported with its failures
+            ctx.emit("Normal", "PreflightStarted", f"Started preflight Job {name}")
     finished = job_finished(found)
     if finished is None:
         return JOB_POLL
@@ -85,19 +90,17 @@ async def gate(
         )
         return None
     message = f"preflight failed: {verdict.summary}"
-    ctx.emit("Warning", "PreflightFailed", message)
     if not verdict.retryable:
         return await writer.failed(
             obj, "PreflightFailed", message, ctx, MigrationStatus(preflight=checks)
         )
-    delay = writer.backoff.next()
-    await writer.write(
+    delay = await writer.retry(
         obj,
         ctx,
         MigrationStatus(
             phase=MigrationPhase.PREFLIGHT,
             reason="PreflightFailed",
-            message=f"{message} (retrying in {delay:.0f}s)",
+            message=message,
             preflight=checks,
             preflight_job=job_name(owner, job.COMPONENT, attempt + 1),
         ),
