@@ -15,6 +15,7 @@ from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.migration import MigrationFlow
 from kubemigrate.controller.flows.migration_status import IDLE, QUEUED
 from kubemigrate.controller.flows.preflight import JOB_POLL
+from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, peer_of
 from kubemigrate.engine import (
     ConnectionFailed,
@@ -339,6 +340,40 @@ def test_a_spec_change_starts_the_backoff_again(
     status = kube.status(MIGRATIONS, NS, "m1")
     assert "failedAttempts" not in status and "nextAttemptAt" not in status
     assert (NS, "m1-preflight-g2") in kube.jobs
+
+
+@pytest.mark.parametrize(
+    ("refusal", "phase", "reason"),
+    [
+        (
+            Invalid('ConfigMap "m1-preflight-g1" is invalid: []: Too long'),
+            "Failed",
+            "PreflightJobInvalid",
+        ),
+        (Forbidden("exceeded quota: configmaps"), "Preflight", "PreflightJobForbidden"),
+    ],
+    ids=["invalid", "forbidden"],
+)
+def test_a_refused_preflight_job_is_named_in_status_never_left_running(
+    kube: Any,
+    ctx: StepContext,
+    flow: MigrationFlow,
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: Exception,
+    phase: str,
+    reason: str,
+) -> None:
+    async def refuse(manifest: dict[str, Any]) -> None:
+        raise refusal
+
+    monkeypatch.setattr(kube, "ensure_configmap", refuse)
+    kube.add(MIGRATIONS, migration())
+    step(flow, kube, ctx)
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == (phase, reason)
+    assert str(refusal) in status["message"]
+    assert "is running" not in status["message"]
+    assert kube.jobs == {}
 
 
 def test_an_sql_error_fails_the_migration_with_where_it_failed(

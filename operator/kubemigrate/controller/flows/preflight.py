@@ -13,6 +13,7 @@ from kubemigrate.controller.build import preflight as job
 from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.flows.migration_status import EVENT_EVERY, MigrationStatusWriter
+from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.ordering.migrations import Peer
 from kubemigrate.engine import MigrationSource
 from kubemigrate.jobresult import read_verdict, termination_message
@@ -56,10 +57,16 @@ async def gate(
             ),
         )
     if found is None:
-        plan = job.plan(spec, requires=requirements(spec, peers), expected={})
-        await ctx.api.ensure_configmap(job.configmap(owner, spec, plan))
-        request = job.job_request(owner, spec, ctx.settings.job_active_deadline_seconds, attempt)
-        found = await ctx.api.ensure_job(build_job(owner, request, ctx.settings))
+        try:
+            found = await _start(owner, spec, peers, attempt, ctx)
+        except Invalid as exc:
+            return await writer.failed(
+                obj, "PreflightJobInvalid", f"the API server refused the preflight Job: {exc}", ctx
+            )
+        except Forbidden as exc:
+            return await writer.transient(
+                obj, "PreflightJobForbidden", f"cannot create the preflight Job: {exc}", ctx
+            )
         if attempt:  # the failed attempt's Job, if a kill kept the last step from deleting it
             await ctx.api.delete_job(meta["namespace"], job_name(owner, job.COMPONENT, attempt - 1))
         if attempt % EVENT_EVERY == 0:  # a retried preflight is reported with its failures
@@ -107,6 +114,17 @@ async def gate(
     )
     await ctx.api.delete_job(meta["namespace"], name)
     return delay
+
+
+async def _start(
+    owner: Owner, spec: MigrationSpec, peers: list[Peer], attempt: int, ctx: StepContext
+) -> dict[str, Any]:
+    """Create the plan's ConfigMaps and the Job (or find them, after a restart)."""
+    plan = job.plan(spec, requires=requirements(spec, peers), expected={})
+    for configmap in job.configmaps(owner, spec, plan):
+        await ctx.api.ensure_configmap(configmap)
+    request = job.job_request(owner, spec, ctx.settings.job_active_deadline_seconds, attempt)
+    return await ctx.api.ensure_job(build_job(owner, request, ctx.settings))
 
 
 def requirements(spec: MigrationSpec, peers: list[Peer]) -> list[str]:
