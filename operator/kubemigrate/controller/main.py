@@ -83,10 +83,10 @@ async def migration(
 
 
 @kopf.on.delete(*MIGRATIONS)
-async def migration_deleted(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    """The database and its history stay as they are; only our Jobs go."""
-    if namespace:
-        await memo.runtime.migration_deleted(name, namespace)
+async def migration_deleted(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    """The database and its history stay as they are; a run in flight is cancelled and rolled
+    back, and our Jobs go."""
+    await memo.runtime.migration_deleted(body, logger)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

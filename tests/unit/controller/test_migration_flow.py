@@ -157,6 +157,10 @@ class FakeMigrator:
     def ensure_history(self) -> None:
         self.calls.append(("ensure_history",))
 
+    def cancel(self) -> int:
+        self.calls.append(("cancel",))
+        return 0
+
 
 @pytest.fixture
 def engine() -> FakeMigrator:

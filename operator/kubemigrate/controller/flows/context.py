@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemigrate.controller.flows.inflight import InFlight
 from kubemigrate.controller.kube.api import KubeApi
 from kubemigrate.controller.metrics import Metrics
 from kubemigrate.settings import Settings
@@ -31,6 +32,8 @@ class StepContext:
     )
     wake: Callable[[str], None] = lambda _uid: None
     """Wake another object's daemon by uid (the next migration or backup in line)."""
+    inflight: InFlight = field(default_factory=InFlight)
+    """Engine runs in worker threads, for the deletion handler to stop (shared per process)."""
 
 
 class Backoff:

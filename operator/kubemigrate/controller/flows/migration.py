@@ -67,6 +67,16 @@ class _Ran:
     observe: ObserveRun
 
 
+@dataclass(frozen=True)
+class _Stoppable:
+    """How to stop an engine run if its Migration is deleted, and how to name it then."""
+
+    migrator: Migrating
+    what: str
+    transactional: bool
+    cancelled: str
+
+
 class MigrationFlow:
     """The state machine of one Migration object (one instance per daemon)."""
 
@@ -159,6 +169,12 @@ class MigrationFlow:
             lambda: migrator.apply(
                 [source], dry_run=spec.dry_run, allow_out_of_order=spec.allow_out_of_order
             ),
+            _Stoppable(
+                migrator,
+                f"{'dry run' if spec.dry_run else 'apply'} of version {spec.version}",
+                spec.transactional,
+                "ApplyCancelled",
+            ),
         )
         if not isinstance(ran, _Ran):
             return ran
@@ -170,11 +186,20 @@ class MigrationFlow:
         ctx: StepContext,
         failed_outcome: str,
         call: Callable[[], RunReport],
+        stoppable: _Stoppable,
     ) -> _Ran | float:
-        """Run call in a worker thread. An unreachable database or a held lock is transient, any
-        other engine error and a failed migration are Failed (the delay is returned then)."""
+        """Run call in a worker thread, where deleting the Migration can stop it (see
+        `inflight`). An unreachable database or a held lock is transient, any other engine
+        error and a failed migration are Failed (the delay is returned then)."""
         try:
-            report = await asyncio.to_thread(call)
+            report = await ctx.inflight.run(
+                obj["metadata"]["uid"],
+                stoppable.what,
+                call,
+                stoppable.migrator.cancel,
+                transactional=stoppable.transactional,
+                cancelled=stoppable.cancelled,
+            )
         except (ConnectionFailed, LockTimeout) as exc:
             return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
         except EngineError as exc:
@@ -337,6 +362,7 @@ class MigrationFlow:
             ctx,
             "rollback_failed",
             lambda: migrator.rollback([source], versions=[source.version]),
+            _Stoppable(migrator, f"rollback of version {spec.version}", True, "RollbackCancelled"),
         )
         if not isinstance(ran, _Ran):
             return ran
