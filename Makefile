@@ -93,3 +93,14 @@ bench: venv sysdeps $(VENV)-bench/.stamp ## the benchmarks; results go in docs/b
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)
+
+# -- the operator's fault suite (tests/faults) ---------------------------------------------------
+.PHONY: faults faults-short
+
+faults: venv sysdeps tools ## the fault suite in full: 25 kills, outages, hostile manifests, canary (docs/reliability.md)
+	$(PY) -m pytest tests/faults -q -rA -m "not short" $(PYTEST_ARGS)
+
+faults-short: venv sysdeps tools ## the fault suite's short version (3 kills, hostile manifests, canary); part of make test
+	$(PY) -m pytest tests/faults -q -m "not full" $(PYTEST_ARGS)
+
+test: faults-short

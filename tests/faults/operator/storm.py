@@ -89,10 +89,14 @@ class Storm:
         self.op = self.start_operator()
         return time.monotonic()
 
-    def _kill_within(self, point: str, reached: Callable[[], object], jitter: float) -> float:
+    def _kill_within(
+        self, point: str, reached: Callable[[], object], jitter: float, name: str, phase: str
+    ) -> float:
+        """Kill at a random moment (up to jitter seconds) after reached() holds; a hit if the
+        Migration name is still in phase just before the kill."""
         wait_for(reached, timeout=REACH, interval=0.1, what=f"the {point} to start")
         time.sleep(self.rng.uniform(0, jitter))
-        return self._kill(point)
+        return self._kill(point, hit=self._phase(name) == phase)
 
     def _recovered(self, started: float) -> None:
         self.kills[-1].recovered_seconds = time.monotonic() - started
@@ -122,7 +126,7 @@ class Storm:
         self.kubectl.apply(self.manifest(name, version), "-n", self.namespace)
         if PREFLIGHT in points:
             started = self._kill_within(
-                PREFLIGHT, lambda: self._running_job(f"{name}-preflight"), 1.5
+                PREFLIGHT, lambda: self._running_job(f"{name}-preflight"), 1.5, name, "Preflight"
             )
             wait_for(
                 lambda: self._phase(name) in ("BackingUp", "Applying", "Succeeded"),
@@ -131,7 +135,9 @@ class Storm:
             )
             self._recovered(started)
         if BACKUP in points:
-            started = self._kill_within(BACKUP, lambda: self._running_job(f"{name}-pre-g1"), 2.0)
+            started = self._kill_within(
+                BACKUP, lambda: self._running_job(f"{name}-pre-g1"), 1.0, name, "BackingUp"
+            )
             wait_for(
                 lambda: self._phase(name) in ("Applying", "Succeeded"),
                 timeout=SETTLE,
@@ -140,7 +146,9 @@ class Storm:
             self._recovered(started)
         started = None
         if APPLY in points:
-            started = self._kill_within(APPLY, self._sleeping, APPLY_SECONDS * 0.8)
+            started = self._kill_within(
+                APPLY, self._sleeping, APPLY_SECONDS * 0.8, name, "Applying"
+            )
         if STATUS_WRITE in points:  # the (re-)run's COMMIT, then a kill before the status write
             self._kill_after_commit(name, version, started)
         else:
@@ -151,7 +159,7 @@ class Storm:
         if RESTORE in points:
             set_rollback(self.kubectl, self.namespace, name, True)
             started = self._kill_within(
-                RESTORE, lambda: self._running_job(f"{name}-restore-g2"), 2.0
+                RESTORE, lambda: self._running_job(f"{name}-restore-g2"), 2.0, name, "RollingBack"
             )
             wait_phase(self.kubectl, self.namespace, name, "RolledBack", timeout=SETTLE)
             self._recovered(started)
