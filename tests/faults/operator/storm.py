@@ -27,6 +27,11 @@ SETTLE = 120.0
 REACH = 60.0
 """Seconds to wait for a step to start (the moment to kill in)."""
 
+COMMITTED = """
+SELECT 1 FROM kubemigrate.history WHERE version = %s AND kind = 'apply' AND status = 'success'
+"""
+"""A row when version's apply is committed (one query: polled in a tight loop)."""
+
 PREFLIGHT, BACKUP, APPLY, STATUS_WRITE, RESTORE = (
     "preflight",
     "backup",
@@ -168,26 +173,21 @@ class Storm:
     def _kill_after_commit(self, name: str, version: str, apply_killed: float | None) -> None:
         """Kill the moment the history row of version is committed, before the operator can
         write Succeeded (a hit if status still says otherwise just after the kill). The
-        database is polled every 10 ms from the moment the apply may start."""
+        database is polled every millisecond or so from the moment the apply may start."""
         committed = threading.Event()
 
         def watch() -> None:
             deadline = time.monotonic() + SETTLE
-            while time.monotonic() < deadline and not committed.is_set():
-                rows = query(
-                    self.database_url,
-                    "SELECT 1 FROM pg_tables WHERE schemaname = 'kubemigrate' "
-                    "AND tablename = 'history'",
-                )
-                if rows and query(
-                    self.database_url,
-                    "SELECT 1 FROM kubemigrate.history WHERE version = %s "
-                    "AND kind = 'apply' AND status = 'success'",
-                    [version],
-                ):
-                    committed.set()
-                    return
-                time.sleep(0.01)
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                while time.monotonic() < deadline:
+                    try:
+                        row = conn.execute(COMMITTED, [version]).fetchone()
+                    except psycopg.errors.UndefinedTable:  # no history yet
+                        row = None
+                    if row:
+                        committed.set()
+                        return
+                    time.sleep(0.001)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
