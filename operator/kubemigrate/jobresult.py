@@ -53,6 +53,9 @@ class Preflight(TypedDict):
     serverVersion: NotRequired[str | None]
     checks: list[Check]
     dryRun: NotRequired[dict[str, object]]
+    reason: NotRequired[str]
+    """Why the database could not be used: ConnectionFailed, AuthenticationFailed (a refused
+    login) or InvalidDatabaseUrl (the Secret's value is no PostgreSQL URL)."""
 
 
 class Mismatch(TypedDict):
@@ -227,6 +230,8 @@ class Verdict:
     server_version: str | None
     summary: str
     dry_run: dict[str, Any]
+    reason: str | None = None
+    """The Job's ``reason``, when the database could not be used."""
 
 
 def read_verdict(message: str | None, job_failed_because: str | None = None) -> Verdict:
@@ -258,6 +263,7 @@ def read_verdict(message: str | None, job_failed_because: str | None = None) -> 
         data.get("serverVersion"),
         summary,
         data.get("dryRun") or {},
+        str(data["reason"]) if data.get("reason") else None,
     )
 
 

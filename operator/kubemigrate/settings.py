@@ -49,6 +49,12 @@ class Settings(BaseModel):
     retry_max_seconds: float = Field(
         60.0, gt=0, description="the cap of the exponential retry delay"
     )
+    login_attempts: int = Field(
+        10,
+        ge=1,
+        description="refused logins in a row (a wrong password, a Secret value that is no "
+        "PostgreSQL URL) before a Migration or DatabaseBackup is Failed and Stalled",
+    )
     metrics_port: int = Field(8080, ge=0, description="Prometheus metrics port (0: off)")
     namespaced: bool = Field(
         False,

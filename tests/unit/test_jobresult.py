@@ -126,6 +126,17 @@ def test_a_preflight_verdict_is_read_back_whole(tmp_path: Path) -> None:
     assert verdict.dry_run == {"ran": True, "rows": 3}
 
 
+def test_a_refused_login_is_named_in_the_verdict(tmp_path: Path) -> None:
+    refused: jobresult.Preflight = {
+        "ok": False,
+        "retryable": True,
+        "reason": "AuthenticationFailed",
+        "checks": [{"name": "connectivity", "passed": False, "message": "password failed"}],
+    }
+    assert jobresult.read_verdict(written(tmp_path, refused)).reason == "AuthenticationFailed"
+    assert jobresult.read_verdict(written(tmp_path, PREFLIGHT)).reason is None
+
+
 def test_an_unreadable_plan_is_a_verdict_that_retrying_will_not_change(tmp_path: Path) -> None:
     unreadable: jobresult.Preflight = {
         "ok": False,

@@ -92,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command.needs_database:
         args.database_url = args.database_url or os.environ.get("DATABASE_URL")
     url = getattr(args, "database_url", None)
-    out = Output(verbose=args.verbose, secrets=[_password(url)])
+    # The whole value too: whatever it holds (a token, if a Secret's wrong key was given), no
+    # line the command prints quotes it.
+    out = Output(verbose=args.verbose, secrets=[_password(url), url or ""])
     if command.needs_database and not url:
         out.error("no database given: pass --database-url or set DATABASE_URL")
         return EXIT_USAGE

@@ -37,8 +37,8 @@ from kubemigrate.engine import (
     UnsupportedOption,
     VerifyResult,
     delete_backup,
-    password_of,
     restore_backup,
+    secrets_of,
     take_backup,
     trial_restore,
     verify_backup,
@@ -76,9 +76,10 @@ def _run(args: argparse.Namespace, work: Work) -> int:
     if hasattr(args, "database_url"):
         args.database_url = args.database_url or os.environ.get("DATABASE_URL")
     secrets = [
-        password_of(u)
+        secret
         for u in (getattr(args, "database_url", None), getattr(args, "scratch_url", None))
         if u
+        for secret in secrets_of(u)
     ]
     out = Output(verbose=args.verbose, secrets=secrets)
     result, code = _outcome(args, work, out)
@@ -105,8 +106,8 @@ def _outcome(
     except (_Usage, UnsupportedOption, InvalidUrl) as exc:
         reason = getattr(exc, "reason", "InvalidArguments")
         return results.failure(str(exc), reason), EXIT_USAGE
-    except ConnectionFailed as exc:
-        return results.failure(str(exc), "ConnectionFailed"), EXIT_CONNECTION
+    except ConnectionFailed as exc:  # AuthenticationFailed, or the database is not reachable
+        return results.failure(str(exc), exc.reason), EXIT_CONNECTION
     except EngineError as exc:
         reason = getattr(exc, "reason", "BackupFailed")
         return results.failure(str(exc), reason), EXIT_FAILED

@@ -14,13 +14,14 @@ from kubemigrate import jobresult
 from kubemigrate.cli import results
 from kubemigrate.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from kubemigrate.cli.output import Output, redacted
-from kubemigrate.engine import MigrationSource, Migrator, redact, run_preflight
+from kubemigrate.engine import MigrationSource, Migrator, run_preflight
 
 
-def _write(path: Path | None, verdict: jobresult.Preflight) -> None:
-    """The verdict where the kubelet reads the termination message, URL passwords masked."""
+def _write(path: Path | None, verdict: jobresult.Preflight, out: Output) -> None:
+    """The verdict where the kubelet reads the termination message, masked as the output is
+    (the database URL's password, and the whole value)."""
     if path is not None:
-        jobresult.write(path, redacted(verdict, redact))
+        jobresult.write(path, redacted(verdict, out.clean))
 
 
 def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
@@ -39,7 +40,7 @@ def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
         )
     except (OSError, ValueError, KeyError) as exc:
         out.error(f"cannot read the preflight plan: {exc}")
-        _write(args.termination_log, results.unreadable_plan(str(exc)))
+        _write(args.termination_log, results.unreadable_plan(str(exc)), out)
         return EXIT_USAGE
     migrator = Migrator(
         args.database_url,
@@ -58,7 +59,7 @@ def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
     )
     for check in report.checks:
         out.say(f"  {'ok  ' if check.passed else 'FAIL'} {check.name:<18} {check.message}")
-    _write(args.termination_log, results.preflight(report))
+    _write(args.termination_log, results.preflight(report), out)
     if not report.ok:
         out.error(
             "preflight failed: "

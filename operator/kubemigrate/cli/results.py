@@ -29,7 +29,7 @@ def failure(message: str, reason: str) -> jobresult.Failure:
 
 def preflight(report: PreflightReport) -> jobresult.Preflight:
     """The preflight report, every check in the order it ran."""
-    return {
+    verdict: jobresult.Preflight = {
         "ok": report.ok,
         "retryable": report.retryable,
         "serverVersion": report.server_version,
@@ -38,6 +38,9 @@ def preflight(report: PreflightReport) -> jobresult.Preflight:
         ],
         "dryRun": report.dry_run,
     }
+    if report.reason is not None:
+        verdict["reason"] = report.reason
+    return verdict
 
 
 def unreadable_plan(problem: str) -> jobresult.Preflight:

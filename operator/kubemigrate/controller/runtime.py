@@ -20,7 +20,13 @@ from kubemigrate.controller.flows.inflight import InFlight
 from kubemigrate.controller.kube.api import KubeApi
 from kubemigrate.controller.metrics import Metrics
 from kubemigrate.controller.ordering.backups import BackupIndex, backup_peer_of
-from kubemigrate.controller.ordering.migrations import Peer, PeerIndex, next_up, peer_of
+from kubemigrate.controller.ordering.migrations import (
+    Peer,
+    PeerIndex,
+    next_up,
+    peer_of,
+    waiting_on,
+)
 from kubemigrate.controller.ordering.wakeups import Wakeups
 from kubemigrate.models import GROUP
 from kubemigrate.models.migration import MigrationPhase
@@ -70,13 +76,16 @@ class Runtime:
             self.wakeups.wake(peer.uid)
 
     def on_migration_event(self, body: Mapping[str, Any], index: PeerIndex) -> None:
-        """A Migration changed: wake it if its spec changed, and its queue if it settled."""
+        """A Migration changed: wake it if its spec changed, its queue if it settled, and
+        those waiting for it whatever its phase (their Pending message names it)."""
         me = peer_of(body)
         peers = list(index.get(me.database, ()))
         if not me.settled:
             self.wakeups.wake(me.uid)
         elif me.phase in SETTLED_PHASES:
             self.wake_next(peers)
+        for waiter in waiting_on(me, index):
+            self.wakeups.wake(waiter.uid)
         self.metrics.set_pending(me.database.namespace, me.database.secret, peers)
 
     def on_job_event(self, body: Mapping[str, Any]) -> None:

@@ -18,15 +18,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from kubemigrate.engine.errors import (
+    AuthenticationFailed,
     BackupError,
     ConnectionFailed,
+    ConnectionLost,
     DriftDetected,
     EngineError,
     HistoryTooNew,
     InvalidBackup,
     InvalidSources,
+    InvalidUrl,
     LockTimeout,
     MigrationFailed,
+    NeedsRepair,
     NoRollbackSql,
     OutOfOrder,
     ParseError,
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.migrator import Migrator
     from kubemigrate.engine.migrate.preflight import PreflightReport, run_preflight
     from kubemigrate.engine.migrate.results import (
+        AppliedRun,
         MigrationResult,
         Origin,
         RunReport,
@@ -64,8 +69,9 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.statements import split_statements
     from kubemigrate.engine.migrate.versions import validate_version, version_key
     from kubemigrate.engine.pg.cancel import cancel_sessions
-    from kubemigrate.engine.pg.libpq import InvalidUrl, password_of
+    from kubemigrate.engine.pg.libpq import password_of
     from kubemigrate.engine.pg.redact import redact
+    from kubemigrate.engine.pg.target import secrets_of
 
 _LAZY = {
     "kubemigrate.engine.backup.dump": ("BackupResult", "take_backup"),
@@ -83,6 +89,7 @@ _LAZY = {
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
     "kubemigrate.engine.migrate.preflight": ("PreflightReport", "run_preflight"),
     "kubemigrate.engine.migrate.results": (
+        "AppliedRun",
         "MigrationResult",
         "Origin",
         "RunReport",
@@ -93,17 +100,21 @@ _LAZY = {
     "kubemigrate.engine.migrate.statements": ("split_statements",),
     "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),
     "kubemigrate.engine.pg.cancel": ("cancel_sessions",),
-    "kubemigrate.engine.pg.libpq": ("InvalidUrl", "password_of"),
+    "kubemigrate.engine.pg.libpq": ("password_of",),
     "kubemigrate.engine.pg.redact": ("redact",),
+    "kubemigrate.engine.pg.target": ("secrets_of",),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "FORMATS",
+    "AppliedRun",
+    "AuthenticationFailed",
     "BackupError",
     "BackupMeta",
     "BackupResult",
     "ConnectionFailed",
+    "ConnectionLost",
     "CountCheck",
     "DriftDetected",
     "EngineError",
@@ -117,6 +128,7 @@ __all__ = [
     "MigrationResult",
     "MigrationSource",
     "Migrator",
+    "NeedsRepair",
     "NoRollbackSql",
     "Origin",
     "OutOfOrder",
@@ -143,6 +155,7 @@ __all__ = [
     "redact",
     "restore_backup",
     "run_preflight",
+    "secrets_of",
     "split_statements",
     "take_backup",
     "trial_restore",

@@ -21,7 +21,37 @@ class EngineError(Exception):
 
 
 class ConnectionFailed(EngineError):
-    """The database could not be reached or refused the login."""
+    """The database could not be reached or refused the login. The message names the database
+    by the parts of its connection string that are safe to show, never the string itself."""
+
+    reason = "ConnectionFailed"
+
+
+class AuthenticationFailed(ConnectionFailed):
+    """The server refused the login (SQLSTATE 28P01 or 28000: a wrong password or user, or no
+    pg_hba.conf entry). A fix of the credentials cures it, not time: retrying soon only adds
+    failed logins, which trip lock-outs and alerts."""
+
+    reason = "AuthenticationFailed"
+
+
+class InvalidUrl(ConnectionFailed, ValueError):
+    """The database URL is not a PostgreSQL connection string. Its message never quotes the
+    value, which may be anything a Secret holds (a token, a password). Raised by every engine
+    call before anything is tried: one class for the migrator and the backup functions, so a
+    caller has one rule for it."""
+
+    reason = "InvalidDatabaseUrl"
+
+
+class ConnectionLost(ConnectionFailed):
+    """The connection was lost while a migration ran (the server went away, or the migration
+    ended its own backend); the message names the migration. What committed before is in the
+    history, and the next run starts from there."""
+
+    def __init__(self, message: str, doing: str) -> None:
+        super().__init__(message)
+        self.doing = doing
 
 
 class LockTimeout(EngineError):
@@ -92,6 +122,15 @@ class TransactionForbidden(EngineError):
             f"migration {version}, statement {statement_index} (line {line}, {command}): {reason};"
             " nothing was run"
         )
+
+
+class NeedsRepair(EngineError):
+    """A no-transaction migration stopped in a statement whose outcome the catalog cannot
+    tell; ``repair`` records what a person found. Nothing was run."""
+
+    def __init__(self, version: str, message: str) -> None:
+        self.version = version
+        super().__init__(message)
 
 
 class MigrationFailed(EngineError):

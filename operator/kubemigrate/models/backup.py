@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,7 @@ from kubemigrate.models.base import (
     ObjectMeta,
     Resource,
     SpecModel,
+    at_most,
     cel,
     column,
     validations,
@@ -53,6 +54,11 @@ class BackupVerify(SpecModel):
     )
 
 
+MAX_TTL = "87600h"
+"""Ten years: longer is no retention, and overflows the operator's clock arithmetic."""
+Ttl = Annotated[Duration, *at_most(MAX_TTL, "retention.ttl")]
+
+
 class Retention(SpecModel):
     """When backups of this database are deleted."""
 
@@ -64,9 +70,12 @@ class Retention(SpecModel):
         ),
         ge=1,
     )
-    ttl: Duration | None = Field(
+    ttl: Ttl | None = Field(
         None,
-        description="Delete this backup (resource and file) this long after it completed: 168h.",
+        description=(
+            "Delete this backup (resource and file) this long after it completed: 168h. "
+            f"At most {MAX_TTL}."
+        ),
     )
 
 
@@ -120,6 +129,14 @@ class DatabaseBackupStatus(ReconciledStatus):
     )
     last_error: LastError | None = Field(None, description="Why the backup failed.")
     job: str | None = Field(None, description="Name of the Job that ran the backup.")
+    failed_logins: int | None = Field(
+        None,
+        description=(
+            "Refused logins in a row: a wrong password, or a Secret value that is no PostgreSQL "
+            "URL. Each is retried with backoff; at the operator's loginAttempts (default 10) "
+            "the resource is Failed and Stalled. Cleared by a login that works."
+        ),
+    )
 
 
 class DatabaseBackup(SpecModel):

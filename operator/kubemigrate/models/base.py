@@ -8,6 +8,7 @@ models ignore them so an older CLI can still read the status a newer operator wr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -38,6 +39,32 @@ DataKey = Annotated[
 Duration = Annotated[
     str, StringConstraints(min_length=1, max_length=DURATION_MAX_LENGTH, pattern=DURATION_PATTERN)
 ]
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+
+
+def duration_seconds(text: str) -> float:
+    """The seconds of a Duration (``1h30m`` -> 5400.0), as CEL's ``duration()`` reads it."""
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def at_most(limit: str, what: str) -> tuple[AfterValidator, Any]:
+    """The metadata of a Duration of at most limit (``"1h"``): the Python check, and the CRD's
+    CEL rule, both refusing a longer one with ``<what> must be at most <limit>``.
+
+        LockTimeout = Annotated[Duration, *at_most("1h", "timeouts.lock")]
+    """
+    message = f"{what} must be at most {limit}"
+    most = duration_seconds(limit)
+
+    def check(value: str) -> str:
+        if duration_seconds(value) > most:
+            raise ValueError(message)
+        return value
+
+    rule = cel(f"duration(self) <= duration('{limit}')", message)
+    return AfterValidator(check), Field(json_schema_extra=validations(rule))
 
 
 def _to_milliseconds(seconds: float) -> float:

@@ -16,6 +16,7 @@ from kubemigrate.models.base import (
     Resource,
     SpecModel,
     StatusModel,
+    at_most,
     cel,
     column,
     exactly_one,
@@ -83,21 +84,30 @@ class MigrationBackup(SpecModel):
     )
 
 
+MAX_LOCK_TIMEOUT = "1h"
+"""A lock wait longer than this blocks every query queued behind the migration's lock request."""
+MAX_STATEMENT_TIMEOUT = "24h"
+"""Within PostgreSQL's limit for statement_timeout (INT_MAX milliseconds, about 24.8 days)."""
+LockTimeout = Annotated[Duration, *at_most(MAX_LOCK_TIMEOUT, "timeouts.lock")]
+StatementTimeout = Annotated[Duration, *at_most(MAX_STATEMENT_TIMEOUT, "timeouts.statement")]
+
+
 class Timeouts(SpecModel):
     """Limits that keep a migration from blocking the database; durations like 5s, 30m, 1h30m."""
 
-    lock: Duration | None = Field(
+    lock: LockTimeout | None = Field(
         None,
         description=(
             "PostgreSQL lock_timeout: how long one statement may wait for a lock before the "
-            "transaction is retried (e.g. 5s). Default: the operator's setting."
+            f"transaction is retried (e.g. 5s; at most {MAX_LOCK_TIMEOUT}). Default: the "
+            "operator's setting."
         ),
     )
-    statement: Duration | None = Field(
+    statement: StatementTimeout | None = Field(
         None,
         description=(
-            "PostgreSQL statement_timeout: the longest one statement may run (e.g. 30m). "
-            "Default: the operator's setting."
+            "PostgreSQL statement_timeout: the longest one statement may run (e.g. 30m; at most "
+            f"{MAX_STATEMENT_TIMEOUT}). Default: the operator's setting."
         ),
     )
 
@@ -135,7 +145,12 @@ class MigrationSpec(SpecModel):
         )
     )
 
-    database: DatabaseRef = Field(description="The database to migrate. Required.")
+    database: DatabaseRef = Field(
+        description=(
+            "The database to migrate. Required; immutable once applied (a changed database "
+            "would be migrated again: create a new Migration for it)."
+        )
+    )
     version: str = Field(
         description=(
             "Ordering key within one database: digits separated by '.' or '_', e.g. '001' or "
@@ -227,7 +242,10 @@ class MigrationSpec(SpecModel):
     )
     history_schema: str = Field(
         "kubemigrate",
-        description="Schema of the history table in the database. Default: kubemigrate.",
+        description=(
+            "Schema of the history table in the database. Default: kubemigrate. Immutable once "
+            "applied (the history in the old schema records this migration)."
+        ),
         min_length=1,
         max_length=63,
         pattern=IDENTIFIER_PATTERN,
@@ -289,8 +307,9 @@ class MigrationStatus(ReconciledStatus):
     checksum: str | None = Field(
         None,
         description=(
-            "sha256 of the applied SQL. While set, the API server refuses changes to version, sql "
-            "and sqlFrom, and changes to a rollbackSql or rollbackSqlFrom already set."
+            "sha256 of the applied SQL. While set, the API server refuses changes to version, sql, "
+            "sqlFrom, database and historySchema, and changes to a rollbackSql or "
+            "rollbackSqlFrom already set."
         ),
     )
     rollback_available: bool | None = Field(
@@ -320,6 +339,14 @@ class MigrationStatus(ReconciledStatus):
     )
     run_id: str | None = Field(None, description="ID of the last run in the history table.")
     attempts: int | None = Field(None, description="Runs attempted for this generation.")
+    failed_logins: int | None = Field(
+        None,
+        description=(
+            "Refused logins in a row: a wrong password, or a Secret value that is no PostgreSQL "
+            "URL. Each is retried with backoff; at the operator's loginAttempts (default 10) "
+            "the resource is Failed and Stalled. Cleared by a login that works."
+        ),
+    )
     failed_attempts: int | None = Field(
         None,
         description=(
@@ -369,7 +396,10 @@ class Migration(SpecModel):
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            *(_unchanged_once_applied(f) for f in ("version", "sql", "sqlFrom")),
+            *(
+                _unchanged_once_applied(f)
+                for f in ("version", "sql", "sqlFrom", "database", "historySchema")
+            ),
             *(_unchanged_once_applied(f, may_add=True) for f in ("rollbackSql", "rollbackSqlFrom")),
             cel(
                 "!has(self.spec.dependsOn) || !has(self.metadata.name) || "

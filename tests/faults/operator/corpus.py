@@ -354,7 +354,7 @@ def _accepted_cases() -> list[Case]:
         Case(
             "missing-secret-key",
             [_with(migration(), "spec.database.secretRef.key", "nope")],
-            reasons=frozenset({"SecretNotFound"}),
+            reasons=frozenset({"SecretKeyNotFound", "SecretNotFound"}),
         ),
         Case(
             "missing-secret-with-preflight",

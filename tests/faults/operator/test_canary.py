@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from faults.figures import record
+from faults.operator.figures import record
 from faults.operator.leaks import PLACES, leaks
 from harness import databases
 from harness.kube import Cluster, Kubectl, wait_for

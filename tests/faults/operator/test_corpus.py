@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from faults.figures import record, seconds
 from faults.operator.corpus import Case, Doc, corpus, settled
+from faults.operator.figures import record, seconds
 from faults.operator.leaks import leaks
 from harness import databases
 from harness.kube import Cluster, Kubectl, wait_for
@@ -31,14 +31,7 @@ WORKERS = 6
 KINDS = (
     "migrations.kubemigrate.dev,databasebackups.kubemigrate.dev,databaserestores.kubemigrate.dev"
 )
-DEFECT_1 = "defect 1 of issue #10 (a non-URL Secret value quoted in errors): branch harden-a"
-DEFECT_4 = "defect 4 of issue #10 (a missing Secret never named in status): branch harden-a"
-KNOWN: dict[str, str] = {
-    "secret-bare-token": DEFECT_1,
-    "secret-api-token": DEFECT_1,
-    "secret-huge": DEFECT_1,
-    "missing-secret-with-preflight": DEFECT_4,
-}
+KNOWN: dict[str, str] = {}
 """Cases that fail on this branch for a defect fixed on another (id -> where); reported, not
 failed. Remove an entry once it passes."""
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from faults.figures import record, seconds
+from faults.operator.figures import record, seconds
 from faults.operator.storm import APPLY, BACKUP, PREFLIGHT, RESTORE, STATUS_WRITE, Storm
 from harness.kube import Kubectl
 from harness.operator import OperatorProcess

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from faults.figures import record, seconds
+from faults.operator.figures import record, seconds
 from faults.operator.storm import execute
 from harness.kube import Kubectl, wait_for
 from harness.operator import OperatorProcess

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.figures import record, seconds
+from faults.operator.figures import record, seconds
 from faults.operator.storm import execute
 from harness import controlplane, databases, postgres, processes, stack
 from harness.crds import install_crds

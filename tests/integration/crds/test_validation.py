@@ -203,6 +203,38 @@ def test_bad_timeouts_are_refused(kubectl: Kubectl, namespace: str) -> None:
     accepted(kubectl, namespace, migration(timeouts={"lock": "1.5s", "statement": "1h30m"}))
 
 
+@pytest.mark.parametrize(
+    ("timeouts", "message"),
+    [
+        ({"lock": "99999999h"}, "spec.timeouts.lock: Invalid value: "),
+        ({"lock": "61m"}, "timeouts.lock must be at most 1h"),
+        ({"lock": "1h0.5s"}, "timeouts.lock must be at most 1h"),
+        ({"statement": "24h1s"}, "timeouts.statement must be at most 24h"),
+        ({"statement": "99999999h"}, "spec.timeouts.statement: Invalid value: "),
+    ],
+)
+def test_timeouts_are_bounded(
+    kubectl: Kubectl, namespace: str, timeouts: dict[str, str], message: str
+) -> None:
+    """A duration PostgreSQL would refuse at apply (22023) is refused at the API."""
+    err = refused(kubectl, namespace, migration(timeouts=timeouts))
+    assert message in err
+    field = next(iter(timeouts))
+    assert f"timeouts.{field} must be at most" in err
+    Migration.model_validate(migration(timeouts={"lock": "1h", "statement": "24h"}))
+
+
+def test_the_longest_timeouts_are_accepted(kubectl: Kubectl, namespace: str) -> None:
+    accepted(kubectl, namespace, migration(timeouts={"lock": "1h", "statement": "23h60m"}))
+    accepted(kubectl, namespace, migration(timeouts={"lock": "500ms", "statement": "86400s"}))
+
+
+def test_a_backup_ttl_is_bounded(kubectl: Kubectl, namespace: str) -> None:
+    err = refused(kubectl, namespace, backup(retention={"ttl": "99999999999h"}))
+    assert "retention.ttl must be at most 87600h" in err
+    accepted(kubectl, namespace, backup(retention={"ttl": "87600h"}))
+
+
 # --- Migration: immutable once applied -------------------------------------------------------
 
 
@@ -225,6 +257,18 @@ def test_sql_may_change_until_the_migration_is_applied(kubectl: Kubectl, namespa
         (
             {"sql": None, "sqlFrom": {"configMapKeyRef": {"name": "s", "key": "k"}}},
             f"spec.sql {IMMUTABLE}",
+        ),
+        (
+            {"database": {"secretRef": {"name": "other-db"}}},
+            f"spec.database: Invalid value: spec.database {IMMUTABLE}",
+        ),
+        (
+            {"database": {"secretRef": {"name": "db", "key": "dsn"}}},
+            f"spec.database {IMMUTABLE}",
+        ),
+        (
+            {"historySchema": "elsewhere"},
+            f"spec.historySchema: Invalid value: spec.historySchema {IMMUTABLE}",
         ),
     ],
 )
@@ -249,6 +293,19 @@ def test_applied_migration_refuses_a_patch_too(kubectl: Kubectl, namespace: str)
     )  # fmt: skip
     assert proc.returncode != 0
     assert f"spec.sql {IMMUTABLE}" in proc.stderr
+
+
+def test_database_and_history_schema_may_change_until_applied_and_after_a_rollback(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    accepted(kubectl, namespace, migration())
+    accepted(kubectl, namespace, migration(database={"secretRef": {"name": "db2"}}))
+    accepted(kubectl, namespace, migration(historySchema="other"))
+    mark_applied(kubectl, namespace)
+    refused(kubectl, namespace, migration(historySchema="third"))
+    # Rolled back, status.checksum is removed: the migration may be pointed elsewhere.
+    patch_status(kubectl, namespace, "migration/m001", {"checksum": None, "phase": "RolledBack"})
+    accepted(kubectl, namespace, migration(historySchema="third", rollback=True))
 
 
 def test_applied_migration_can_still_be_rolled_back(kubectl: Kubectl, namespace: str) -> None:

@@ -230,3 +230,48 @@ def test_a_killed_no_transaction_migration_is_incomplete_then_rerun(
     assert engine.apply([fixed]).ok
     assert [s.state for s in engine.status([fixed])] == ["applied"]
     assert [r["status"] for r in history(database_url)] == ["pending", "pending", "success"]
+
+
+def test_a_migration_releasing_advisory_locks_does_not_let_a_second_runner_in(
+    make_engine: Callable[..., Migrator], database_url: str
+) -> None:
+    """pg_advisory_unlock_all() (or pg_advisory_unlock of the lock's key) in a migration
+    releases the lock on the migrating connection; a second runner must still wait."""
+    query(database_url, "CREATE TABLE log (version text)")
+    key = lock_key("kubemigrate")
+    sources = [
+        src("1", "SELECT pg_advisory_unlock_all();"),
+        src(
+            "2",
+            f"SELECT pg_advisory_unlock({key});\nSELECT pg_sleep(1);\n"
+            "INSERT INTO log VALUES ('2');",
+        ),
+        src("3", "INSERT INTO log VALUES ('3');"),
+    ]
+    reports: list[RunReport] = []
+    first = threading.Thread(target=lambda: reports.append(make_engine().apply(sources)))
+    first.start()
+    try:
+        _wait_for(
+            lambda: (
+                query(
+                    database_url,
+                    """
+            SELECT count(*) FROM pg_stat_activity
+            WHERE application_name = 'kubemigrate' AND query LIKE '%%pg_sleep%%'
+              AND state = 'active'""",
+                )
+                == [(1,)]
+            )
+        )
+        second = make_engine(lock_wait_seconds=10).apply(sources)
+    finally:
+        first.join(30)
+    assert reports and reports[0].ok and second.ok
+    assert len(reports[0].results) == 3 and second.results == ()
+    assert sorted(query(database_url, "SELECT version FROM log")) == [("2",), ("3",)]
+    assert [r["version"] for r in history(database_url) if r["status"] == "success"] == [
+        "1",
+        "2",
+        "3",
+    ]

@@ -6,6 +6,7 @@ import json
 
 import psycopg
 
+from harness import databases, postgres
 from kubemigrate.engine.migrate.migrator import Migrator
 from kubemigrate.engine.migrate.preflight import MAX_REPORT_BYTES, run_preflight
 from kubemigrate.engine.migrate.sources import MigrationSource
@@ -97,3 +98,19 @@ def test_unreachable_database_is_one_check_and_fits_a_termination_message(engine
     assert "s3cret-pw" not in text
     assert len(text.encode()) <= MAX_REPORT_BYTES
     assert json.loads(text)["ok"] is False
+    assert report.reason == json.loads(text)["reason"] == "ConnectionFailed"
+
+
+def test_a_refused_login_and_a_value_that_is_no_url_are_named(
+    database_url: str, pg_admin_url: str
+) -> None:
+    """So that the operator retries them a bounded number of times, unlike an outage."""
+    databases.ensure_role(pg_admin_url, postgres.PASSWORD_ROLE, "the-right-one")
+    url = databases.with_user(database_url, postgres.PASSWORD_ROLE, "wrong-one")
+    report = run_preflight(Migrator(url), url, ONE)
+    assert (report.ok, report.retryable, report.reason) == (False, True, "AuthenticationFailed")
+    assert "wrong-one" not in report.to_json()
+    token = "TOPSECRET-token"
+    report = run_preflight(Migrator(token), token, ONE)
+    assert report.reason == "InvalidDatabaseUrl"
+    assert token not in report.to_json()

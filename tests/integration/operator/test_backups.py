@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import urllib.request
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -81,24 +82,29 @@ def databases_like(url: str, pattern: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_wrong_password_fails_and_records_no_backup(
+def test_wrong_password_is_retried_then_fails_and_records_no_backup(
     kubectl: Kubectl,
     cluster: Cluster,
     namespace: str,
     database_url: str,
     pg_admin_url: str,
-    operator: OperatorProcess,
+    start_operator: Callable[..., OperatorProcess],
     crds: list[str],
 ) -> None:
+    """The rule a Migration follows too: a few attempts with backoff, then Stalled."""
+    operator = start_operator(KUBEMIGRATE_LOGIN_ATTEMPTS="3", KUBEMIGRATE_RETRY_MAX_SECONDS="2")
     databases.ensure_role(pg_admin_url, postgres.PASSWORD_ROLE, "the-right-one")
     url = databases.with_user(database_url, postgres.PASSWORD_ROLE, WRONG)
     kubectl.run(
         "create", "secret", "generic", "baddb", "-n", namespace, f"--from-literal=url={url}"
     )
     kubectl.apply(claim() + "---\n" + backup("bad", secret="baddb"), "-n", namespace)
-    st = wait_done(kubectl, namespace, "dbbackup", "bad")
+    st = wait_done(kubectl, namespace, "dbbackup", "bad", timeout=90)
     assert st["phase"] == "Failed"
-    assert st["reason"] == "ConnectionFailed"
+    assert st["reason"] == "AuthenticationFailed"
+    assert st["failedLogins"] == 3
+    assert st["job"] == "bad-backup-g1-2"  # the third Job; the first two were deleted
+    assert "3 attempts in a row" in st["message"]
     assert "password authentication failed" in st["message"]
     assert "password authentication failed" in st["lastError"]["message"]
     assert st.get("location") is None and st.get("sha256") is None

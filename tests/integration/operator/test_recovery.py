@@ -19,14 +19,15 @@ pytestmark = pytest.mark.integration
 WRONG = "wrong-Pa55word-xyzzy"
 
 
-def test_wrong_password_fails_preflight_without_leaking_it(
+def test_wrong_password_is_retried_then_stalls_without_leaking_it(
     kubectl: Kubectl,
     namespace: str,
     database_url: str,
     pg_admin_url: str,
-    operator: OperatorProcess,
+    start_operator: Callable[..., OperatorProcess],
     crds: list[str],
 ) -> None:
+    operator = start_operator(KUBEMIGRATE_LOGIN_ATTEMPTS="3", KUBEMIGRATE_RETRY_MAX_SECONDS="2")
     databases.ensure_role(pg_admin_url, postgres.PASSWORD_ROLE, "the-right-one")
     url = databases.with_user(database_url, postgres.PASSWORD_ROLE, WRONG)
     kubectl.run(
@@ -36,16 +37,24 @@ def test_wrong_password_fails_preflight_without_leaking_it(
         migration("m1", "1", "CREATE TABLE never (id int);", secret="baddb"), "-n", namespace
     )
     st = wait_for(
-        lambda: (s := status(kubectl, namespace, "m1")).get("reason") == "PreflightFailed" and s,
+        lambda: (s := status(kubectl, namespace, "m1")).get("failedLogins") == 1 and s,
         timeout=60,
-        what="the preflight to fail",
+        what="the first refused login",
     )
-    assert st["phase"] == "Preflight"
+    assert (st["phase"], st["reason"]) == ("Preflight", "AuthenticationFailed")
     assert "password authentication failed" in st["message"]
+    assert "(attempt 1 of 3; retrying in " in st["message"]
     connectivity = next(c for c in st["preflight"] if c["name"] == "connectivity")
     assert connectivity["passed"] is False
     reconciling = {c["type"]: c["status"] for c in st["conditions"]}["Reconciling"]
     assert reconciling == "True"
+    # A bounded number of failed logins, then Stalled: no Job after that.
+    st = wait_phase(kubectl, namespace, "m1", "Failed", timeout=90)
+    assert (st["reason"], st["failedLogins"]) == ("AuthenticationFailed", 3)
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Stalled"] == "True"
+    assert "fix Secret baddb key url" in st["message"]
+    jobs = kubectl.json("get", "jobs", "-n", namespace)["items"]
+    assert [j["metadata"]["name"] for j in jobs] == ["m1-preflight-g1-2"]  # the others deleted
     everything = (
         kubectl.run("get", "migration", "m1", "-n", namespace, "-o", "yaml").stdout
         + kubectl.run("get", "events", "-n", namespace, "-o", "yaml").stdout

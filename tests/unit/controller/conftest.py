@@ -138,7 +138,7 @@ class FakeKube:
         if data is None:
             raise NotFound(f"Secret {namespace}/{name} not found")
         if key not in data:
-            raise NotFound(f"Secret {namespace}/{name} has no key {key!r}")
+            raise NotFound(f"Secret {namespace}/{name} has no key {key!r}", key=key)
         return data[key]
 
     async def configmap_value(self, namespace: str, name: str, key: str) -> str:
@@ -146,7 +146,7 @@ class FakeKube:
         if data is None:
             raise NotFound(f"ConfigMap {namespace}/{name} not found")
         if key not in data:
-            raise NotFound(f"ConfigMap {namespace}/{name} has no key {key!r}")
+            raise NotFound(f"ConfigMap {namespace}/{name} has no key {key!r}", key=key)
         return data[key]
 
     async def ensure_configmap(self, manifest: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ backup file's cleanup on deletion."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from kubemigrate.controller.flows.cleanup import delete_backup_file
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.restore import RestoreFlow
 from kubemigrate.controller.ordering.backups import BackupKey, BackupPeer, backup_peer_of
+from kubemigrate.settings import Settings
 
 NS = "shop"
 BACKUPS, RESTORES = "databasebackups", "databaserestores"
@@ -373,3 +375,63 @@ def test_deleting_a_backup_runs_a_cleanup_job_for_its_file(
         "BackupFileDeleted",
         f"Deleted pvc://backups/shop/nightly-{uid[:8]}.dump",
     )
+
+
+# -- a refused login: retried with backoff, then Stalled -----------------------------------------
+
+REFUSED = json.dumps(
+    {
+        "ok": False,
+        "reason": "AuthenticationFailed",
+        "error": "cannot connect to postgresql://app@db/shop: password authentication failed",
+    }
+)
+
+
+def test_a_refused_login_is_retried_then_stalls_the_backup(
+    cluster: Any, ctx: StepContext, recorder: Any
+) -> None:
+    """The same rule as a Migration's (issue 10, defect 7): a few new Jobs with backoff, then
+    Failed and Stalled, never a failed login every second, never failed at the first."""
+    ctx = dataclasses.replace(ctx, settings=Settings(image="kubemigrate:test", login_attempts=3))
+    flow, job, _ = started_backup(cluster, ctx)
+    for attempt in (1, 2):
+        cluster.finish_job(NS, job, ok=False, message=REFUSED)
+        delay = run(flow, cluster, ctx, BACKUPS, "nightly")
+        assert delay >= 0.8
+        status = cluster.status(BACKUPS, NS, "nightly")
+        assert (status["phase"], status["reason"]) == ("Pending", "AuthenticationFailed")
+        assert status["failedLogins"] == attempt
+        assert f"(attempt {attempt} of 3; retrying in " in status["message"]
+        assert "password authentication failed" in status["message"]
+        assert conditions(status)["Stalled"] == "False"
+        assert (NS, job) in cluster.deleted_jobs
+        assert run(flow, cluster, ctx, BACKUPS, "nightly") == JOB_POLL
+        job = f"nightly-backup-g1-{attempt}"
+        assert cluster.status(BACKUPS, NS, "nightly")["job"] == job
+        assert (NS, job) in cluster.jobs
+
+    cluster.finish_job(NS, job, ok=False, message=REFUSED)
+    assert run(flow, cluster, ctx, BACKUPS, "nightly") == IDLE
+    status = cluster.status(BACKUPS, NS, "nightly")
+    assert (status["phase"], status["reason"]) == ("Failed", "AuthenticationFailed")
+    assert status["failedLogins"] == 3
+    assert "3 attempts in a row" in status["message"]
+    assert conditions(status)["Stalled"] == "True"
+    assert status["verified"] is False and "location" not in status
+    assert run(flow, cluster, ctx, BACKUPS, "nightly") == IDLE
+    assert len(cluster.jobs) == 1  # nothing started after it stalled
+
+
+def test_a_login_that_works_at_the_next_attempt_clears_the_count(
+    cluster: Any, ctx: StepContext
+) -> None:
+    flow, job, _ = started_backup(cluster, ctx)
+    cluster.finish_job(NS, job, ok=False, message=REFUSED)
+    run(flow, cluster, ctx, BACKUPS, "nightly")
+    assert run(flow, cluster, ctx, BACKUPS, "nightly") == JOB_POLL
+    cluster.finish_job(NS, "nightly-backup-g1-1", ok=True, message=BACKED_UP)
+    run(flow, cluster, ctx, BACKUPS, "nightly")
+    status = cluster.status(BACKUPS, NS, "nightly")
+    assert status["phase"] == "Succeeded"
+    assert "failedLogins" not in status

@@ -4,6 +4,7 @@ migrator factory): preflight, apply, failures, rollback, the queue and the resto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,18 +14,22 @@ import pytest
 
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.migration import MigrationFlow
-from kubemigrate.controller.flows.migration_status import IDLE, QUEUED
+from kubemigrate.controller.flows.migration_status import IDLE, QUEUED, RELOOK
 from kubemigrate.controller.flows.preflight import JOB_POLL
 from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, peer_of
 from kubemigrate.engine import (
+    AppliedRun,
+    AuthenticationFailed,
     ConnectionFailed,
+    InvalidUrl,
     MigrationResult,
     MigrationSource,
     RunReport,
     VersionState,
 )
 from kubemigrate.models.migration import MigrationSpec
+from kubemigrate.settings import Settings
 
 NS = "shop"
 MIGRATIONS = "migrations"
@@ -97,6 +102,8 @@ class FakeMigrator:
         self.sources: list[MigrationSource] = []
         self.fail: dict[str, Any] | None = None
         self.error: Exception | None = None
+        self.recorded: dict[str, AppliedRun] = {}
+        """The history's record of the run that applied each version (see last_applied)."""
 
     def open(
         self, url: str, obj: Mapping[str, Any], spec: MigrationSpec, ctx: StepContext
@@ -156,6 +163,10 @@ class FakeMigrator:
 
     def ensure_history(self) -> None:
         self.calls.append(("ensure_history",))
+
+    def last_applied(self, version: str) -> AppliedRun | None:
+        self.calls.append(("last_applied", version))
+        return self.recorded.get(version) if version in self.applied else None
 
     def cancel(self) -> int:
         self.calls.append(("cancel",))
@@ -423,15 +434,92 @@ def test_an_unreachable_database_is_retried_not_failed(
     assert "DatabaseUnavailable" in recorder.reasons()
 
 
-def test_a_missing_secret_waits_in_pending(
+def test_an_already_applied_version_shows_the_run_that_applied_it(
+    kube: Any, ctx: StepContext, recorder: Any, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    """Killed between the COMMIT and the status write, a restarted operator finds the version
+    applied: status is rebuilt from the history row of the run that applied it, not from the
+    run that found nothing to do (issue 10, defect 6)."""
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    source = MigrationSource("001", "m1", "CREATE TABLE t (id int)")
+    engine.applied.add("001")
+    engine.recorded["001"] = AppliedRun(
+        "run-that-applied",
+        result(
+            source,
+            "apply",
+            duration_seconds=3.02,
+            finished_at=T0 + timedelta(seconds=3.02),
+            rows_affected=7,
+            tables_created=("public.t", "public.u"),
+        ),
+    )
+
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Succeeded", "AlreadyApplied")
+    assert status["runId"] == "run-that-applied"
+    assert status["durationSeconds"] == 3.02
+    assert status["rowsAffected"] == 7
+    assert status["tablesCreated"] == ["public.t", "public.u"]
+    assert (status["startedAt"], status["completedAt"]) == (
+        "2024-12-20T10:00:00Z",
+        "2024-12-20T10:00:03Z",
+    )
+    assert status["message"] == (
+        "version 001 was already applied, by run run-that-applied in 3.02s, 7 row(s)"
+    )
+    assert engine.calls[-1] == ("last_applied", "001")
+
+
+def test_an_already_applied_version_without_a_record_says_only_that(
     kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
 ) -> None:
-    kube.secrets.clear()
+    """Baselined, or recorded by an older engine: nothing to rebuild from."""
     kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
-    step(flow, kube, ctx)
+    engine.applied.add("001")
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Succeeded", "AlreadyApplied")
+    assert status["message"] == "version 001 was already applied"
+    assert status["runId"] == "run-1"
+
+
+@pytest.mark.parametrize("preflight", [True, False])
+def test_a_missing_secret_or_key_is_named_before_any_job_and_recovers(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow, preflight: bool
+) -> None:
+    """The Secret and its key are read before a preflight Job is created: a missing one is
+    named in status at once and retried with backoff, not left to a pod that cannot start
+    (issue 10, defect 4)."""
+    kube.secrets.clear()
+    kube.add(MIGRATIONS, migration(preflight={"enabled": preflight}))
+
+    delay = step(flow, kube, ctx)
+    assert 0.8 <= delay <= 1.2
     status = kube.status(MIGRATIONS, NS, "m1")
     assert (status["phase"], status["reason"]) == ("Pending", "SecretNotFound")
-    assert engine.calls == []
+    assert status["message"].startswith(f"Secret {NS}/db not found (attempt 1; retrying in ")
+    assert conditions(status) == {"Ready": "False", "Reconciling": "True", "Stalled": "False"}
+    assert not kube.jobs and engine.calls == []
+
+    kube.secrets[(NS, "db")] = {"password": "x"}
+    due(kube)
+    delay = step(flow, kube, ctx)
+    assert 1.6 <= delay <= 2.4  # backing off
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Pending", "SecretKeyNotFound")
+    assert status["message"].startswith(f"Secret {NS}/db has no key 'url'")
+    assert not kube.jobs and engine.calls == []
+
+    kube.secrets[(NS, "db")] = {"url": "postgresql://app:secret@db/shop"}
+    due(kube)
+    step(flow, kube, ctx)
+    if preflight:
+        assert (NS, "m1-preflight-g1") in kube.jobs
+        assert kube.status(MIGRATIONS, NS, "m1")["phase"] == "Preflight"
+    else:
+        assert kube.status(MIGRATIONS, NS, "m1")["phase"] == "Succeeded"
 
 
 # -- the queue ---------------------------------------------------------------------------------
@@ -446,11 +534,16 @@ def test_a_migration_waits_for_its_dependency_and_settling_wakes_the_next(
     )
     other = MigrationFlow(Backoff(1.0, 10.0), flow.index, migrator=engine.open)
 
-    assert step(other, kube, ctx, "m2") == QUEUED
+    # A new message is looked at again soon: the one it names may have moved while it was
+    # written, before the index held the new waitingFor that wakes it (issue 10, defect 7).
+    assert step(other, kube, ctx, "m2") == RELOOK
     status = kube.status(MIGRATIONS, NS, "m2")
     assert (status["phase"], status["reason"]) == ("Pending", "WaitingForDependency")
     assert status["waitingFor"] == "m1"
     assert kube.patches[-1][2]["waitingFor"] == "m1"
+    writes = len(kube.patches)
+    assert step(other, kube, ctx, "m2") == QUEUED  # unchanged: no write, the long sleep
+    assert len(kube.patches) == writes
 
     assert step(flow, kube, ctx, "m1") == IDLE
     assert second["metadata"]["uid"] in recorder.woken  # the next in line looks again now
@@ -592,3 +685,106 @@ def test_a_failed_pre_migration_backup_fails_the_migration(
     assert (status["phase"], status["reason"]) == ("Failed", "BackupFailed")
     assert status["message"].endswith("was not applied: backup failed: disk full")
     assert not engine.applied
+
+
+# -- a refused login: retried with backoff, then Stalled -----------------------------------------
+
+REFUSED = (
+    'cannot connect to postgresql://app@db/shop: password authentication failed for user "app"'
+)
+REFUSED_VERDICT = json.dumps(
+    {
+        "ok": False,
+        "retryable": True,
+        "reason": "AuthenticationFailed",
+        "checks": [{"name": "connectivity", "passed": False, "message": REFUSED}],
+    }
+)
+
+
+def bounded(ctx: StepContext, attempts: int = 3) -> StepContext:
+    return dataclasses.replace(
+        ctx, settings=Settings(image="kubemigrate:test", login_attempts=attempts)
+    )
+
+
+def test_a_refused_login_in_preflight_is_retried_then_stalls(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    """A wrong password is not an outage: retried a few times with backoff (the Secret may be
+    mid-rotation), then Failed and Stalled, not a failed login every minute for ever (issue 10,
+    defect 7: one rule for Migration and DatabaseBackup)."""
+    ctx = bounded(ctx)
+    kube.add(MIGRATIONS, migration())
+    job = "m1-preflight-g1"
+    assert step(flow, kube, ctx) == JOB_POLL
+    for attempt in (1, 2):
+        kube.finish_job(NS, job, ok=False, message=REFUSED_VERDICT)
+        assert step(flow, kube, ctx) >= 0.8
+        status = kube.status(MIGRATIONS, NS, "m1")
+        assert (status["phase"], status["reason"]) == ("Preflight", "AuthenticationFailed")
+        assert status["failedLogins"] == attempt
+        assert f"(attempt {attempt} of 3; retrying in " in status["message"]
+        assert "password authentication failed" in status["message"]
+        assert conditions(status)["Stalled"] == "False"
+        job = f"m1-preflight-g1-{attempt}"
+        assert status["preflightJob"] == job
+        due(kube)
+        assert step(flow, kube, ctx) == JOB_POLL
+        assert (NS, job) in kube.jobs
+
+    kube.finish_job(NS, job, ok=False, message=REFUSED_VERDICT)
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Failed", "AuthenticationFailed")
+    assert status["failedLogins"] == 3
+    assert "3 attempts in a row" in status["message"]
+    assert conditions(status) == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
+    assert status["preflightJob"] == job  # the last Job, kept for inspection
+    assert status["preflight"][0]["name"] == "connectivity"
+    assert step(flow, kube, ctx) == IDLE
+    assert list(kube.jobs) == [(NS, job)] and engine.calls == []
+
+
+def test_a_refused_login_at_apply_is_retried_then_stalls(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    ctx = bounded(ctx)
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    engine.error = AuthenticationFailed(REFUSED)
+    for attempt in (1, 2):
+        assert step(flow, kube, ctx) >= 0.8
+        status = kube.status(MIGRATIONS, NS, "m1")
+        assert (status["phase"], status["reason"]) == ("Applying", "AuthenticationFailed")
+        assert status["failedLogins"] == attempt
+        due(kube)
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Failed", "AuthenticationFailed")
+    assert conditions(status)["Stalled"] == "True"
+
+
+def test_a_value_that_is_no_url_counts_as_a_refused_login(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    ctx = bounded(ctx, attempts=1)
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    engine.error = InvalidUrl("cannot connect: the database URL is not a PostgreSQL URL")
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidDatabaseUrl")
+
+
+def test_a_login_that_works_again_clears_the_count(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    ctx = bounded(ctx)
+    kube.add(MIGRATIONS, migration(preflight={"enabled": False}))
+    engine.error = AuthenticationFailed(REFUSED)
+    step(flow, kube, ctx)
+    engine.error = None
+    due(kube)
+    assert step(flow, kube, ctx) == IDLE
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert status["phase"] == "Succeeded"
+    assert "failedLogins" not in status

@@ -21,7 +21,7 @@ def test_the_password_goes_to_the_environment_not_the_command_line() -> None:
     assert "host=db.example" in conn.dbname_arg and "port=6432" in conn.dbname_arg
     assert "sslmode=require" in conn.dbname_arg and "connect_timeout=10" in conn.dbname_arg
     assert conn.env == {"PGPASSWORD": "s3@cret"}
-    assert conn.secrets == ("s3@cret",)
+    assert conn.secrets[0] == "s3@cret"  # then the whole string: both masked in messages
     assert conn.database == "orders"
     assert "s3@cret" not in repr(conn)
 
@@ -188,3 +188,22 @@ def test_deleting_a_backup_removes_its_sidecar_and_partial_files(tmp_path: Path)
     assert seen == removed
     assert sorted(tmp_path.iterdir()) == sorted(kept)
     assert dumpfile.delete_backup(dump) == []
+
+
+def test_stale_partial_files_of_the_same_target_are_cleared_unless_held(tmp_path: Path) -> None:
+    final = tmp_path / "app.dump"
+    stale = dumpfile.temporary_name(final)
+    stale.write_bytes(b"half a dump")
+    stale_sidecar = dumpfile.temporary_name(dumpfile.sidecar_path(final))
+    stale_sidecar.write_text("{}")
+    stale_dir = dumpfile.temporary_name(final)
+    stale_dir.mkdir()
+    (stale_dir / "toc.dat").write_bytes(b"x")
+    other = dumpfile.temporary_name(tmp_path / "other.dump")
+    other.write_bytes(b"another target's")
+    live = dumpfile.temporary_name(final)
+    with dumpfile.claimed(live):
+        removed = dumpfile.clear_stale(final)
+        assert live.exists()
+    assert sorted(removed) == sorted([stale, stale_sidecar, stale_dir])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])

@@ -40,6 +40,9 @@ def spec_with(manifest: Load, **changes: Any) -> dict[str, Any]:
         ({"version": "v1"}, "String should match pattern"),
         ({"version": "1" * 65}, "at most 64 characters"),
         ({"timeouts": {"lock": "5"}}, "String should match pattern"),
+        ({"timeouts": {"lock": "99999999h"}}, "timeouts.lock must be at most 1h"),
+        ({"timeouts": {"lock": "59m61s"}}, "timeouts.lock must be at most 1h"),
+        ({"timeouts": {"statement": "1441m"}}, "timeouts.statement must be at most 24h"),
         ({"historySchema": "Bad-Name"}, "String should match pattern"),
         ({"rollbackStrategy": "snapshot"}, "Input should be 'sql' or 'restore'"),
         ({"surprise": 1}, "Extra inputs are not permitted"),
@@ -69,3 +72,12 @@ def test_backup_storage_refusals(manifest: Load, storage: dict[str, Any], messag
     data["spec"]["storage"] = storage
     with pytest.raises(ValidationError, match=message):
         DatabaseBackup.model_validate(data)
+
+
+def test_backup_ttl_is_bounded(manifest: Load) -> None:
+    data = manifest("backup")
+    data["spec"]["retention"] = {"ttl": "87601h"}
+    with pytest.raises(ValidationError, match=r"retention\.ttl must be at most 87600h"):
+        DatabaseBackup.model_validate(data)
+    data["spec"]["retention"] = {"ttl": "87600h"}
+    DatabaseBackup.model_validate(data)

@@ -25,7 +25,7 @@ from kubemigrate.controller.build.backup_jobs import (
 )
 from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
 from kubemigrate.controller.build.status import merged, reported, seconds_between, to_second
-from kubemigrate.controller.flows.base import StatusWriter
+from kubemigrate.controller.flows.base import REFUSED_LOGIN, StatusWriter
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.kube.api import NotFound
 from kubemigrate.controller.ordering.backups import (
@@ -93,12 +93,14 @@ class BackupFlow:
         try:
             await ctx.api.secret_value(meta["namespace"], ref.name, ref.key)
         except NotFound as exc:
-            return await self._retry(obj, ctx, "SecretNotFound", str(exc))
+            return await self._retry(obj, ctx, exc.reason("Secret"), str(exc))
         if not await ctx.api.pvc_exists(meta["namespace"], place.claim):
             return await self._retry(
                 obj, ctx, "ClaimNotFound", f"PersistentVolumeClaim {place.claim} not found"
             )
-        name = job_name(self._owner(obj), BACKUP)
+        # After a refused login, the next attempt is a new Job of its own.
+        refused = self.writer.current(obj).failed_logins or 0
+        name = job_name(self._owner(obj), BACKUP, refused)
         await self.writer.write(
             obj,
             ctx,
@@ -112,7 +114,8 @@ class BackupFlow:
             ),
         )
         ctx.emit("Normal", "BackupStarted", f"Started backup Job {name} writing {place.location}")
-        self.backoff.reset()
+        if not refused:
+            self.backoff.reset()
         return None
 
     async def _follow(
@@ -133,6 +136,8 @@ class BackupFlow:
         outcome = read_outcome(termination_message(pods), None if finished else job_failure(job))
         if outcome.ok and outcome.data.get("verified"):
             return await self._succeeded(obj, spec, place, outcome, ctx)
+        if outcome.reason in REFUSED_LOGIN:
+            return await self._refused(obj, outcome, name, _fields(outcome, place), ctx)
         if outcome.ok:  # ran, but verification did not run or did not pass
             outcome = Outcome(False, "NotVerified", "the backup was not verified", outcome.data)
         return await self._fail(
@@ -170,6 +175,7 @@ class BackupFlow:
                     duration_seconds=said.duration_seconds
                     or seconds_between(self.writer.current(obj).started_at, ended),
                     last_error=None,
+                    failed_logins=None,
                 ),
             ),
         )
@@ -258,6 +264,44 @@ class BackupFlow:
         delay = self.backoff.next()
         await self._pending(obj, ctx, reason, message)
         ctx.emit("Warning", reason, message)
+        return delay
+
+    async def _refused(
+        self,
+        obj: dict[str, Any],
+        outcome: Outcome,
+        job: str,
+        fields: DatabaseBackupStatus,
+        ctx: StepContext,
+    ) -> float:
+        """The database refused the login, or the Secret's value is no PostgreSQL URL: the rule
+        a Migration follows too. A new Job after a backoff, counted in status.failedLogins; at
+        the operator's loginAttempts in a row, Failed and Stalled."""
+        count = (self.writer.current(obj).failed_logins or 0) + 1
+        limit = ctx.settings.login_attempts
+        if count >= limit:
+            ref = DatabaseBackupSpec.model_validate(obj["spec"]).database.secret_ref
+            return await self._fail(
+                obj,
+                ctx,
+                outcome.reason,
+                f"{outcome.message} ({count} attempts in a row; fix Secret {ref.name} key "
+                f"{ref.key}, then create a new DatabaseBackup)",
+                merged(fields, DatabaseBackupStatus(failed_logins=count)),
+            )
+        delay = self.backoff.next()
+        await self.writer.write(
+            obj,
+            ctx,
+            DatabaseBackupStatus(
+                phase=BackupPhase.PENDING,
+                reason=outcome.reason,
+                message=f"{outcome.message} (attempt {count} of {limit}; retrying in {delay:.0f}s)",
+                failed_logins=count,
+            ),
+        )
+        ctx.emit("Warning", outcome.reason, outcome.message)
+        await ctx.api.delete_job(obj["metadata"]["namespace"], job)
         return delay
 
     async def _fail(

@@ -8,6 +8,11 @@ from typing import Any, Generic, Protocol
 
 from kubemigrate.controller.build.status import StatusT, moved, patch, status_of
 from kubemigrate.controller.kube.api import KubeApi
+from kubemigrate.engine import AuthenticationFailed, InvalidUrl
+
+REFUSED_LOGIN = frozenset({AuthenticationFailed.reason, InvalidUrl.reason})
+"""A Job's reasons for a refused login (a wrong password, a Secret value that is no PostgreSQL
+URL): every kind retries them with backoff, then stalls after the operator's loginAttempts."""
 
 
 class HasApi(Protocol):

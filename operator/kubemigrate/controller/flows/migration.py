@@ -33,8 +33,10 @@ from kubemigrate.controller.ordering.migrations import (
     rollback_blocker,
 )
 from kubemigrate.engine import (
+    AuthenticationFailed,
     ConnectionFailed,
     EngineError,
+    InvalidUrl,
     LockTimeout,
     MigrationResult,
     MigrationSource,
@@ -132,9 +134,11 @@ class MigrationFlow:
         blocker = apply_blocker(me, peers)
         if blocker:
             return await self.writer.wait(obj, blocker, ctx)
-        source = await self._source(obj, spec, ctx)
-        if source is None:
-            return self.backoff.next()
+        # The Secret before any Job: a missing one is named now, not by a pod that cannot start.
+        inputs = await self._inputs(obj, spec, ctx)
+        if not isinstance(inputs, tuple):
+            return inputs
+        source, url = inputs
         current = self.writer.current(obj)
         past_preflight = current.observed_generation == obj["metadata"][
             "generation"
@@ -143,9 +147,6 @@ class MigrationFlow:
             outcome = await preflight.gate(self.writer, obj, spec, peers, ctx)
             if outcome is not None:
                 return outcome
-        url = await self._url(obj, spec, ctx)
-        if url is None:
-            return self.backoff.next()
         migrator = self._open(url, obj, spec, ctx)
         if spec.backup_enabled and not spec.dry_run:
             pending = await migration_backup.backup_first(self.writer, obj, spec, migrator, ctx)
@@ -176,6 +177,8 @@ class MigrationFlow:
                 "ApplyCancelled",
             ),
         )
+        if isinstance(ran, _Ran) and ran.result is None and not spec.dry_run:
+            ran = await self._recorded(obj, ran, migrator, spec.version, ctx)
         if not isinstance(ran, _Ran):
             return ran
         return await self._applied(obj, spec, source, ran, ctx)
@@ -201,11 +204,12 @@ class MigrationFlow:
                 cancelled=stoppable.cancelled,
             )
         except (ConnectionFailed, LockTimeout) as exc:
-            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+            return await self._unavailable(obj, exc, ctx)
         except EngineError as exc:
             return await self.writer.failed(obj, type(exc).__name__, str(exc), ctx)
         result = report.results[0] if report.results else None
-        run = status.run_fields(report, result)
+        # The login worked: refused logins before it no longer count.
+        run = status.merged(status.run_fields(report, result), MigrationStatus(failed_logins=None))
         observe = ctx.metrics.observer(obj["metadata"]["namespace"])
         if result is not None and not result.ok:
             observe(failed_outcome, result, result.duration_seconds)
@@ -218,6 +222,36 @@ class MigrationFlow:
             )
         self.backoff.reset()
         return _Ran(result, run, observe)
+
+    async def _unavailable(self, obj: dict[str, Any], exc: EngineError, ctx: StepContext) -> float:
+        """The database could not be used: a refused login (or a Secret value that is no URL)
+        is retried a bounded number of times, an outage or a held lock for as long as it lasts."""
+        if isinstance(exc, AuthenticationFailed | InvalidUrl):
+            return await self.writer.refused(obj, exc.reason, str(exc), ctx)
+        return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+
+    async def _recorded(
+        self, obj: dict[str, Any], ran: _Ran, migrator: Migrating, version: str, ctx: StepContext
+    ) -> _Ran | float:
+        """ran, for a version found already applied, with the run fields of the run that applied
+        it, from the history: a restarted operator (killed between the COMMIT and the status
+        write) shows that run, not the one that found nothing to do."""
+        try:
+            applied = await asyncio.to_thread(migrator.last_applied, version)
+        except EngineError as exc:
+            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+        if applied is None:  # baselined, or no run of ours recorded it
+            return ran
+        result = applied.result
+        report = RunReport(
+            applied.run_id,
+            "apply",
+            result.started_at,
+            result.finished_at,
+            (result,),
+            ran.run.schema_version,
+        )
+        return _Ran(None, status.run_fields(report, result), ran.observe)
 
     async def _applied(
         self,
@@ -260,6 +294,11 @@ class MigrationFlow:
             return self.writer.settled(obj, ctx, MigrationPhase.DRY_RUN_SUCCEEDED)
         if result is None:
             message = f"version {spec.version} was already applied"
+            if run.rows_affected is not None and run.duration_seconds is not None:
+                message += (
+                    f", by run {run.run_id} in {status.seconds(run.duration_seconds)}, "
+                    f"{run.rows_affected} row(s)"
+                )
             reason = "AlreadyApplied"
         else:
             observe("applied", result, result.duration_seconds)
@@ -304,15 +343,15 @@ class MigrationFlow:
         restoring = spec.rollback_strategy is RollbackStrategy.RESTORE
         if restoring and (pending := await migration_backup.follow_restore(self.writer, obj, ctx)):
             return pending
-        source = await self._source(obj, spec, ctx)
-        url = await self._url(obj, spec, ctx) if source is not None else None
-        if source is None or url is None:
-            return self.backoff.next()
+        inputs = await self._inputs(obj, spec, ctx)
+        if not isinstance(inputs, tuple):
+            return inputs
+        source, url = inputs
         migrator = self._open(url, obj, spec, ctx)
         try:
             states = await asyncio.to_thread(migrator.status, [source])
         except EngineError as exc:
-            return await self.writer.transient(obj, "DatabaseUnavailable", str(exc), ctx)
+            return await self._unavailable(obj, exc, ctx)
         mine = next((s for s in states if s.version == source.version), None)
         if mine is None or mine.state not in APPLIED_STATES:
             await self.writer.write(
@@ -389,23 +428,37 @@ class MigrationFlow:
 
     # -- what the engine needs -------------------------------------------------------------
 
+    async def _inputs(
+        self, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext
+    ) -> tuple[MigrationSource, str] | float:
+        """What the engine needs: the migration (SQL read from ConfigMaps if referenced) and the
+        database URL from its Secret. A missing ConfigMap, Secret or key is named in status and
+        retried with backoff: the delay is returned then."""
+        try:
+            source = await self._source(obj, spec, ctx)
+        except NotFound as exc:
+            return await self.writer.transient(obj, exc.reason("ConfigMap"), str(exc), ctx)
+        ref = spec.database.secret_ref
+        try:
+            url = await ctx.api.secret_value(obj["metadata"]["namespace"], ref.name, ref.key)
+        except NotFound as exc:
+            return await self.writer.transient(obj, exc.reason("Secret"), str(exc), ctx)
+        return source, url
+
     async def _source(
         self, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext
-    ) -> MigrationSource | None:
-        """The engine's view of this migration, with SQL read from ConfigMaps if referenced."""
+    ) -> MigrationSource:
+        """The engine's view of this migration, with SQL read from ConfigMaps if referenced
+        (NotFound if one is missing)."""
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        try:
-            sql = spec.sql
-            if sql is None and spec.sql_from is not None:
-                ref = spec.sql_from.config_map_key_ref
-                sql = await ctx.api.configmap_value(ns, ref.name, ref.key)
-            down = spec.rollback_sql
-            if down is None and spec.rollback_sql_from is not None:
-                ref = spec.rollback_sql_from.config_map_key_ref
-                down = await ctx.api.configmap_value(ns, ref.name, ref.key)
-        except NotFound as exc:
-            await self.writer.transient(obj, "ConfigMapNotFound", str(exc), ctx)
-            return None
+        sql = spec.sql
+        if sql is None and spec.sql_from is not None:
+            ref = spec.sql_from.config_map_key_ref
+            sql = await ctx.api.configmap_value(ns, ref.name, ref.key)
+        down = spec.rollback_sql
+        if down is None and spec.rollback_sql_from is not None:
+            ref = spec.rollback_sql_from.config_map_key_ref
+            down = await ctx.api.configmap_value(ns, ref.name, ref.key)
         timeouts = spec.timeouts
         return MigrationSource(
             version=spec.version,
@@ -420,11 +473,3 @@ class MigrationFlow:
             ),
             path=f"Migration {ns}/{name}",
         )
-
-    async def _url(self, obj: dict[str, Any], spec: MigrationSpec, ctx: StepContext) -> str | None:
-        ref = spec.database.secret_ref
-        try:
-            return await ctx.api.secret_value(obj["metadata"]["namespace"], ref.name, ref.key)
-        except NotFound as exc:
-            await self.writer.transient(obj, "SecretNotFound", str(exc), ctx)
-            return None

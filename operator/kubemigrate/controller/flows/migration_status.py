@@ -26,6 +26,10 @@ IDLE = 300.0
 """How long a settled migration sleeps; spec changes and Job events wake it sooner."""
 QUEUED = 30.0
 """How long a queued migration sleeps before it looks again, unless woken."""
+RELOOK = 1.0
+"""How soon a migration whose waiting message just changed looks again: the one it waits for
+may change phase while the message is written, before the index holds the new waitingFor that
+would have woken it (see `runtime.on_migration_event`)."""
 IN_PROGRESS = frozenset(
     {
         MigrationPhase.PREFLIGHT,
@@ -91,16 +95,20 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
             return 0.0
         return (current.next_attempt_at - datetime.now(UTC)).total_seconds()
 
-    async def retry(self, obj: dict[str, Any], ctx: StepContext, change: MigrationStatus) -> float:
+    async def retry(
+        self, obj: dict[str, Any], ctx: StepContext, change: MigrationStatus, *, note: str = ""
+    ) -> float:
         """A failure time may cure: change (phase, reason, message and what else it sets)
-        with the attempt count and the time of the next attempt; returns the delay."""
+        with the attempt count and the time of the next attempt; returns the delay. note
+        replaces the attempt count in the message's parenthesis."""
         current = self.current(obj)
         same = current.observed_generation == obj["metadata"].get("generation", 1)
         attempt = ((current.failed_attempts or 0) if same else 0) + 1
         delay = self.backoff.delay(attempt - 1)
         reason, message = change.reason or "Retrying", change.message or ""
         scheduled = change.model_copy()
-        scheduled.message = f"{message} (attempt {attempt}; retrying in {delay:.0f}s)"
+        note = note or f"attempt {attempt}; "
+        scheduled.message = f"{message} ({note}retrying in {delay:.0f}s)"
         scheduled.failed_attempts = attempt
         scheduled.next_attempt_at = to_second(datetime.now(UTC) + timedelta(seconds=delay))
         await self.write(obj, ctx, scheduled)
@@ -113,7 +121,8 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
         return delay
 
     async def wait(self, obj: dict[str, Any], blocker: Blocker, ctx: StepContext) -> float:
-        """Show why the migration waits (Pending) or cannot go on (Failed), once."""
+        """Show why the migration waits (Pending) or cannot go on (Failed), once; look again
+        soon after a change (RELOOK), else after QUEUED unless woken."""
         current = self.current(obj)
         generation = obj["metadata"]["generation"]
         phase = (
@@ -139,16 +148,59 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
             )
             if phase is MigrationPhase.FAILED:
                 ctx.emit("Warning", blocker.reason, blocker.message)
+            return RELOOK
         return QUEUED
 
     async def transient(
-        self, obj: dict[str, Any], reason: str, message: str, ctx: StepContext
+        self,
+        obj: dict[str, Any],
+        reason: str,
+        message: str,
+        ctx: StepContext,
+        fields: MigrationStatus | None = None,
+        *,
+        note: str = "",
     ) -> float:
-        """A failure that time may cure: Reconciling with backoff, never Stalled."""
+        """A failure that time may cure: Reconciling with backoff, never Stalled. fields go
+        along; note goes before the delay in the message's parenthesis."""
         current = self.current(obj)
         phase = current.phase if current.phase in IN_PROGRESS else MigrationPhase.PENDING
+        change = MigrationStatus(phase=phase, reason=reason, message=message)
         return await self.retry(
-            obj, ctx, MigrationStatus(phase=phase, reason=reason, message=message)
+            obj, ctx, change if fields is None else merged(change, fields), note=note
+        )
+
+    async def refused(
+        self,
+        obj: dict[str, Any],
+        reason: str,
+        message: str,
+        ctx: StepContext,
+        fields: MigrationStatus | None = None,
+        *,
+        retry: MigrationStatus | None = None,
+    ) -> float:
+        """The database refused the login, or the Secret's value is no PostgreSQL URL: a fix
+        of the Secret cures it, not time, and every retry is one more failed login (lock-outs,
+        alerts). Retried with backoff and counted in status.failedLogins; at the operator's
+        loginAttempts in a row, Failed and Stalled. fields go along either way, retry only
+        with a retry."""
+        count = (self.current(obj).failed_logins or 0) + 1
+        limit = ctx.settings.login_attempts
+        counted = MigrationStatus(failed_logins=count)
+        counted = counted if fields is None else merged(fields, counted)
+        if count < limit:
+            note = f"attempt {count} of {limit}; "
+            again = counted if retry is None else merged(counted, retry)
+            return await self.transient(obj, reason, message, ctx, again, note=note)
+        ref = peer_of(obj).database
+        return await self.failed(
+            obj,
+            reason,
+            f"{message} ({count} attempts in a row; fix Secret {ref.secret} key {ref.key}, then "
+            "change the spec to try again)",
+            ctx,
+            counted,
         )
 
     async def failed(
@@ -159,11 +211,12 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
         ctx: StepContext,
         fields: MigrationStatus | None = None,
     ) -> float:
-        """A failure only a change of spec cures: Failed and Stalled. fields go along; without
-        a lastError among them, the message is the lastError."""
+        """A failure only a change of spec cures: Failed and Stalled. fields go along (their
+        phase, reason and message do not); without a lastError among them, the message is the
+        lastError."""
         change = MigrationStatus(phase=MigrationPhase.FAILED, reason=reason, message=message)
         if fields is not None:
-            change = merged(change, fields)
+            change = merged(fields, change)
         if "last_error" not in change.model_fields_set:
             change.last_error = LastError(message=message[:MAX_MESSAGE])
         await self.write(obj, ctx, change)

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.engine import (
+    AppliedRun,
     MigrationSource,
     Migrator,
     Origin,
@@ -33,6 +34,8 @@ class Migrating(Protocol):
     def status(self, sources: Iterable[MigrationSource]) -> list[VersionState]: ...
 
     def ensure_history(self) -> None: ...
+
+    def last_applied(self, version: str) -> AppliedRun | None: ...
 
     def cancel(self) -> int:
         """Cancel the statement a call of this migrator is running (from another thread);
@@ -69,6 +72,9 @@ class OperatorMigrator:
 
     def ensure_history(self) -> None:
         self._engine.ensure_history()
+
+    def last_applied(self, version: str) -> AppliedRun | None:
+        return self._engine.last_applied(version)
 
     def cancel(self) -> int:
         return cancel_sessions(self._url, self._name)

@@ -11,12 +11,14 @@ from typing import Any
 
 from kubemigrate.controller.build import preflight as job
 from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
+from kubemigrate.controller.build.status import merged
+from kubemigrate.controller.flows.base import REFUSED_LOGIN
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.flows.migration_status import EVENT_EVERY, MigrationStatusWriter
 from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.ordering.migrations import Peer
 from kubemigrate.engine import MigrationSource
-from kubemigrate.jobresult import read_verdict, termination_message
+from kubemigrate.jobresult import Verdict, read_verdict, termination_message
 from kubemigrate.models.migration import (
     MigrationPhase,
     MigrationSpec,
@@ -93,26 +95,41 @@ async def gate(
                 reason="PreflightPassed",
                 message="preflight checks passed",
                 preflight=checks,
+                failed_logins=None,
             ),
         )
         return None
+    return await _failed(writer, obj, (owner, name, attempt), verdict, checks, ctx=ctx)
+
+
+async def _failed(
+    writer: MigrationStatusWriter,
+    obj: dict[str, Any],
+    ran: tuple[Owner, str, int],
+    verdict: Verdict,
+    checks: list[PreflightCheck],
+    *,
+    ctx: StepContext,
+) -> float:
+    """A preflight that did not pass (its Job ran: owner, name, attempt): Failed when no retry
+    can help; else the next attempt (a new Job) after a backoff kept in status, a bounded number
+    of them when the login was refused. The Warning Events are aggregated (see `retry`)."""
+    owner, name, attempt = ran
     message = f"preflight failed: {verdict.summary}"
     if not verdict.retryable:
         return await writer.failed(
             obj, "PreflightFailed", message, ctx, MigrationStatus(preflight=checks)
         )
-    delay = await writer.retry(
-        obj,
-        ctx,
-        MigrationStatus(
-            phase=MigrationPhase.PREFLIGHT,
-            reason="PreflightFailed",
-            message=message,
-            preflight=checks,
-            preflight_job=job_name(owner, job.COMPONENT, attempt + 1),
-        ),
+    found = MigrationStatus(preflight=checks)
+    retry = MigrationStatus(
+        phase=MigrationPhase.PREFLIGHT, preflight_job=job_name(owner, job.COMPONENT, attempt + 1)
     )
-    await ctx.api.delete_job(meta["namespace"], name)
+    if verdict.reason in REFUSED_LOGIN:
+        delay = await writer.refused(obj, verdict.reason, message, ctx, found, retry=retry)
+    else:
+        delay = await writer.transient(obj, "PreflightFailed", message, ctx, merged(found, retry))
+    if writer.current(obj).phase is MigrationPhase.PREFLIGHT:  # not stalled: the next attempt
+        await ctx.api.delete_job(owner.namespace, name)
     return delay
 
 

@@ -98,7 +98,7 @@ class RestoreFlow:
                 meta["namespace"], target.secret_ref.name, target.secret_ref.key
             )
         except NotFound as exc:
-            return await self._retry(obj, ctx, "SecretNotFound", str(exc))
+            return await self._retry(obj, ctx, exc.reason("Secret"), str(exc))
         name = job_name(self._owner(obj), RESTORE)
         clean = " (clean: dropping the backed-up objects first)" if spec.clean else ""
         message = (

@@ -35,7 +35,15 @@ def make_client() -> kubernetes.client.ApiClient:
 
 
 class NotFound(LookupError):
-    """A referenced object does not exist."""
+    """A referenced object does not exist, or (``key`` set) has no such key."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+    def reason(self, kind: str) -> str:
+        """The status reason: ``SecretNotFound``, or ``SecretKeyNotFound`` for a missing key."""
+        return f"{kind}KeyNotFound" if self.key is not None else f"{kind}NotFound"
 
 
 class Forbidden(PermissionError):
@@ -97,7 +105,7 @@ class KubeApi:
             raise NotFound(f"Secret {namespace}/{name} not found")
         data = secret.get("data") or {}
         if key not in data:
-            raise NotFound(f"Secret {namespace}/{name} has no key {key!r}")
+            raise NotFound(f"Secret {namespace}/{name} has no key {key!r}", key=key)
         return base64.b64decode(data[key]).decode()
 
     async def configmap_value(self, namespace: str, name: str, key: str) -> str:
@@ -107,7 +115,7 @@ class KubeApi:
             raise NotFound(f"ConfigMap {namespace}/{name} not found")
         data = cm.get("data") or {}
         if key not in data:
-            raise NotFound(f"ConfigMap {namespace}/{name} has no key {key!r}")
+            raise NotFound(f"ConfigMap {namespace}/{name} has no key {key!r}", key=key)
         return str(data[key])
 
     async def ensure_configmap(self, manifest: dict[str, Any]) -> None:

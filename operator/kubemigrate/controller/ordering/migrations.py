@@ -48,6 +48,9 @@ class Peer:
     settled: bool = False
     """status.observedGeneration == metadata.generation: the phase describes the current spec."""
     uid: str = ""
+    waiting_for: str | None = None
+    """status.waitingFor: what its status says it waits for (its message names that one's
+    phase, so that one's phase changes wake it)."""
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -183,6 +186,20 @@ def next_up(peers: Iterable[Peer]) -> list[Peer]:
     return todo[:1] + undo[:1] + [p for p in everyone if p.dry_run and not p.settled]
 
 
+def waiting_on(me: Peer, index: PeerIndex) -> list[Peer]:
+    """The Migrations of me's namespace, in any database, whose status says they wait for me
+    (for my version to be applied, or as a dependency): their message names my phase, so each
+    of my phase changes must reach them, not only my settling."""
+    namespace = me.database.namespace
+    return [
+        peer
+        for database, peers in index.items()
+        if database.namespace == namespace
+        for peer in peers
+        if peer.waiting_for == me.name and peer.uid != me.uid
+    ]
+
+
 def peer_of(body: Mapping[str, Any]) -> Peer:
     """The index entry of a Migration object, read from its raw body (no validation: the API
     server validated it, and this runs on every watch event)."""
@@ -199,6 +216,7 @@ def peer_of(body: Mapping[str, Any]) -> Peer:
         created=str(meta.get("creationTimestamp", "")),
         settled=status.get("observedGeneration") == meta.get("generation"),
         uid=meta.get("uid", ""),
+        waiting_for=status.get("waitingFor"),
     )
 
 

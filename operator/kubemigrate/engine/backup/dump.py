@@ -7,7 +7,9 @@ dump. The sidecar keeps them, so a restore anywhere, later, can prove it loaded 
 
 pg_dump writes to a temporary file (``-f``, not a pipe: a seekable custom archive gets data
 offsets in its table of contents, which parallel and selective restores need); the file is then
-hashed once, from the page cache, and renamed into place with its sidecar.
+hashed once, from the page cache, and renamed into place with its sidecar. pg_dump dies with
+this process (``pgtools``), and the temporary files a killed run leaves are removed by the next
+backup of the same target (``dumpfile.clear_stale``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from kubemigrate.engine.backup.rowcounts import count_tables
 from kubemigrate.engine.errors import BackupError, ToolFailed, ToolTooOld, UnsupportedOption
 from kubemigrate.engine.pg.libpq import ToolConnection, tool_connection
 from kubemigrate.engine.pg.redact import redact
-from kubemigrate.engine.pg.session import connection_failed, one_line
+from kubemigrate.engine.pg.session import one_line
+from kubemigrate.engine.pg.target import connection_failed
 
 APPLICATION_NAME = "kubemigrate-backup"
 
@@ -84,6 +87,7 @@ def take_backup(
     """
     started_at, t0 = datetime.now(UTC), time.monotonic()
     checked = _check_output(Path(output), format, jobs, overwrite)
+    dumpfile.clear_stale(checked)  # what a run killed outright left (see dumpfile)
     program = pgtools.locate(pg_dump)
     plan = _Plan(
         program,
@@ -144,7 +148,10 @@ def _backup(conn: psycopg.Connection[Any], plan: _Plan, t0: float) -> BackupMeta
     ]
     if plan.jobs:
         args.append(f"--jobs={plan.jobs}")
-    with dumpfile.removing_on_failure(temp):
+    with (
+        dumpfile.removing_on_failure(temp),
+        dumpfile.claimed(temp, directory=plan.format == "directory"),
+    ):
         tables = _dump_and_count(conn, args, plan)
         conn.execute("ROLLBACK")
         sha256, size = dumpfile.digest(temp)
@@ -171,7 +178,7 @@ def _dump_and_count(
 ) -> dict[str, int] | None:
     """Run pg_dump; meanwhile count rows on conn, whose open transaction holds the snapshot."""
     with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen(
+        proc = pgtools.popen(
             args,
             env=plan.connection.environ(),
             stdin=subprocess.DEVNULL,

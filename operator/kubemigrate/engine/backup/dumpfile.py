@@ -6,12 +6,16 @@ table in the dump's snapshot. It never holds a password or a URL.
 
 A dump is written under a temporary name and renamed into place only when complete, sidecar
 first: whatever has the final name is a whole backup, and a failed run leaves nothing that looks
-like one.
+like one. A run killed outright (kill -9, the OOM killer) cannot remove its temporary files;
+each is held under an exclusive ``flock`` while it is written, which the kernel drops with the
+process, so the next backup of the same target removes those no live run holds
+(``clear_stale``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -148,7 +152,58 @@ def plain_is_complete(dump: Path) -> bool:
 
 def temporary_name(final: Path) -> Path:
     """A hidden name next to final, on the same filesystem, so the rename is atomic."""
-    return final.with_name(f".{final.name}.partial-{uuid.uuid4().hex[:8]}")
+    return final.with_name(f"{_PARTIAL.format(name=final.name)}{uuid.uuid4().hex[:8]}")
+
+
+_PARTIAL = ".{name}.partial-"
+
+
+@contextlib.contextmanager
+def claimed(path: Path, *, directory: bool = False) -> Iterator[None]:
+    """Create path (a new file, or an empty directory) and hold an exclusive lock on it for
+    the block: the mark of a live writer, which ``clear_stale`` respects."""
+    if directory:
+        path.mkdir(mode=0o700)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def clear_stale(final: Path) -> list[Path]:
+    """Remove the temporary files of backups to final (the dump's and its sidecar's) that no
+    live run holds: those a killed run left. The ones removed."""
+    removed = []
+    for name in (final.name, sidecar_path(final).name):
+        for path in final.parent.glob(glob_escape(_PARTIAL.format(name=name)) + "*"):
+            if _unheld(path):
+                remove(path)
+                removed.append(path)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """text with glob's special characters matched literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _unheld(path: Path) -> bool:
+    """Whether nobody holds path's lock (taking it for a moment to see)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 @contextlib.contextmanager
@@ -212,7 +267,7 @@ def publish(temp_dump: Path, dump: Path, meta: BackupMeta) -> None:
     """Move a finished dump into place: sidecar first, then the dump, both atomic renames."""
     sidecar = sidecar_path(dump)
     temp_sidecar = temporary_name(sidecar)
-    with removing_on_failure(temp_sidecar):
+    with removing_on_failure(temp_sidecar), claimed(temp_sidecar):
         temp_sidecar.write_text(meta.to_json(), encoding="utf-8")
         fsync_tree(temp_sidecar)
         fsync_tree(temp_dump)

@@ -1,15 +1,26 @@
 """Running PostgreSQL's client programs: finding them, their versions, and one-line failures.
 
 Their stderr can quote connection strings, so every message that leaves here is redacted.
+
+A child dies with its parent: on Linux each is started with a parent-death signal (SIGKILL,
+``prctl(PR_SET_PDEATHSIG)`` between fork and exec), so a ``kubemigrate backup`` or ``restore``
+killed with kill -9 (or by the OOM killer) does not leave pg_dump or pg_restore running on its
+own, writing a file nobody will publish or holding the restore target. The signal follows the
+thread that started the child: the CLI starts them from its main thread.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import shutil
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from kubemigrate.engine.errors import ToolFailed, ToolMissing
 from kubemigrate.engine.pg.redact import redact
@@ -48,6 +59,31 @@ def server_major(server_version_num: int) -> int:
     return server_version_num // 10000
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child killed when this process dies (Linux); None
+    elsewhere. libc is looked up here, in the parent: the child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call: no signal will come
+            os._exit(1)
+
+    return preexec
+
+
+def popen(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen`` of a client program that dies with this process."""
+    preexec = die_with_parent()
+    return subprocess.Popen(list(args), preexec_fn=preexec, **kwargs)  # noqa: PLW1509
+
+
 def run(
     args: Sequence[str],
     *,
@@ -63,6 +99,7 @@ def run(
         text=True,
         stdin=subprocess.DEVNULL,
         check=False,
+        preexec_fn=die_with_parent(),
     )
     if done.returncode != 0:
         raise ToolFailed(

@@ -30,7 +30,8 @@ from kubemigrate.engine.errors import (
 )
 from kubemigrate.engine.pg.libpq import ToolConnection, tool_connection
 from kubemigrate.engine.pg.redact import redact
-from kubemigrate.engine.pg.session import connection_failed, one_line
+from kubemigrate.engine.pg.session import one_line
+from kubemigrate.engine.pg.target import connection_failed
 
 APPLICATION_NAME = "kubemigrate-restore"
 

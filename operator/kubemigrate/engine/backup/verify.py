@@ -23,7 +23,7 @@ from kubemigrate.engine.backup.dumpfile import BackupMeta, Format, plain_is_comp
 from kubemigrate.engine.backup.restore import RestoreResult, check_backup_file, restore_backup
 from kubemigrate.engine.errors import BackupError, InvalidBackup, ToolFailed
 from kubemigrate.engine.pg.libpq import parse
-from kubemigrate.engine.pg.session import connection_failed
+from kubemigrate.engine.pg.target import connection_failed
 
 SCRATCH_PREFIX = "kubemigrate_verify_"
 

@@ -34,7 +34,7 @@ from kubemigrate.engine.migrate.catalog import (
     diff_mode,
     named_tables,
 )
-from kubemigrate.engine.migrate.history import START_CLOCK, HistoryRow
+from kubemigrate.engine.migrate.history import AS_RUNNER, START_CLOCK, HistoryRow
 from kubemigrate.engine.migrate.results import MigrationResult
 from kubemigrate.engine.migrate.step import (
     Failure,
@@ -195,6 +195,10 @@ class BatchRunner:
             f"{first.kind} {first.version}..{last.version}:"
             f" {len(batch.entries)} migration(s) in one message"
         )
+        self.ctx.activity.doing = (
+            f"{first.kind} of migrations {first.version} to"
+            f" {last.version} (sent together; each commits on its own)"
+        )
         self.ctx.session.send(batch.text)
         return batch
 
@@ -227,7 +231,8 @@ class BatchRunner:
         else:
             insert = ctx.history.insert_run_sql(row, created or "'{}'::text[]")
         # The newline ends a trailing "--" comment; an empty statement (";;") has no result.
-        text = f"{head}{step.sql}\n;{insert};COMMIT;\n"
+        # After the COMMIT, the session's state back to the run's (see Session.reset_sql).
+        text = f"{head}{step.sql}\n;{AS_RUNNER};{insert};COMMIT;{ctx.session.reset_sql};\n"
         return _Entry(step, row, text, len(head), 2 + len(settings))
 
     def _row(self, step: Step) -> HistoryRow:
@@ -246,7 +251,7 @@ class BatchRunner:
     def _committed(self, batch: _Batch, ran: ScriptOutcome) -> list[MigrationResult]:
         """The results of the migrations of batch that committed: those before a failure."""
         done = []
-        commits = (i for i, r in enumerate(ran.results) if r.command_status == _COMMIT)
+        commits = iter(_commits(ran))
         for entry, commit in zip(batch.entries, commits, strict=False):
             done.append(_result(entry.row, ran.value(commit - 1)))
         if ran.error is None and len(done) != len(batch.entries):
@@ -272,7 +277,7 @@ class BatchRunner:
             return done, []
         index = len(done)
         entry = batch.entries[index]
-        begin = _begin_of(ran, index)
+        begin = _begin_of(ran, index, session.reset_statements)
         failure = _failure(entry, ran, begin, batch.offsets[index])
         if single.wait_to_retry(entry.step, failure, 1):
             done.extend(single.run(entry.step, attempt=2))
@@ -280,7 +285,7 @@ class BatchRunner:
         # The server's clock for both ends, as for the migrations that succeeded.
         clock = session.execute(f"SELECT {microseconds_sql('clock_timestamp()')}")[0][0]
         finished_at = from_microseconds(clock) or now()
-        started_at = _started(ran, begin) or finished_at
+        started_at = _started(ran, begin + 1) or finished_at
         done.append(
             single.failed(
                 entry.step,
@@ -293,12 +298,24 @@ class BatchRunner:
         return done, []
 
 
-def _begin_of(ran: ScriptOutcome, committed: int) -> int:
-    """Where the results of the migration after the first ``committed`` ones begin."""
+def _begin_of(ran: ScriptOutcome, committed: int, resets: int) -> int:
+    """Where the results of the migration after the first ``committed`` ones begin: after
+    the last one's COMMIT and ``resets`` statements."""
     if not committed:
         return 0
-    commits = [i for i, r in enumerate(ran.results) if r.command_status == _COMMIT]
-    return commits[committed - 1] + 1
+    return _commits(ran)[committed - 1] + 1 + resets
+
+
+def _commits(ran: ScriptOutcome) -> list[int]:
+    """Where the migrations' COMMITs are among ran's results: right after their history
+    INSERTs (the session reset after each is a transaction of its own, with a COMMIT too)."""
+    return [
+        i
+        for i, r in enumerate(ran.results)
+        if r.command_status == _COMMIT
+        and i > 0
+        and (ran.results[i - 1].command_status or b"").startswith(b"INSERT")
+    ]
 
 
 def _failure(entry: _Entry, ran: ScriptOutcome, begin: int, offset: int) -> Failure:
@@ -320,10 +337,11 @@ def _failure(entry: _Entry, ran: ScriptOutcome, begin: int, offset: int) -> Fail
     )
 
 
-def _started(ran: ScriptOutcome, begin: int) -> datetime | None:
-    """The server's clock when the failing migration began, if its clock statement ran."""
+def _started(ran: ScriptOutcome, clock: int) -> datetime | None:
+    """The server's clock when the failing migration began, if its clock statement (result
+    ``clock``) ran."""
     assert ran.failed_at is not None
-    return from_microseconds(ran.value(begin + 1)) if ran.failed_at > begin + 1 else None
+    return from_microseconds(ran.value(clock)) if ran.failed_at > clock else None
 
 
 def _result(row: HistoryRow, returned: str | None) -> MigrationResult:

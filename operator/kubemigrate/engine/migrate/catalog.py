@@ -154,9 +154,22 @@ def created_tables(statements: Sequence[Statement], history_schema: str) -> str 
     return names[0]
 
 
+_DATA_ONLY = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
+"""Commands that change rows, never a table's catalog entry: their relations are not looked up
+(walking the trees of a data file's 40,000 INSERTs took seconds)."""
+
+
 def named_tables(statements: Sequence[Statement]) -> list[str]:
-    """The relations statements name, quoted for ``to_regclass``, once each."""
-    return list(dict.fromkeys(quote_qualified(r) for s in statements for r in s.relations))
+    """The relations statements that may change a table's definition name, quoted for
+    ``to_regclass``, once each."""
+    return list(
+        dict.fromkeys(
+            quote_qualified(r)
+            for s in statements
+            if s.command not in _DATA_ONLY
+            for r in s.relations
+        )
+    )
 
 
 def array_literal(items: Sequence[str]) -> str:
@@ -229,6 +242,12 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE {tables}
 """
 
+_INDEX_VALID = """
+SELECT i.indisvalid AND i.indisready
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname = %s AND i.indrelid = to_regclass(%s)
+"""
+
 _INVALID_INDEXES = """
 SELECT format('%%I.%%I', n.nspname, c.relname)
 FROM pg_index i
@@ -265,6 +284,25 @@ class Catalog:
             ),
             dropped=tuple(sorted(before[o][0] for o in before.keys() - after.keys())),
         )
+
+    def index_built(self, statement: Statement) -> bool | None:
+        """For a CREATE INDEX with a name: True if its index exists and is valid, False if it
+        exists and is not (a build that failed or was stopped), None if there is none."""
+        tables = [quote_qualified(r) for r in statement.relations]
+        if statement.index_name is None or not tables:
+            return None
+        rows = self.session.execute(_INDEX_VALID, [statement.index_name, tables[0]])
+        return bool(rows[0][0]) if rows else None
+
+    def any_exists(self, names: Sequence[str]) -> bool:
+        """Whether any of the relations (as the statements module names them) exists."""
+        if not names:
+            return False
+        rows = self.session.execute(
+            "SELECT bool_or(to_regclass(r) IS NOT NULL) FROM unnest(%s::text[]) AS r",
+            [[quote_qualified(n) for n in names]],
+        )
+        return bool(rows[0][0])
 
     def invalid_indexes(self, statements: Sequence[Statement]) -> list[str]:
         """Invalid indexes (a failed CREATE INDEX CONCURRENTLY) that statements create."""

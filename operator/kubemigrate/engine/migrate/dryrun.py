@@ -12,6 +12,7 @@ No-transaction migrations cannot run inside the transaction; they are reported a
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 
 from kubemigrate.engine.migrate.results import MigrationResult
@@ -55,7 +56,11 @@ def _one(ctx: RunContext, step: Step) -> MigrationResult:
     attempt = 1
     while True:
         before = ctx.catalog.snapshot()
-        prefix = f"SAVEPOINT {_SAVEPOINT};" + local_settings(step.source, ctx.settings) + "\n"
+        prefix = (
+            f"SAVEPOINT {_SAVEPOINT};{session.resets};"
+            + local_settings(step.source, ctx.settings)
+            + "\n"
+        )
         ran = session.script(prefix + step.sql)
         failure: Failure | None = None
         if ran.error is not None:
@@ -67,6 +72,8 @@ def _one(ctx: RunContext, step: Step) -> MigrationResult:
                 skipped_results=prefix.count(";"),
             )
             # After a syntax error nothing ran, not even the savepoint: the transaction is lost.
+            if failure.retryable:
+                failure = replace(failure, blocked_by=ctx.activity.blockers())
             if (
                 failure.retryable
                 and attempt < max(1, policy.attempts)
@@ -74,6 +81,8 @@ def _one(ctx: RunContext, step: Step) -> MigrationResult:
                 and ran.failed_at > 0
             ):
                 session.script(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                held = f", held by {failure.blocked_by}" if failure.blocked_by else ""
+                ctx.progress(f"dry run of {step.version}: lock not available{held}; retrying")
                 time.sleep(policy.delay(attempt))
                 attempt += 1
                 continue
@@ -113,10 +122,11 @@ def _result(
         finished_at=now(),
         duration_seconds=duration,
         sqlstate=failure.error.sqlstate,
-        error=failure.error.message,
+        error=failure.message,
         statement_index=failure.statement_index,
         line=failure.line,
         attempts=attempts,
+        blocked_by=failure.blocked_by,
     )
 
 

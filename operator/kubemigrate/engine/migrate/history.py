@@ -9,7 +9,9 @@ Objects are created under the migration lock, so runners started together on a n
 do not race; ``IF NOT EXISTS`` and a retry on a unique violation (the catalog race PostgreSQL
 reports for concurrent ``CREATE ... IF NOT EXISTS``) cover runners of other tools or older
 versions that do not take the lock. ``schema_info`` records the layout's own version so that a
-later kubemigrate can upgrade it, and an older one refuses a layout it does not know.
+later kubemigrate can upgrade it, and an older one refuses a layout it does not know (the
+layouts and their upgrades: ``history_layout``). Every write runs as the runner (``AS_RUNNER``),
+whatever role the migration switched to.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from psycopg import sql
 from kubemigrate import __version__
 from kubemigrate.engine.errors import EngineError, HistoryTooNew
 from kubemigrate.engine.migrate.catalog import NAMED_DIFF, array_literal, user_tables_filter
+from kubemigrate.engine.migrate.history_layout import CREATE, LAYOUT_VERSION, UPGRADES
 from kubemigrate.engine.migrate.results import Kind, Origin, Status
 from kubemigrate.engine.migrate.versions import version_key
 from kubemigrate.engine.pg.clock import from_microseconds, microseconds_sql
@@ -31,82 +34,6 @@ from kubemigrate.engine.pg.literals import Value, literal
 from kubemigrate.engine.pg.session import Session
 
 RecordState = Literal["applied", "rolled_back", "failed", "incomplete"]
-
-LAYOUT_VERSION = 1
-"""Version of the history table's own layout; bump with an upgrade step in ``_UPGRADES``."""
-
-_CREATE = """
-CREATE SCHEMA IF NOT EXISTS {schema};
-COMMENT ON SCHEMA {schema} IS 'kubemigrate: migration history (append-only)';
-CREATE TABLE IF NOT EXISTS {schema}.schema_info (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    layout_version integer NOT NULL,
-    engine_version text NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS {schema}.history (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    run_id uuid NOT NULL,
-    version text NOT NULL,
-    version_key numeric[] NOT NULL,
-    description text NOT NULL DEFAULT '',
-    checksum text NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('apply', 'rollback', 'dry_run', 'repair', 'baseline')),
-    status text NOT NULL CHECK (status IN ('pending', 'success', 'failed')),
-    started_at timestamptz NOT NULL,
-    finished_at timestamptz,
-    duration_ms double precision,
-    rows_affected bigint,
-    tables_created text[] NOT NULL DEFAULT '{{}}',
-    tables_altered text[] NOT NULL DEFAULT '{{}}',
-    tables_dropped text[] NOT NULL DEFAULT '{{}}',
-    has_rollback boolean NOT NULL DEFAULT false,
-    statement_index integer,
-    error_line integer,
-    sqlstate text,
-    error text,
-    attempts integer NOT NULL DEFAULT 1,
-    executed_by text,
-    engine_version text NOT NULL,
-    resource_name text,
-    resource_uid text,
-    resource_generation bigint
-);
-COMMENT ON TABLE {schema}.history IS
-    'kubemigrate: one row per run of a migration; rows are only ever inserted';
-CREATE OR REPLACE VIEW {schema}.version_state AS
-WITH last_transition AS (
-    SELECT DISTINCT ON (version_key) *
-    FROM {schema}.history
-    WHERE kind IN ('apply', 'baseline') OR (kind = 'rollback' AND status <> 'failed')
-    ORDER BY version_key, id DESC
-), last_accepted AS (
-    SELECT DISTINCT ON (version_key) version_key, checksum, has_rollback
-    FROM {schema}.history
-    WHERE status = 'success' AND kind IN ('apply', 'baseline', 'repair')
-    ORDER BY version_key, id DESC
-)
-SELECT t.version, t.version_key, t.description,
-       CASE WHEN t.status = 'pending' THEN 'incomplete'
-            WHEN t.kind = 'rollback' THEN 'rolled_back'
-            WHEN t.status = 'success' THEN 'applied'
-            ELSE 'failed' END AS state,
-       CASE WHEN t.status = 'success' AND t.kind <> 'rollback'
-            THEN coalesce(a.checksum, t.checksum) ELSE t.checksum END AS checksum,
-       CASE WHEN t.status = 'success' AND t.kind <> 'rollback' THEN t.finished_at END
-           AS applied_at,
-       t.duration_ms,
-       t.status = 'success' AND t.kind <> 'rollback' AND coalesce(a.has_rollback, false)
-           AS rollback_available,
-       t.sqlstate, t.error, t.kind AS last_kind, t.run_id AS last_run_id, t.id AS last_id
-FROM last_transition t LEFT JOIN last_accepted a USING (version_key);
-COMMENT ON VIEW {schema}.version_state IS 'kubemigrate: where each version stands now';
-INSERT INTO {schema}.schema_info (layout_version, engine_version)
-VALUES ({layout}, {engine}) ON CONFLICT (singleton) DO NOTHING;
-"""
-
-_UPGRADES: dict[int, str] = {}
-"""layout version n -> SQL taking the layout from n to n + 1 (none yet)."""
 
 COLUMNS = (
     ("run_id", "uuid"),
@@ -149,6 +76,13 @@ START_CLOCK = (
 """Run first in a migration's transaction whose row takes the server's times (see
 ``server_times``): the server's clock when the migration started, in microseconds since the
 epoch (text in no DateStyle or time zone), kept as a transaction setting and returned."""
+
+AS_RUNNER = "SET LOCAL SESSION AUTHORIZATION DEFAULT;SET LOCAL role TO DEFAULT"
+"""Run in a transaction before a history write: the row is written as the runner, whatever
+role the migration switched to (a member of an owner role may ``SET ROLE`` to create objects
+it owns, and that role may not write the history). ``LOCAL``: the migration's own role is back
+after the transaction, for the next statement of a no-transaction migration."""
+AS_RUNNER_STATEMENTS = 2
 
 _STARTED = (
     "(timestamptz 'epoch' + current_setting('kubemigrate.started')::bigint"
@@ -201,6 +135,8 @@ class HistoryRow:
     tables_dropped: tuple[str, ...] = ()
     key: tuple[int, ...] | None = None
     """The version's key when the caller has it at hand (else computed from ``version``)."""
+    blocked_by: str | None = None
+    """Not a column: who held a lock the migration waited for (in ``error`` when it failed)."""
 
     def values(self) -> list[Value]:
         """The column values, in the order of ``COLUMNS``."""
@@ -248,10 +184,44 @@ class VersionRecord:
     rollback_available: bool
     sqlstate: str | None
     error: str | None
+    last_kind: Kind = "apply"
+    """The kind of the row that is the version's last word (apply, rollback, baseline)."""
+    progress: RunProgress | None = None
+    """How far that run got, when it was a no-transaction migration's that did not finish."""
 
     @property
     def applied(self) -> bool:
         return self.state == "applied"
+
+    @property
+    def rollback_incomplete(self) -> bool:
+        """A rollback of a no-transaction migration stopped midway: neither state holds."""
+        return self.state == "incomplete" and self.last_kind == "rollback"
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A no-transaction run's progress row (see ``history_layout``): its first ``done``
+    statements ran (``digest``: sha256 of their text); ``running`` was sent and not known
+    done when the run stopped."""
+
+    kind: Kind
+    statements: int
+    done: int
+    digest: str
+    running: int | None
+
+
+def _progress(
+    kind: str | None,
+    statements: int | None,
+    done: int | None,
+    digest: str | None,
+    running: int | None,
+) -> RunProgress | None:
+    if kind is None or statements is None or done is None or digest is None:
+        return None
+    return RunProgress(cast(Kind, kind), statements, done, digest, running)
 
 
 class History:
@@ -298,7 +268,7 @@ class History:
     def _upgrade(self, layout: int) -> None:
         self.check_layout(layout)
         while layout < LAYOUT_VERSION:
-            step = sql.SQL(_UPGRADES[layout]).format(schema=sql.Identifier(self.schema))
+            step = sql.SQL(UPGRADES[layout]).format(schema=sql.Identifier(self.schema))
             outcome = self.session.script(
                 f"BEGIN;\n{self._render(step)};\nUPDATE {self._qualified('schema_info')}"
                 f" SET layout_version = {layout + 1};\nCOMMIT"
@@ -311,7 +281,7 @@ class History:
             layout += 1
 
     def _create(self) -> None:
-        ddl = sql.SQL(_CREATE).format(
+        ddl = sql.SQL(CREATE).format(
             schema=sql.Identifier(self.schema),
             layout=sql.Literal(LAYOUT_VERSION),
             engine=sql.Literal(__version__),
@@ -337,6 +307,10 @@ class History:
     def _qualified(self, name: str) -> str:
         return sql.Identifier(self.schema, name).as_string(self.session.conn)
 
+    def table(self, name: str) -> str:
+        """The history schema's table name, quoted and qualified."""
+        return self._qualified(name)
+
     # -- reading -------------------------------------------------------------------------------
 
     def load(self, *, upgrade: bool = False) -> dict[tuple[int, ...], VersionRecord]:
@@ -353,15 +327,40 @@ class History:
                     f" {layout}; run apply once to upgrade it"
                 )
             self._upgrade(layout)
+        return self._read()
+
+    def peek(self) -> dict[tuple[int, ...], VersionRecord] | None:
+        """What ``load`` would read, without the lock and without raising: None when the
+        history's layout is not this kubemigrate's (it is upgraded under the lock)."""
+        layout = self.layout()
+        if layout is None:
+            return {}
+        return self._read() if layout == LAYOUT_VERSION else None
+
+    def _read(self) -> dict[tuple[int, ...], VersionRecord]:
         rows = self.session.execute(
             sql.SQL(
                 "SELECT version, description, state, checksum,"
                 f" {microseconds_sql('applied_at')}, duration_ms,"
-                " rollback_available, sqlstate, error FROM {}.version_state"
+                " rollback_available, sqlstate, error, last_kind, progress_kind,"
+                " progress_statements, progress_done, progress_digest, progress_running"
+                " FROM {}.version_state"
             ).format(sql.Identifier(self.schema))
         )
         records = {}
-        for version, desc, state, checksum, applied_at, ms, rollback, sqlstate, error in rows:
+        for (
+            version,
+            desc,
+            state,
+            checksum,
+            applied_at,
+            ms,
+            rollback,
+            sqlstate,
+            error,
+            last_kind,
+            *progress,
+        ) in rows:
             key = version_key(version)
             records[key] = VersionRecord(
                 version,
@@ -374,6 +373,8 @@ class History:
                 bool(rollback),
                 sqlstate,
                 error,
+                cast(Kind, last_kind),
+                _progress(*progress),
             )
         return records
 
@@ -477,18 +478,22 @@ class History:
         return (
             f"SET LOCAL kubemigrate.tables = {literal(array_literal(tables))};"
             "SET LOCAL enable_seqscan = off;\n"
-            f"EXECUTE {INSERT_NAMED}({values})"
-        ), 3
+            f"{AS_RUNNER};EXECUTE {INSERT_NAMED}({values})"
+        ), 3 + AS_RUNNER_STATEMENTS
 
-    def append(self, *rows: HistoryRow) -> None:
-        """Insert rows in their own short transaction (autocommit: one statement)."""
-        if not rows:
+    def append(self, *rows: HistoryRow, also: str | None = None) -> None:
+        """Insert rows in their own short transaction, as the runner, with the SQL ``also``
+        (a progress row's change) in the same transaction."""
+        if not rows and also is None:
             return
         self.prepare()
-        text = ";\n".join(self.insert_sql(r) for r in rows)
-        if len(rows) > 1:
-            text = f"BEGIN;\n{text};\nCOMMIT"
-        outcome = self.session.script(text)
+        parts = [self.insert_sql(r) for r in rows] + ([also] if also is not None else [])
+        self.write(";\n".join(parts))
+
+    def write(self, text: str) -> None:
+        """Run text (statements on the history's tables) in a transaction of its own, as the
+        runner."""
+        outcome = self.session.script(f"BEGIN;{AS_RUNNER};\n{text};\nCOMMIT")
         if outcome.error is not None:
             self.session.rollback_if_open()
             raise EngineError(f"cannot write the history: {outcome.error.message}")

@@ -1,11 +1,19 @@
-"""The per-database migration lock: a session advisory lock on the connection that migrates.
+"""The per-database migration lock: two session advisory locks, one on the connection that
+migrates and one on a connection of its own.
 
-Session-level, so it is never inside a transaction and PostgreSQL drops it when the holder's
-connection ends, however it ends (a killed pod leaves no stale lock to clear by hand). Waiters
-poll ``pg_try_advisory_lock`` instead of blocking in ``pg_advisory_lock``: a blocked waiter
-would be part of the lock graph of a ``CREATE INDEX CONCURRENTLY`` running in the holder, which
-PostgreSQL then resolves as a deadlock, and polling lets a waiter report who holds the lock and
-give up at a deadline.
+Session-level, so they are never inside a transaction and PostgreSQL drops each when its
+connection ends, however it ends (a killed pod leaves no stale lock to clear by hand). The first
+lives on the migrating connection, so that a killed runner's lock lasts until its backend has
+stopped (and rolled back) what it ran. The second, the guard, lives on a connection no
+migration can reach: a migration that calls ``pg_advisory_unlock_all()`` (or unlocks the first
+key) releases the first lock, and a second runner would otherwise take it and apply the same
+migrations at the same time. A runner takes the first, then the guard.
+
+Waiters poll ``pg_try_advisory_lock`` instead of blocking in ``pg_advisory_lock``: a blocked
+waiter would be part of the lock graph of a ``CREATE INDEX CONCURRENTLY`` running in the holder,
+which PostgreSQL then resolves as a deadlock, and polling lets a waiter report who holds the lock
+and give up at a deadline. The guard's connection is idle, outside any transaction, so it never
+holds up a concurrent index build.
 """
 
 from __future__ import annotations
@@ -22,12 +30,18 @@ from kubemigrate.engine.pg.clock import from_microseconds, microseconds_sql
 from kubemigrate.engine.pg.session import Session
 
 LOCK_NAMESPACE = "kubemigrate.migrations"
+GUARD_NAMESPACE = "kubemigrate.migrations.guard"
 
 
-def lock_key(history_schema: str) -> int:
+def lock_key(history_schema: str, namespace: str = LOCK_NAMESPACE) -> int:
     """A signed 64-bit key, stable across processes and versions, per history schema."""
-    digest = hashlib.sha256(f"{LOCK_NAMESPACE}:{history_schema}".encode()).digest()
+    digest = hashlib.sha256(f"{namespace}:{history_schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def guard_key(history_schema: str) -> int:
+    """The key of the guard lock (see the module's doc)."""
+    return lock_key(history_schema, GUARD_NAMESPACE)
 
 
 @dataclass(frozen=True)
@@ -86,11 +100,13 @@ class AdvisoryLock:
         self.held = bool(rows[0][0])
         return self.held
 
-    def acquire(self) -> None:
-        """Take the lock, polling with exponential backoff; LockTimeout at the deadline."""
+    def acquire(self, deadline: float | None = None) -> None:
+        """Take the lock, polling with exponential backoff; LockTimeout at the deadline
+        (``time.monotonic()``; default: ``wait_seconds`` from now)."""
         if self.try_acquire():
             return
-        deadline = time.monotonic() + self.wait_seconds
+        if deadline is None:
+            deadline = time.monotonic() + self.wait_seconds
         delay, reported = 0.05, None
         holder = self.holder()
         while True:
@@ -124,3 +140,50 @@ class AdvisoryLock:
         if self.held and not self.session.conn.closed:
             self.session.execute("SELECT pg_advisory_unlock(%s)", [self.key])
         self.held = False
+
+
+class RunLock:
+    """The two locks of one run (see the module's doc): ``acquire`` takes the first on the
+    migrating session, then opens the guard's connection and takes the guard on it."""
+
+    def __init__(
+        self,
+        session: Session,
+        history_schema: str,
+        *,
+        connect: Callable[[], Session],
+        wait_seconds: float,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.main = AdvisoryLock(
+            session, lock_key(history_schema), wait_seconds=wait_seconds, on_wait=on_wait
+        )
+        self.connect = connect
+        self.key = guard_key(history_schema)
+        self.wait_seconds = wait_seconds
+        self.on_wait = on_wait
+        self.guard: AdvisoryLock | None = None
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        self.main.acquire(deadline)
+        self.guard = AdvisoryLock(
+            self.connect(), self.key, wait_seconds=self.wait_seconds, on_wait=self.on_wait
+        )
+        self.guard.acquire(deadline)
+
+    @property
+    def guard_session(self) -> Session | None:
+        """The guard's connection while the lock is held: idle, for the engine's own looks
+        at the server (who blocks the migrating session) while a migration runs."""
+        return self.guard.session if self.guard is not None and self.guard.held else None
+
+    def release(self) -> None:
+        """Release both; the guard's connection is closed. Never raises for a connection
+        that is gone (its lock went with it)."""
+        guard, self.guard = self.guard, None
+        try:
+            self.main.release()
+        finally:
+            if guard is not None:
+                guard.session.close()

@@ -9,31 +9,38 @@ every applied checksum against the given sources, and only then run anything. Re
 from __future__ import annotations
 
 import getpass
-import re
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import psycopg
 
 from kubemigrate.engine.errors import (
+    ConnectionFailed,
+    ConnectionLost,
     DriftDetected,
     EngineError,
-    InvalidSources,
     NoRollbackSql,
     OutOfOrder,
-    TransactionForbidden,
 )
 from kubemigrate.engine.migrate import planning
-from kubemigrate.engine.migrate.batched import MIN_SERVER, BatchRunner, batchable
+from kubemigrate.engine.migrate.activity import (
+    Activity,
+    BlockerWatch,
+    lost_reason,
+    watch_interval,
+)
 from kubemigrate.engine.migrate.catalog import Catalog
-from kubemigrate.engine.migrate.dryrun import dry_run as run_dry_run
 from kubemigrate.engine.migrate.history import History
-from kubemigrate.engine.migrate.locking import AdvisoryLock, lock_key
-from kubemigrate.engine.migrate.nontransactional import run_non_transactional
+from kubemigrate.engine.migrate.locking import RunLock
+from kubemigrate.engine.migrate.progress import explain, resume_of
+from kubemigrate.engine.migrate.recorded import last_apply
+from kubemigrate.engine.migrate.refusals import refuse_forbidden, refuse_undecided
+from kubemigrate.engine.migrate.repairs import settle_in_doubt
 from kubemigrate.engine.migrate.results import (
+    AppliedRun,
     Kind,
     MigrationResult,
     Origin,
@@ -41,6 +48,7 @@ from kubemigrate.engine.migrate.results import (
     ValidationReport,
     VersionState,
 )
+from kubemigrate.engine.migrate.runloop import ResultCallback, RunLoop
 from kubemigrate.engine.migrate.sources import MigrationSource
 from kubemigrate.engine.migrate.step import (
     RetryPolicy,
@@ -51,12 +59,10 @@ from kubemigrate.engine.migrate.step import (
     now,
     result_of,
 )
-from kubemigrate.engine.migrate.transactional import TransactionalRunner
 from kubemigrate.engine.pg.redact import redact
-from kubemigrate.engine.pg.session import Session, connection_failed, one_line
+from kubemigrate.engine.pg.session import Session, one_line
+from kubemigrate.engine.pg.target import connection_failed, describe, secrets_of
 
-ResultCallback = Callable[[MigrationResult], None]
-_COPY_STDIO = re.compile(r"\b(stdin|stdout)\b", re.IGNORECASE)
 _IDENTIFIER_MAX = 63
 
 
@@ -72,6 +78,32 @@ def _default_actor() -> str:
 class _Plan:
     records: planning.Records
     sources: planning.Sources
+
+
+class _Parsed:
+    """Steps split before the lock is taken, so that parsing a big file never holds the lock
+    over an idle connection: the ones the history (read without the lock) says will run.
+    Whatever another runner changed in between is parsed under the lock."""
+
+    def __init__(
+        self, kind: Kind, choose: Callable[[planning.Records], Iterable[MigrationSource]]
+    ) -> None:
+        self.kind = kind
+        self.choose = choose
+        self.steps: dict[tuple[int, ...], Step] = {}
+
+    def early(self, ctx: RunContext) -> None:
+        records = ctx.history.peek()
+        if records is None:  # an older layout: read under the lock, after its upgrade
+            return
+        for source in self.choose(records):
+            self.steps[source.key] = Step.of(source, self.kind, ctx.session.server_version)
+
+    def step(self, ctx: RunContext, source: MigrationSource) -> Step:
+        found = self.steps.get(source.key)
+        if found is not None and found.source is source:
+            return found
+        return Step.of(source, self.kind, ctx.session.server_version)
 
 
 class Migrator:
@@ -124,7 +156,7 @@ class Migrator:
         """Nothing to release: every call opens and closes its own connection."""
 
     def __repr__(self) -> str:
-        return f"Migrator({redact(self._url)!r}, history_schema={self.history_schema!r})"
+        return f"Migrator({describe(self._url)!r}, history_schema={self.history_schema!r})"
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -145,20 +177,24 @@ class Migrator:
         target_key = planning.parse_target(target)
         kind: Kind = "dry_run" if dry_run else "apply"
         started = now()
-        with self._context(lock=True) as ctx:
+        parsed = _Parsed("apply", lambda records: planning.pending(records, by_key, target_key))
+        with self._context(lock=True, before_lock=parsed.early) as ctx:
             plan = self._checked_plan(ctx, by_key, dry_run=dry_run)
             todo = planning.pending(plan.records, by_key, target_key)
             early = planning.out_of_order(todo, plan.records)
             newest = planning.newest_applied(plan.records)
             if early and not allow_out_of_order and newest is not None:
                 raise OutOfOrder([s.version for s in early], newest.version)
-            steps = [Step.of(s, "apply", ctx.session.server_version) for s in todo]
-            _refuse_forbidden(steps)
+            steps = [parsed.step(ctx, s) for s in todo]
+            refuse_forbidden(steps)
             if not steps:
                 self._progress("nothing to apply")
             elif not dry_run:
+                refuse_undecided(steps, plan.records)
                 ctx.history.ensure()
-            results = self._run_steps(ctx, steps, dry_run=dry_run, on_result=on_result)
+            results = self._run_steps(
+                ctx, steps, plan.records, dry_run=dry_run, on_result=on_result
+            )
             version = _schema_version(plan, [] if dry_run else results)
         return RunReport(str(ctx.run_id), kind, started, now(), tuple(results), version)
 
@@ -179,7 +215,13 @@ class Migrator:
         by_key = planning.index_sources(sources)
         target_key = planning.parse_target(target)
         started = now()
-        with self._context(lock=True) as ctx:
+
+        def revertible(records: planning.Records) -> list[MigrationSource]:
+            chosen = planning.to_revert(records, target=target_key, steps=steps, versions=versions)
+            return [s for r in chosen if (s := by_key.get(r.key)) is not None and s.down_sql]
+
+        parsed = _Parsed("rollback", revertible)
+        with self._context(lock=True, before_lock=parsed.early) as ctx:
             plan = self._checked_plan(ctx, by_key, dry_run=dry_run)
             chosen = planning.to_revert(
                 plan.records, target=target_key, steps=steps, versions=versions
@@ -189,22 +231,25 @@ class Migrator:
             ]
             if lacking:
                 raise NoRollbackSql(lacking)
-            todo = [Step.of(by_key[r.key], "rollback", ctx.session.server_version) for r in chosen]
-            _refuse_forbidden(todo)
+            todo = [parsed.step(ctx, by_key[r.key]) for r in chosen]
+            refuse_forbidden(todo)
             if not todo:
                 self._progress("nothing to roll back")
             elif not dry_run:
+                refuse_undecided(todo, plan.records)
                 ctx.history.ensure()
-            results = self._run_steps(ctx, todo, dry_run=dry_run, on_result=on_result)
+            results = self._run_steps(ctx, todo, plan.records, dry_run=dry_run, on_result=on_result)
             version = _schema_version(plan, [] if dry_run else results)
         kind: Kind = "dry_run" if dry_run else "rollback"
         return RunReport(str(ctx.run_id), kind, started, now(), tuple(results), version)
 
     def status(self, sources: Iterable[MigrationSource]) -> list[VersionState]:
-        """Every version in the history or the sources, in order, with its state."""
+        """Every version in the history or the sources, in order, with its state; for one a
+        run left midway, what the next run will do (``VersionState.resume``)."""
         by_key = planning.index_sources(sources)
         with self._context(lock=False) as ctx:
-            return planning.states(ctx.history.load(), by_key)
+            records = ctx.history.load()
+            return planning.states(records, by_key, _unfinished(ctx, records, by_key))
 
     def validate(
         self,
@@ -226,13 +271,15 @@ class Migrator:
             for source in todo:
                 step = Step.of(source, "apply", ctx.session.server_version)
                 try:
-                    _refuse_forbidden([step])
+                    refuse_forbidden([step])
+                    refuse_undecided([step], records)
                 except EngineError as exc:
                     problems.append(str(exc))
                 if step.parse_error is not None:
                     problems.append(
                         f"migration {source.version}: the SQL does not parse: {step.parse_error}"
                     )
+            unfinished = _unfinished(ctx, records, by_key)
             return ValidationReport(
                 drifted=tuple(planning.drifted(records, by_key)),
                 pending=tuple(s.version for s in todo),
@@ -242,16 +289,26 @@ class Migrator:
                 out_of_order=tuple(s.version for s in early),
                 problems=tuple(problems),
                 schema_version=planning.schema_version(records),
+                incomplete=tuple(
+                    f"migration {records[k].version}: {note}"
+                    for k, note in sorted(unfinished.items())
+                ),
             )
 
-    def repair(self, sources: Iterable[MigrationSource]) -> RunReport:
+    def repair(
+        self, sources: Iterable[MigrationSource], *, completed: Sequence[str] = ()
+    ) -> RunReport:
         """Accept the sources' current checksums (and rollback availability) for applied
-        versions, recorded as runs of kind repair."""
+        versions, recorded as runs of kind repair. And settle what the engine cannot: a
+        no-transaction migration whose run stopped in a statement whose outcome the catalog
+        cannot tell (``NeedsRepair``) has that statement recorded as not done (the next run
+        runs it again), or as done for the versions in ``completed``."""
         by_key = planning.index_sources(sources)
         started = now()
         with self._context(lock=True) as ctx:
             records = ctx.history.load(upgrade=True)
             results = self._record(ctx, "repair", planning.needs_repair(records, by_key))
+            results += settle_in_doubt(ctx, records, by_key, completed)
             version = planning.schema_version(records)
         return RunReport(str(ctx.run_id), "repair", started, now(), tuple(results), version)
 
@@ -275,6 +332,16 @@ class Migrator:
             new = _schema_version(plan, results)
         return RunReport(str(ctx.run_id), "baseline", started, now(), tuple(results), new)
 
+    def last_applied(self, version: str) -> AppliedRun | None:
+        """The run that applied version, as the history recorded it (its id, timing, rows and
+        tables, the resource that asked): None unless a successful apply is the version's
+        last word. Read-only: takes no lock, creates no history. For a caller whose apply
+        reported nothing because the version was already applied, e.g. an operator restarted
+        between the COMMIT and writing status."""
+        planning.parse_target(version)  # InvalidSources for a malformed version
+        with self._context(lock=False) as ctx:
+            return last_apply(ctx.history, version)
+
     def ensure_history(self) -> None:
         """Create the history table if it does not exist yet, under the migration lock. The
         operator calls this before a pre-migration backup, so the backup holds the history and
@@ -285,21 +352,23 @@ class Migrator:
     # -- internals -----------------------------------------------------------------------------
 
     @contextmanager
-    def _context(self, *, lock: bool) -> Iterator[RunContext]:
-        session = Session.connect(
-            self._url, application_name=self.application_name, connect_timeout=self.connect_timeout
-        )
-        advisory = AdvisoryLock(
+    def _context(
+        self, *, lock: bool, before_lock: Callable[[RunContext], None] | None = None
+    ) -> Iterator[RunContext]:
+        """The call's connection and helpers; ``before_lock`` runs once connected, before the
+        lock is taken (or waited for)."""
+        session = self._connect()
+        advisory = RunLock(
             session,
-            lock_key(self.history_schema),
+            self.history_schema,
+            connect=self._connect,
             wait_seconds=self.lock_wait_seconds,
             on_wait=self._progress,
         )
+        activity = Activity()
         try:
             history = History(session, self.history_schema)
-            if lock:
-                advisory.acquire()
-            yield RunContext(
+            ctx = RunContext(
                 session,
                 history,
                 Catalog(session, self.history_schema),
@@ -308,9 +377,16 @@ class Migrator:
                 self.actor,
                 self.origin,
                 self._progress,
+                activity,
             )
+            if before_lock is not None:
+                before_lock(ctx)
+            if lock:
+                advisory.acquire()
+                ctx = replace(ctx, guard=advisory.guard_session)
+            yield ctx
         except psycopg.OperationalError as exc:
-            raise connection_failed(self._url, exc) from None
+            raise self._lost(session, activity, exc) from None
         except psycopg.Error as exc:
             raise EngineError(redact(one_line(str(exc)))) from None
         finally:
@@ -320,6 +396,25 @@ class Migrator:
             except psycopg.Error:
                 pass  # the connection is gone, and the session lock with it
             session.close()
+
+    def _lost(
+        self, session: Session, activity: Activity, exc: psycopg.OperationalError
+    ) -> ConnectionFailed:
+        """The error for a connection that failed or was lost: naming the migration that was
+        running, if one was."""
+        if activity.doing is None:
+            return connection_failed(self._url, exc)
+        reason = redact(lost_reason(session, exc), *secrets_of(self._url))
+        return ConnectionLost(
+            f"lost the connection to {describe(self._url)} during {activity.doing}: {reason};"
+            " what committed before is in the history, and the next run starts from there",
+            activity.doing,
+        )
+
+    def _connect(self) -> Session:
+        return Session.connect(
+            self._url, application_name=self.application_name, connect_timeout=self.connect_timeout
+        )
 
     def _checked_plan(
         self, ctx: RunContext, by_key: planning.Sources, *, dry_run: bool = False
@@ -331,66 +426,31 @@ class Migrator:
         return _Plan(records, by_key)
 
     def _run_steps(
-        self, ctx: RunContext, steps: list[Step], *, dry_run: bool, on_result: ResultCallback | None
-    ) -> list[MigrationResult]:
-        if dry_run:
-            checked = run_dry_run(ctx, steps)
-            for result in checked:
-                self._report(result, on_result)
-            return checked
-        results: list[MigrationResult] = []
-        runner = TransactionalRunner(ctx)
-        batches = BatchRunner(ctx, runner)
-        can_batch = ctx.session.server_version >= MIN_SERVER
-        for together, segment in _segments(steps, batch=can_batch):
-            if together:
-                # Each result is reported as soon as its batch is back, not at the end.
-                if not self._collect(runner.flush(), results, on_result):
-                    return results
-                with closing(batches.run(segment)) as batched:
-                    if not self._collect(batched, results, on_result):
-                        return results
-                continue
-            if not self._collect(self._one_at_a_time(ctx, runner, segment), results, on_result):
-                return results
-        self._collect(runner.flush(), results, on_result)
-        return results
-
-    def _one_at_a_time(
-        self, ctx: RunContext, runner: TransactionalRunner, segment: list[Step]
-    ) -> Iterator[MigrationResult]:
-        """segment's results as its steps run one by one; the caller stops at a failure, and
-        no step after it runs (a generator runs its next step only when asked)."""
-        for index, step in enumerate(segment):
-            if self._on_progress is not None:
-                self._progress(f"{step.kind} {step.version} {step.source.description}".rstrip())
-            if step.source.transactional:
-                done = runner.run(step, defer=index + 1 < len(segment))
-            else:
-                done = runner.flush()
-                if all(r.ok for r in done):
-                    done.append(run_non_transactional(ctx, step))
-            yield from done
-
-    def _collect(
         self,
-        done: Iterable[MigrationResult],
-        results: list[MigrationResult],
+        ctx: RunContext,
+        steps: list[Step],
+        records: planning.Records,
+        *,
+        dry_run: bool,
         on_result: ResultCallback | None,
-    ) -> bool:
-        """Report and keep done's results (as they come); False if one failed."""
-        for result in done:
-            results.append(result)
-            self._report(result, on_result)
-            if not result.ok:
-                return False
-        return True
-
-    def _report(self, result: MigrationResult, on_result: ResultCallback | None) -> None:
-        if self._on_progress is not None:
-            self._progress(_summary(result))
-        if on_result is not None:
-            on_result(result)
+    ) -> list[MigrationResult]:
+        loop = RunLoop(ctx, records, on_progress=self._on_progress, on_result=on_result)
+        if ctx.guard is None or not steps:
+            return loop.run(steps, dry_run=dry_run)
+        timeouts = [
+            s.source.lock_timeout
+            if s.source.lock_timeout is not None
+            else self.settings.lock_timeout
+            for s in steps
+        ]
+        with BlockerWatch(
+            ctx.guard, ctx.session.pgconn.backend_pid, watch_interval(timeouts)
+        ) as watch:
+            ctx.activity.blockers = watch.take
+            try:
+                return loop.run(steps, dry_run=dry_run)
+            finally:
+                ctx.activity.blockers = Activity().blockers
 
     def _record(
         self, ctx: RunContext, kind: Kind, sources: Sequence[MigrationSource]
@@ -412,67 +472,6 @@ class Migrator:
         return [result_of(r) for r in rows]
 
 
-def _segments(steps: Sequence[Step], *, batch: bool) -> Iterator[tuple[bool, list[Step]]]:
-    """steps in runs: (True, steps) for two or more batchable ones in a row, else
-    (False, steps) to run one at a time."""
-    alone: list[Step] = []
-    index = 0
-    while index < len(steps):
-        end = index
-        while batch and end < len(steps) and batchable(steps[end]):
-            end += 1
-        if end - index >= 2:
-            if alone:
-                yield False, alone
-                alone = []
-            yield True, list(steps[index:end])
-            index = end
-        else:
-            alone.append(steps[index])
-            index += 1
-    if alone:
-        yield False, alone
-
-
-def _refuse_forbidden(steps: Sequence[Step]) -> None:
-    """TransactionForbidden for the first statement a transactional step cannot run;
-    InvalidSources for SQL with a NUL character (the protocol ends a query at it)."""
-    for step in steps:
-        if "\x00" in step.sql:
-            raise InvalidSources(
-                f"migration {step.version}: its {step.kind} SQL holds a NUL"
-                " character, which PostgreSQL cannot take"
-            )
-        discard = next((s for s in step.statements or () if s.command == "DISCARD ALL"), None)
-        if discard is not None:
-            raise TransactionForbidden(
-                step.version,
-                discard.index,
-                discard.line,
-                discard.command,
-                "DISCARD ALL would release the migration lock and the engine's prepared"
-                " statements; use DISCARD PLANS, DISCARD TEMP or DISCARD SEQUENCES",
-            )
-        if not step.source.transactional or not step.statements:
-            continue
-        for s in step.statements:
-            reason = None
-            if s.transaction_forbidden:
-                reason = (
-                    f"{s.reason or s.command + ' cannot run in a transaction'}; mark the"
-                    " migration no-transaction (-- kubemigrate: no-transaction)"
-                )
-            elif s.transaction_control:
-                reason = (
-                    "transaction control in a transactional migration; remove it (each"
-                    " migration already runs in its own transaction)"
-                )
-            elif s.command == "COPY" and _COPY_STDIO.search(s.text):
-                reason = "COPY FROM STDIN / TO STDOUT is not supported; use INSERT"
-            if reason is not None:
-                raise TransactionForbidden(step.version, s.index, s.line, s.command, reason)
-
-
 def _schema_version(plan: _Plan, results: Sequence[MigrationResult]) -> str | None:
     """Highest applied version after results, from the state before and what changed."""
     applied = {k: r.version for k, r in plan.records.items() if r.applied}
@@ -486,12 +485,22 @@ def _schema_version(plan: _Plan, results: Sequence[MigrationResult]) -> str | No
     return applied[max(applied)] if applied else None
 
 
-def _summary(result: MigrationResult) -> str:
-    if result.ok:
-        return (
-            f"{result.kind} {result.version}: {result.status} in"
-            f" {result.duration_seconds * 1000:.0f} ms, {result.rows_affected} row(s)"
-        )
-    where = f" at statement {result.statement_index}" if result.statement_index else ""
-    where += f", line {result.line}" if result.line else ""
-    return f"{result.kind} {result.version}: failed{where}: [{result.sqlstate}] {result.error}"
+def _unfinished(
+    ctx: RunContext, records: planning.Records, sources: planning.Sources
+) -> dict[tuple[int, ...], str]:
+    """For each version a run left midway (incomplete, or a no-transaction migration that
+    failed), what the next run will do, in words."""
+    notes = {}
+    for key, record in records.items():
+        source = sources.get(key)
+        if record.state not in ("incomplete", "failed") or source is None:
+            continue
+        if record.state == "failed" and source.transactional:
+            continue  # rolled back whole: the next apply simply runs it
+        kind: Kind = "rollback" if record.rollback_incomplete else "apply"
+        if kind == "rollback" and source.down_sql is None:
+            notes[key] = "its rollback stopped midway, and it has no rollback SQL now"
+            continue
+        step = Step.of(source, kind, ctx.session.server_version)
+        notes[key] = explain(step, record, resume_of(step, record))
+    return notes

@@ -1,23 +1,39 @@
-"""A no-transaction migration: its statements one by one, in autocommit, on the locked session.
+"""A no-transaction migration: its statements one by one on the locked session, each recorded.
 
 For what PostgreSQL refuses in a transaction block (``CREATE INDEX CONCURRENTLY``, ``VACUUM``,
-...). Since it cannot be atomic, the history says what happened: a ``pending`` row before the
-first statement, ``success`` or ``failed`` after. A run that died in between leaves ``pending``
-as the last word, which ``status`` shows as ``incomplete`` and the next ``apply`` runs again.
+...). It cannot be atomic, so the history and the progress row (see ``progress``) say exactly
+how far it got: a ``pending`` history row and the progress row before the first statement;
+each statement that may run in a transaction goes as ``BEGIN; <statement>; <progress>;
+COMMIT``, so that it and its record commit together; one that may not is marked running, sent
+alone, then marked done; a ``BEGIN ... COMMIT`` block of the migration's own records its
+progress in its own COMMIT. Then a ``success`` row (the progress row deleted) or a ``failed``
+one. A run that died in between leaves ``pending`` as the last word, which ``status`` shows as
+``incomplete``, and the next run resumes at the first statement not known done.
 
 A failed ``CREATE INDEX CONCURRENTLY`` leaves an INVALID index behind, and rerunning the
 statement then fails ("already exists") or, with ``IF NOT EXISTS``, silently keeps the broken
 index. So before running (and before retrying a statement after lock_timeout) the invalid
-indexes that the migration's statements create are dropped, concurrently.
+indexes that the remaining statements create are dropped, concurrently.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kubemigrate.engine.migrate.catalog import TableChanges
+from kubemigrate.engine.migrate.checksum import sql_checksum
+from kubemigrate.engine.migrate.history import AS_RUNNER, HistoryRow
+from kubemigrate.engine.migrate.progress import (
+    FRESH,
+    INDEX_BUILD,
+    INDEX_DROP,
+    ProgressSql,
+    Resume,
+    replayed,
+)
 from kubemigrate.engine.migrate.results import MigrationResult
 from kubemigrate.engine.migrate.step import (
     LOCK_NOT_AVAILABLE,
@@ -37,89 +53,188 @@ from kubemigrate.engine.pg.session import ScriptOutcome
 if TYPE_CHECKING:  # the parser is loaded only when there is SQL to run
     from kubemigrate.engine.migrate.statements import Statement
 
+_ALONE_AFTER = frozenset({"25001", "2D000"})
+"""Refused inside a transaction block after all (a statement the splitter did not know to
+refuse), or a procedure or DO block that commits (invalid transaction termination): run alone."""
 
-def run_non_transactional(ctx: RunContext, step: Step) -> MigrationResult:
-    session, catalog = ctx.session, ctx.catalog
-    started_at, clock = now(), time.perf_counter()
-    ctx.history.append(
-        history_row(
-            ctx, step, "pending", started_at=started_at, finished_at=started_at, duration=0.0
+
+def run_non_transactional(ctx: RunContext, step: Step, resume: Resume = FRESH) -> MigrationResult:
+    return _Run(ctx, step, resume).run()
+
+
+class _Run:
+    """One run of one no-transaction step."""
+
+    def __init__(self, ctx: RunContext, step: Step, resume: Resume) -> None:
+        self.ctx = ctx
+        self.step = step
+        self.resume = resume
+        self.progress = ProgressSql(
+            ctx.history.table("progress"), step, str(ctx.run_id), sql_checksum(step.sql)
         )
-    )
-    before = catalog.snapshot()
-    rows, attempts = 0, 1
-    failure: Failure | None = None
-    session.script(local_settings(step.source, ctx.settings, local=False))
-    try:
+        self.recorded = step.statements is not None
+        """Whether the run keeps a progress row: not for SQL the parser rejected (the server
+        rejects it whole, so none of it runs)."""
+        self.rows = 0
+        self.attempts = 1
+        self.blocked_by: str | None = None
+        """Who was seen holding the locks the run waited for."""
+
+    def run(self) -> MigrationResult:
+        ctx, step, session = self.ctx, self.step, self.ctx.session
+        started_at, clock = now(), time.perf_counter()
+        if self.resume.note is not None:
+            ctx.progress(f"{step.kind} {step.version}: {self.resume.note}")
+        self._record(
+            history_row(
+                ctx, step, "pending", started_at=started_at, finished_at=started_at, duration=0.0
+            ),
+            self.progress.start(self.resume.start - 1),
+        )
+        before = ctx.catalog.snapshot()
+        session.script(
+            session.reset_sql + ";" + local_settings(step.source, ctx.settings, local=False)
+        )
+        try:
+            failure = self._statements()
+            if failure is None:
+                failure = verify(session, step)
+        finally:
+            if not session.conn.closed:  # else the error that closed it is the one to tell
+                session.rollback_if_open()
+                session.reset()
+        if step.statements is None or any(s.command == "DEALLOCATE" for s in step.statements):
+            ctx.history.prepared = False  # the history's prepared INSERTs may be gone
+        tables = ctx.catalog.diff(before, ctx.catalog.snapshot())
+        row = history_row(
+            ctx,
+            step,
+            "failed" if failure else "success",
+            started_at=started_at,
+            finished_at=now(),
+            duration=time.perf_counter() - clock,
+            rows=self.rows,
+            failure=failure,
+            attempts=self.attempts,
+            tables=tables if failure is None else TableChanges(),
+            blocked_by=self.blocked_by if self.attempts > 1 else None,
+        )
+        self._record(row, self.progress.finished() if failure is None else self.progress.settled())
+        return result_of(row)
+
+    def _record(self, row: HistoryRow, progress: str) -> None:
+        self.ctx.history.append(row, also=progress if self.recorded else None)
+
+    def _statements(self) -> Failure | None:
+        step, session = self.step, self.ctx.session
         if step.statements is None:
             # The parser rejected the SQL: let the server say where. It parses the whole text
             # before running any of it, so nothing runs.
             ran = session.script(step.sql)
+            self.rows = rows_affected(ran)
+            return locate(ran, step.sql, None, offset=0, skipped_results=0) if ran.error else None
+        for statement in replayed(step.statements, self.resume.start):
+            ran = session.script(statement.text)
             if ran.error is not None:
-                failure = locate(ran, step.sql, None, offset=0, skipped_results=0)
-            rows = rows_affected(ran)
-        else:
-            drop_invalid_indexes(ctx, step.statements)
-            for statement in step.statements:
-                done, attempts = _run_statement(ctx, step, statement, attempts)
-                if isinstance(done, Failure):
-                    failure = done
-                    break
-                rows += done
-        if failure is None:
-            failure = verify(session, step)
-    finally:
-        session.rollback_if_open()
-        session.reset()
-    if step.statements is None or any(s.command == "DEALLOCATE" for s in step.statements):
-        ctx.history.prepared = False  # the history's prepared INSERTs may be gone
-    tables = catalog.diff(before, catalog.snapshot())
-    row = history_row(
-        ctx,
-        step,
-        "failed" if failure else "success",
-        started_at=started_at,
-        finished_at=now(),
-        duration=time.perf_counter() - clock,
-        rows=rows,
-        failure=failure,
-        attempts=attempts,
-        tables=tables if failure is None else TableChanges(),
-    )
-    ctx.history.append(row)
-    return result_of(row)
+                return _failure(ran, statement, 0)
+        remaining = step.statements[self.resume.start - 1 :]
+        drop_invalid_indexes(self.ctx, remaining)
+        for statement in remaining:
+            if statement.index in self.resume.check and self._settled(statement):
+                self._mark(self.progress.done(statement.index))
+                continue
+            failure = self._run_statement(statement)
+            if failure is not None:
+                return failure
+        return None
 
+    def _settled(self, statement: Statement) -> bool:
+        """Whether the catalog shows statement done (its run may have finished unseen)."""
+        catalog, say = self.ctx.catalog, self.ctx.progress
+        where = f"{self.step.kind} {self.step.version}, statement {statement.index}"
+        if statement.command == INDEX_BUILD and catalog.index_built(statement):
+            say(f"{where}: index {statement.index_name} exists and is valid; counted as done")
+            return True
+        if statement.command == INDEX_DROP and not catalog.any_exists(statement.relations):
+            say(f"{where}: the index is gone; counted as done")
+            return True
+        return False
 
-def _run_statement(
-    ctx: RunContext, step: Step, statement: Statement, attempts: int
-) -> tuple[int | Failure, int]:
-    """Rows the statement affected, or its failure; and the attempts used so far."""
-    policy = ctx.settings.retry
-    tries = 1
-    while True:
-        ran = ctx.session.script(statement.text)
-        if ran.error is None:
-            return rows_affected(ran), attempts
-        if ran.error.sqlstate == LOCK_NOT_AVAILABLE and tries < max(1, policy.attempts):
-            ctx.session.rollback_if_open()
+    def _run_statement(self, statement: Statement) -> Failure | None:
+        """Run statement, retrying on lock_timeout; its failure, if it failed."""
+        policy, session = self.ctx.settings.retry, self.ctx.session
+        self.ctx.activity.doing = (
+            f"{self.step.kind} of migration {self.step.version},"
+            f" statement {statement.index} (line {statement.line},"
+            f" {statement.command})"
+        )
+        tries = 1
+        while True:
+            ran, at, offset = self._send(statement)
+            if ran.error is None:
+                self.rows += rows_affected(ran, at, at + 1)
+                return None
+            if ran.error.sqlstate == LOCK_NOT_AVAILABLE:
+                self.blocked_by = self.ctx.activity.blockers() or self.blocked_by
+            if ran.error.sqlstate != LOCK_NOT_AVAILABLE:
+                return _failure(ran, statement, offset)
+            if tries >= max(1, policy.attempts):
+                return replace(_failure(ran, statement, offset), blocked_by=self.blocked_by)
+            session.rollback_if_open()
             delay = policy.delay(tries)
-            ctx.progress(
-                f"{step.kind} {step.version}, statement {statement.index}: lock not"
-                f" available; retrying in {delay:.2f}s"
+            held = f", held by {self.blocked_by}" if self.blocked_by else ""
+            self.ctx.progress(
+                f"{self.step.kind} {self.step.version}, statement"
+                f" {statement.index}: lock not available{held}; retrying in"
+                f" {delay:.2f}s"
             )
             time.sleep(delay)
-            drop_invalid_indexes(ctx, [statement])
+            drop_invalid_indexes(self.ctx, [statement])
             tries += 1
-            attempts += 1
-            continue
-        return _failure(ran, statement), attempts
+            self.attempts += 1
+
+    def _send(self, statement: Statement) -> tuple[ScriptOutcome, int, int]:
+        """Send statement as its kind requires; what came back, which result is the
+        statement's, and where its text starts in what was sent."""
+        session = self.ctx.session
+        if session.in_transaction:  # within a BEGIN ... COMMIT of the migration's own
+            if statement.command != "COMMIT":
+                return session.script(statement.text), 0, 0
+            head = f"{AS_RUNNER};{self.progress.done(statement.index)};\n"
+            return session.script(head + statement.text), head.count(";"), len(head)
+        if statement.transaction_forbidden:
+            return self._alone(statement, mark=True), 0, 0
+        if statement.transaction_control:
+            return self._alone(statement, mark=False), 0, 0
+        head = "BEGIN;\n"
+        ran = session.script(
+            f"{head}{statement.text};\n{AS_RUNNER};{self.progress.done(statement.index)};COMMIT"
+        )
+        if ran.error is not None and ran.failed_at == 1 and ran.error.sqlstate in _ALONE_AFTER:
+            session.rollback_if_open()
+            return self._alone(statement, mark=True), 0, 0
+        return ran, 1, len(head)
+
+    def _alone(self, statement: Statement, *, mark: bool) -> ScriptOutcome:
+        """Send statement on its own; ``mark``: recorded as running first, since it may
+        finish on the server after a kill, before it is recorded done."""
+        if mark:
+            self._mark(self.progress.running(statement.index))
+        ran = self.ctx.session.script(statement.text)
+        if ran.error is None and not self.ctx.session.in_transaction:
+            self._mark(self.progress.done(statement.index))
+        return ran
+
+    def _mark(self, progress: str) -> None:
+        self.ctx.history.write(progress)
 
 
-def _failure(ran: ScriptOutcome, statement: Statement) -> Failure:
+def _failure(ran: ScriptOutcome, statement: Statement, offset: int) -> Failure:
     assert ran.error is not None
     line = statement.line
-    if ran.error.position is not None and 0 < ran.error.position <= len(statement.text):
-        line += statement.text.count("\n", 0, ran.error.position - 1)
+    position = ran.error.position
+    if position is not None and 0 < position - offset <= len(statement.text):
+        line += statement.text.count("\n", 0, position - offset - 1)
     return Failure(ran.error, statement.index, line)
 
 

@@ -79,12 +79,19 @@ def to_revert(
     steps: int | None = None,
     versions: Sequence[str] | None = None,
 ) -> list[VersionRecord]:
-    """Applied versions to roll back, newest first.
+    """Applied versions to roll back, newest first, with those whose rollback stopped midway
+    (a no-transaction migration's; they are finished first when they are the newest).
 
     ``versions``: exactly those that are applied; ``target``: every applied version above it
-    (``"0"`` for all); ``steps``: the newest ``steps``. With none given, the newest one.
+    (``"0"`` for all); ``steps``: the newest ``steps``, counted from where the history stands
+    now (a run that stopped after reverting some leaves fewer to count from). With none given,
+    the newest one.
     """
-    applied = sorted((r for r in records.values() if r.applied), key=lambda r: r.key, reverse=True)
+    applied = sorted(
+        (r for r in records.values() if r.applied or r.rollback_incomplete),
+        key=lambda r: r.key,
+        reverse=True,
+    )
     if versions is not None:
         keys = set()
         for v in versions:
@@ -111,8 +118,12 @@ def needs_repair(records: Records, sources: Sources) -> list[MigrationSource]:
     ]
 
 
-def states(records: Records, sources: Sources) -> list[VersionState]:
-    """Every version known to the history or the sources, in order, with where it stands."""
+def states(
+    records: Records, sources: Sources, unfinished: Mapping[Key, str] | None = None
+) -> list[VersionState]:
+    """Every version known to the history or the sources, in order, with where it stands;
+    ``unfinished``: what the next run does with versions a run left midway."""
+    unfinished = unfinished or {}
     out = []
     for key in sorted(records.keys() | sources.keys()):
         record, source = records.get(key), sources.get(key)
@@ -134,7 +145,7 @@ def states(records: Records, sources: Sources) -> list[VersionState]:
             state = "missing"
         elif record.applied and source is not None and source.checksum != record.checksum:
             state = "drifted"
-        rollback = record.applied and (
+        rollback = (record.applied or record.rollback_incomplete) and (
             source.rollback_available if source is not None else record.rollback_available
         )
         out.append(
@@ -151,6 +162,7 @@ def states(records: Records, sources: Sources) -> list[VersionState]:
                 source_checksum=source.checksum if source is not None else None,
                 last_error=record.error if state in ("failed", "incomplete") else None,
                 sqlstate=record.sqlstate if state in ("failed", "incomplete") else None,
+                resume=unfinished.get(key),
             )
         )
     return out

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from kubemigrate.engine.errors import EngineError, ParseError
+from kubemigrate.engine.errors import ConnectionFailed, EngineError, ParseError
 from kubemigrate.engine.migrate.migrator import Migrator
 from kubemigrate.engine.migrate.results import VersionState
 from kubemigrate.engine.migrate.sources import MigrationSource
@@ -64,6 +64,9 @@ class PreflightReport:
     """Whether the same migration may pass later without a change (a lock, an outage), as
     opposed to a verdict only a change can alter (drift, SQL that fails)."""
     dry_run: dict[str, object] = field(default_factory=dict)
+    reason: str | None = None
+    """Why the database could not be used, when it could not: the ``reason`` of the
+    ConnectionFailed (``ConnectionFailed``, ``AuthenticationFailed``, ``InvalidDatabaseUrl``)."""
 
     @property
     def ok(self) -> bool:
@@ -79,6 +82,8 @@ class PreflightReport:
             "checks": checks,
             "dryRun": self.dry_run,
         }
+        if self.reason is not None:
+            data["reason"] = self.reason
         text = json.dumps(data, separators=(",", ":"), default=str)
         room = 400
         while len(text.encode()) > limit and room > 20:
@@ -206,8 +211,8 @@ def run_preflight(
         session = Session.connect(
             url, application_name="kubemigrate-preflight", connect_timeout=engine.connect_timeout
         )
-    except EngineError as exc:
-        return PreflightReport((Check("connectivity", False, str(exc)),))
+    except ConnectionFailed as exc:
+        return PreflightReport((Check("connectivity", False, str(exc)),), reason=exc.reason)
     checks: list[Check] = []
     dry: dict[str, object] = {}
     retryable = True

@@ -55,6 +55,9 @@ class MigrationResult:
     statement_index: int | None = None
     line: int | None = None
     attempts: int = 1
+    blocked_by: str | None = None
+    """Sessions seen holding a lock the migration waited for until lock_timeout (its retries,
+    ``attempts``), by pid, application and query start: say it, with or without a failure."""
 
     @property
     def ok(self) -> bool:
@@ -103,6 +106,16 @@ class RunReport:
 
 
 @dataclass(frozen=True)
+class AppliedRun:
+    """The run that applied a version, as the history recorded it: its id, the migration's
+    result (timing, rows, tables), and the resource that asked for it (if one did)."""
+
+    run_id: str
+    result: MigrationResult
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
 class VersionState:
     """One version as ``status`` sees it: the history's last word merged with the sources."""
 
@@ -117,6 +130,9 @@ class VersionState:
     source_checksum: str | None = None
     last_error: str | None = None
     sqlstate: str | None = None
+    resume: str | None = None
+    """For a version a run left midway (incomplete, or a no-transaction migration that failed
+    after some of its statements): what the next run will do, in words."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,9 @@ class ValidationReport:
     problems: tuple[str, ...] = field(default=())
     """Statements a transactional migration cannot run, transaction control in one, ..."""
     schema_version: str | None = None
+    incomplete: tuple[str, ...] = ()
+    """Versions a run left midway, each with what the next run will do (one that needs a
+    person is a problem as well)."""
 
     @property
     def ok(self) -> bool:

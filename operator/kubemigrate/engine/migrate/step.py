@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import pq
 
+from kubemigrate.engine.migrate.activity import Activity
 from kubemigrate.engine.migrate.catalog import Catalog, TableChanges
 from kubemigrate.engine.migrate.history import History, HistoryRow
 from kubemigrate.engine.migrate.results import Kind, MigrationResult, Origin, Status
@@ -60,6 +61,10 @@ class RunContext:
     actor: str | None
     origin: Origin | None
     progress: Callable[[str], None]
+    activity: Activity = field(default_factory=Activity)
+    guard: Session | None = None
+    """The guard lock's connection while the lock is held (see ``locking``): idle, for the
+    engine's looks at the server while a migration runs."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,14 @@ class Failure:
     statement_index: int | None = None
     line: int | None = None
     lost_prepared: bool = False
+    blocked_by: str | None = None
+    """Who held the lock, for a lock_timeout (see ``activity.BlockerWatch``)."""
+
+    @property
+    def message(self) -> str:
+        """The server's message, and for a lock_timeout who held the lock."""
+        blocked = f"; blocked by {self.blocked_by}" if self.blocked_by else ""
+        return self.error.message + blocked
 
     @property
     def retryable(self) -> bool:
@@ -231,10 +244,11 @@ def verify(session: Session, step: Step) -> Failure | None:
     return Failure(SqlError(None, f"verification failed: {problem}")) if problem else None
 
 
-def rows_affected(outcome: ScriptOutcome, start: int = 0) -> int:
-    """Rows written by the statements from ``start`` on; SELECT results do not count."""
+def rows_affected(outcome: ScriptOutcome, start: int = 0, stop: int | None = None) -> int:
+    """Rows written by the statements from ``start`` on (to ``stop``); SELECT results do not
+    count."""
     total = 0
-    for result in outcome.results[start:]:
+    for result in outcome.results[start:stop]:
         tag = (result.command_status or b"").split(b" ", 1)[0]
         if tag in (b"INSERT", b"UPDATE", b"DELETE", b"MERGE", b"COPY") or (
             tag == b"SELECT" and result.status == pq.ExecStatus.COMMAND_OK
@@ -255,6 +269,7 @@ def history_row(
     failure: Failure | None = None,
     attempts: int = 1,
     tables: TableChanges | None = None,
+    blocked_by: str | None = None,
 ) -> HistoryRow:
     tables = tables or TableChanges()
     return HistoryRow(
@@ -272,7 +287,7 @@ def history_row(
         statement_index=failure.statement_index if failure else None,
         error_line=failure.line if failure else None,
         sqlstate=failure.error.sqlstate if failure else None,
-        error=failure.error.message if failure else None,
+        error=failure.message if failure else None,
         attempts=attempts,
         executed_by=ctx.actor,
         origin=ctx.origin,
@@ -280,6 +295,7 @@ def history_row(
         tables_altered=tables.altered,
         tables_dropped=tables.dropped,
         key=step.key,
+        blocked_by=(failure.blocked_by if failure else None) or blocked_by,
     )
 
 
@@ -305,4 +321,5 @@ def result_of(row: HistoryRow, *, tables: TableChanges | None = None) -> Migrati
         statement_index=row.statement_index,
         line=row.error_line,
         attempts=row.attempts,
+        blocked_by=row.blocked_by,
     )

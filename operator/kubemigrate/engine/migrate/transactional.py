@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from kubemigrate.engine.migrate.catalog import DiffMode, TableChanges, diff_mode, named_tables
-from kubemigrate.engine.migrate.history import HistoryRow
+from kubemigrate.engine.migrate.history import AS_RUNNER, AS_RUNNER_STATEMENTS, HistoryRow
 from kubemigrate.engine.migrate.results import MigrationResult
 from kubemigrate.engine.migrate.step import (
     Failure,
@@ -68,6 +68,8 @@ class TransactionalRunner:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self._waiting: _Waiting | None = None
+        self._blocked: dict[str, str] = {}
+        """Who was seen holding the locks each version waited for."""
 
     def run(self, step: Step, *, defer: bool = False, attempt: int = 1) -> list[MigrationResult]:
         """Run step, retrying on lock_timeout; ``attempt`` > 1 when tries were made already.
@@ -105,14 +107,24 @@ class TransactionalRunner:
         policy = self.ctx.settings.retry
         if not failure.retryable or attempt >= max(1, policy.attempts):
             return False
+        who = self.blocked_by(step)
         delay = policy.delay(attempt)
         self.ctx.progress(
             f"{step.kind} {step.version}: lock not available"
-            f" ({failure.error.message}); retrying in {delay:.2f}s"
+            f" ({failure.error.message})"
+            + (f", held by {who}" if who else "")
+            + f"; retrying in {delay:.2f}s"
             f" (attempt {attempt + 1} of {policy.attempts})"
         )
         time.sleep(delay)
         return True
+
+    def blocked_by(self, step: Step) -> str | None:
+        """Who step's session was seen waiting for, since it started."""
+        seen = self.ctx.activity.blockers()
+        if seen is not None:
+            self._blocked[step.version] = seen
+        return self._blocked.get(step.version)
 
     def flush(self) -> list[MigrationResult]:
         """Commit the waiting migration, if there is one; its result."""
@@ -179,6 +191,7 @@ class TransactionalRunner:
             rows=rows,
             attempts=attempt,
             tables=tables,
+            blocked_by=self._blocked.get(step.version) if attempt > 1 else None,
         )
         return self._commit_later(step, row, mode)
 
@@ -216,7 +229,6 @@ class TransactionalRunner:
 
     def _commit_later(self, step: Step, row: HistoryRow, mode: DiffMode) -> _Waiting:
         """step ran: its history INSERT and COMMIT, to travel at the head of the next message."""
-        session = self.ctx.session
         named = mode is DiffMode.NAMED and step.statements is not None
         deallocates = step.statements is None or any(
             s.command == "DEALLOCATE" for s in step.statements
@@ -227,13 +239,15 @@ class TransactionalRunner:
             insert, count = self.ctx.history.insert_named_sql(row, named_tables(step.statements))
             returning = count - 1
         else:
-            insert, count = self.ctx.history.insert_sql(row, prepared=not deallocates), 1
-        finish, count = insert + ";\nCOMMIT", count + 1
-        if step.statements is None or any(s.command == "SET" for s in step.statements):
-            # Keep a session-level SET (search_path, ...) from leaking into later migrations.
-            finish += ";\n" + session.reset_sql
-            count += session.reset_sql.count(";") + 1
-        return _Waiting(step, row, finish, count, returning, deallocates)
+            insert = AS_RUNNER + ";" + self.ctx.history.insert_sql(row, prepared=not deallocates)
+            count = AS_RUNNER_STATEMENTS + 1
+        # The session's state back to the run's, after the COMMIT: before the next BEGIN,
+        # which takes settings such as default_transaction_read_only.
+        session = self.ctx.session
+        finish = f"{insert};\nCOMMIT;{session.reset_sql}"
+        return _Waiting(
+            step, row, finish, count + 1 + session.reset_statements, returning, deallocates
+        )
 
     def _settle(
         self, carried: _Waiting, ran: ScriptOutcome, head_length: int
@@ -291,6 +305,8 @@ class TransactionalRunner:
         self, step: Step, failure: Failure, started_at: datetime, duration: float, attempts: int
     ) -> MigrationResult:
         """Record step's failure in a short transaction of its own; its result."""
+        if failure.retryable:
+            failure = replace(failure, blocked_by=self.blocked_by(step))
         row = history_row(
             self.ctx,
             step,

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 
 from psycopg import conninfo
 
-from kubemigrate.engine.pg.redact import mask_url
+from kubemigrate.engine.errors import InvalidUrl
+from kubemigrate.engine.pg.target import NOT_A_URL, secrets_of
+
+__all__ = ["InvalidUrl", "ToolConnection", "parse", "password_of", "tool_connection"]
 
 # Keys that are secrets: kept out of the conninfo string that lands in argv.
 _SECRET_KEYS = {"password": "PGPASSWORD"}
@@ -36,16 +39,12 @@ class ToolConnection:
         return merged
 
 
-class InvalidUrl(ValueError):
-    """The database URL does not parse; the message holds the URL with its password masked."""
-
-
 def parse(url: str) -> dict[str, str]:
     """The URL (or key=value DSN) as libpq keywords, or InvalidUrl."""
     try:
         parts = conninfo.conninfo_to_dict(url)
-    except Exception as exc:  # psycopg.ProgrammingError; its text may quote the URL
-        raise InvalidUrl(f"not a valid database URL: {mask_url(url)}") from exc
+    except Exception:  # psycopg.ProgrammingError, whose text quotes the value
+        raise InvalidUrl(NOT_A_URL) from None
     return {k: str(v) for k, v in parts.items() if v is not None}
 
 
@@ -68,7 +67,7 @@ def tool_connection(url: str) -> ToolConnection:
         dbname_arg=conninfo.make_conninfo(**params),
         env=env,
         database=params.get("dbname") or params.get("user") or "",
-        secrets=tuple(secrets),
+        secrets=tuple(dict.fromkeys([*secrets, *secrets_of(url)])),
     )
 
 

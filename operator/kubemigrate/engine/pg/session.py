@@ -22,11 +22,16 @@ from psycopg import generators, pq
 from psycopg.pq.abc import PGresult
 from psycopg.rows import TupleRow
 
-from kubemigrate.engine.errors import ConnectionFailed, EngineError
-from kubemigrate.engine.pg.redact import mask_url, redact
+from kubemigrate.engine.errors import EngineError
+from kubemigrate.engine.pg.libpq import parse
+from kubemigrate.engine.pg.target import connection_failed
 
 _OK = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
+NO_COPY = (
+    "COPY FROM STDIN / TO STDOUT is not supported in migrations; use INSERT or COPY from"
+    " a server-side file"
+)
 _SPACES = re.compile(r"\s+")
 
 
@@ -115,10 +120,14 @@ class Session:
         self.pgconn = conn.pgconn
         self.encoding = conn.info.encoding
         self.server_version = conn.info.server_version
+        self.lost: SqlError | None = None
+        """The server's error that ended the connection (FATAL), if one did."""
 
     @classmethod
     def connect(cls, url: str, *, application_name: str, connect_timeout: int = 10) -> Session:
-        """Connect, or raise ConnectionFailed with one line that holds no password."""
+        """Connect, or raise ConnectionFailed with one line that holds no password (InvalidUrl,
+        before trying, for a URL that does not parse)."""
+        parse(url)
         try:
             # UTF8 whatever the database's encoding: migrations are read as UTF-8 text, and
             # the server converts them, refusing what the database cannot hold (22P05).
@@ -136,17 +145,31 @@ class Session:
         return session
 
     @property
-    def reset_sql(self) -> str:
-        """Session settings back to the connection's, then the engine's own.
-
-        Run after a migration that used a session-level ``SET`` (``search_path``, ...), so that
-        it does not leak into the migrations after it."""
-        text = "RESET ALL"
+    def resets(self) -> str:
+        """Authorization, role (which ``RESET ALL`` leaves alone) and every setting back to
+        the session's defaults, then the engine's own setting. Resetting to the
+        authenticated user is always allowed."""
+        text = "RESET SESSION AUTHORIZATION;RESET ROLE;RESET ALL"
         if self.server_version >= 140000:
             # A killed runner's backend otherwise keeps running (and holding its locks) until
             # its statement ends and it finds nobody to send the result to.
-            text += "; SET client_connection_check_interval = '1s'"
+            text += ";SET client_connection_check_interval = '1s'"
         return text
+
+    @property
+    def reset_sql(self) -> str:
+        """The session back to the state it began with (``resets``), in a transaction of its
+        own: sent after every migration, so that none inherits what the one before it did
+        with ``SET ROLE``, ``SET SESSION AUTHORIZATION``, ``set_config(..., false)``, a
+        ``SET`` in a DO block, .... Its own transaction: statements after a COMMIT in one
+        message share the transaction a following BEGIN opens, which took its
+        characteristics (default_transaction_read_only, ...) before they ran."""
+        return f"BEGIN;{self.resets};COMMIT"
+
+    @property
+    def reset_statements(self) -> int:
+        """How many statements ``reset_sql`` is."""
+        return self.reset_sql.count(";") + 1
 
     def reset(self) -> None:
         self.script(self.reset_sql)
@@ -184,23 +207,31 @@ class Session:
         """The results of the query ``send`` sent: all of them, stopping at the first error."""
         with self.conn.lock:
             results = self.conn.wait(generators.fetch_many(self.pgconn))
+        if results and results[-1].status == pq.ExecStatus.COPY_IN:
+            # The engine streams no data: end the COPY with an error of ours (the server then
+            # skips the rest of the message, as for any error), and say so.
+            self._refuse_copy()
+            index = len(results) - 1
+            return ScriptOutcome(results[:index], SqlError("0A000", NO_COPY), index, self.encoding)
         if results and results[-1].status in _COPY:
-            # COPY FROM STDIN / TO STDOUT would need the client to stream data; the engine
-            # does not, so the connection is in a state it cannot leave cleanly.
+            # COPY TO STDOUT cannot be stopped short: the connection is closed (the server
+            # then stops the message and rolls back).
             self.close()
-            raise EngineError(
-                "COPY FROM STDIN / TO STDOUT is not supported in migrations;"
-                " use INSERT or COPY from a server-side file"
-            )
+            raise EngineError(NO_COPY)
         for index, result in enumerate(results):
             if result.status not in _OK:
-                return ScriptOutcome(
-                    results[:index],
-                    SqlError.from_result(result, self.encoding),
-                    index,
-                    self.encoding,
-                )
+                error = SqlError.from_result(result, self.encoding)
+                if self.pgconn.status == pq.ConnStatus.BAD:
+                    self.lost = error
+                return ScriptOutcome(results[:index], error, index, self.encoding)
         return ScriptOutcome(results, None, None, self.encoding)
+
+    def _refuse_copy(self) -> None:
+        try:
+            with self.conn.lock:
+                self.conn.wait(generators.copy_end(self.pgconn, NO_COPY.encode()))
+        except psycopg.DatabaseError:
+            pass  # the server's "COPY from stdin failed", as asked
 
     def cancel(self) -> None:
         """Ask the server to cancel what it is running on this connection (what ``send``
@@ -215,20 +246,3 @@ class Session:
         """End a transaction left open or aborted by an error; a no-op when there is none."""
         if self.in_transaction and not self.conn.closed:
             self.script("ROLLBACK")
-
-
-def connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
-    """One line, password masked, naming the URL (masked) and the driver's reason."""
-    password = _password_of(url)
-    reason = redact(one_line(str(exc)), *([password] if password else []))
-    reason = reason.removeprefix("connection failed: ")
-    return ConnectionFailed(f"cannot connect to {mask_url(url)}: {reason}")
-
-
-def _password_of(url: str) -> str | None:
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.Error:
-        return None
-    value = info.get("password")
-    return str(value) if value else None
