@@ -67,7 +67,7 @@ def test_failing_preflight_starts_few_jobs_and_few_events(
     st = status(kubectl, namespace, "m1")
     started = max(len(seen), _attempt(st) + 1)
     assert started <= 7, f"{started} preflight Jobs in 60 s: {sorted(seen)}"
-    assert st["reason"] in ("PreflightFailed", "PreflightRunning")
+    assert st["reason"] in ("AuthenticationFailed", "PreflightRunning")
     events = _events(kubectl, namespace, "m1")
     warnings = [e for e in events if e["type"] == "Warning"]
     assert 1 <= len(warnings) <= 3, [(e["reason"], e["message"]) for e in warnings]
@@ -90,7 +90,9 @@ def test_next_attempt_time_survives_an_operator_restart(
         migration("m1", "1", "CREATE TABLE never (id int);", secret="baddb"), "-n", namespace
     )
     failed = wait_for(
-        lambda: (s := status(kubectl, namespace, "m1")).get("reason") == "PreflightFailed" and s,
+        lambda: (
+            (s := status(kubectl, namespace, "m1")).get("reason") == "AuthenticationFailed" and s
+        ),
         timeout=60,
         what="the first preflight to fail",
     )
