@@ -22,6 +22,9 @@ from integration.operator.backups import claim
 from integration.operator.manifests import query, set_rollback, status, wait_phase
 
 APPLY_SECONDS = 2.0
+BALLAST = (
+    "CREATE TABLE ballast AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 200000) g"
+)
 SETTLE = 120.0
 """Seconds a step may take to finish after a kill (stuck otherwise)."""
 REACH = 60.0
@@ -63,6 +66,8 @@ class Storm:
     def start(self) -> None:
         self.kubectl.apply(claim(), "-n", self.namespace)
         execute(self.database_url, "CREATE TABLE applied_log (version text NOT NULL)")
+        # Ballast, so that a backup and a restore take long enough to be killed inside.
+        execute(self.database_url, BALLAST)
         self.op = self.start_operator()
 
     # -- the moments to kill in ------------------------------------------------------------
@@ -131,7 +136,7 @@ class Storm:
         self.kubectl.apply(self.manifest(name, version), "-n", self.namespace)
         if PREFLIGHT in points:
             started = self._kill_within(
-                PREFLIGHT, lambda: self._running_job(f"{name}-preflight"), 1.5, name, "Preflight"
+                PREFLIGHT, lambda: self._running_job(f"{name}-preflight"), 1.0, name, "Preflight"
             )
             wait_for(
                 lambda: self._phase(name) in ("BackingUp", "Applying", "Succeeded"),
@@ -164,7 +169,7 @@ class Storm:
         if RESTORE in points:
             set_rollback(self.kubectl, self.namespace, name, True)
             started = self._kill_within(
-                RESTORE, lambda: self._running_job(f"{name}-restore-g2"), 2.0, name, "RollingBack"
+                RESTORE, lambda: self._running_job(f"{name}-restore-g2"), 1.0, name, "RollingBack"
             )
             wait_phase(self.kubectl, self.namespace, name, "RolledBack", timeout=SETTLE)
             self._recovered(started)
