@@ -98,6 +98,10 @@ faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of a
 	KUBEMIGRATE_FAULT_KILLS=20 $(PY) -m pytest tests/faults/engine -q -s $(PYTEST_ARGS)
 .PHONY: faults-engine
 
+bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigrate apply against psql -f (docs/benchmarks.md)
+	$(PY) bench/bigfile_bench.py
+.PHONY: bench-bigfile
+
 # -- the operator's fault suite (tests/faults/operator); its short version (3 kills, the
 # hostile-manifest corpus, the Secret canary) runs in `make integration` with tests/faults.
 .PHONY: faults

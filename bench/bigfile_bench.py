@@ -36,8 +36,8 @@ def write_file(path: Path, statements: int) -> int:
     """The migration: a table, then one INSERT per line (about 100 bytes each); its size."""
     lines = ["CREATE TABLE big (id int PRIMARY KEY, name text NOT NULL, note text);"]
     lines += [
-        f"INSERT INTO big VALUES ({i}, 'name {i:06d}', 'a note to make each statement"
-        f" about a hundred bytes long {i:08d}');"
+        f"INSERT INTO big VALUES ({i}, 'name {i:06d}', 'a note to make it about a"
+        f" hundred bytes: {i:08d}');"
         for i in range(1, statements)
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +136,16 @@ def report(
             + ", ".join(f"{t:.2f}" for t in times)
             + " |"
         )
+    ours_runs = dict(rows)["kubemigrate apply"]
+    for name, times in rows:
+        if name != "kubemigrate apply":
+            paired = [o / t for o, t in zip(ours_runs, times, strict=True)]
+            print(
+                f"\nkubemigrate apply / {name}, round by round: median"
+                f" {statistics.median(paired):.2f}x (rounds: "
+                + ", ".join(f"{r:.2f}" for r in paired)
+                + ")"
+            )
     print(
         f"\nsplitting the file in process: median {statistics.median(split):.2f} s"
         f" (runs: {', '.join(f'{t:.2f}' for t in split)})"

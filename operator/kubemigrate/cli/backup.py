@@ -32,7 +32,6 @@ from kubemigrate.cli.output import Output, format_duration, redacted
 from kubemigrate.engine import (
     ConnectionFailed,
     EngineError,
-    InvalidUrl,
     RestoreResult,
     UnsupportedOption,
     VerifyResult,
@@ -103,7 +102,7 @@ def _outcome(
         result = work(args, out)
     except KeyboardInterrupt:
         return results.failure("interrupted", "Interrupted"), EXIT_INTERRUPTED
-    except (_Usage, UnsupportedOption, InvalidUrl) as exc:
+    except (_Usage, UnsupportedOption) as exc:
         reason = getattr(exc, "reason", "InvalidArguments")
         return results.failure(str(exc), reason), EXIT_USAGE
     except ConnectionFailed as exc:  # AuthenticationFailed, or the database is not reachable

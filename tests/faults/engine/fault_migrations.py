@@ -39,7 +39,7 @@ MIGRATIONS: dict[str, tuple[str, str]] = {
         "ALTER TABLE accounts ADD COLUMN score int;\n"
         "UPDATE accounts SET score = id % 100;\n"
         "SELECT pg_sleep(0.15);\n",
-        "ALTER TABLE accounts DROP COLUMN score;\n",
+        "ALTER TABLE accounts DROP COLUMN score;\nSELECT pg_sleep(0.15);\n",
     ),
     "025_events": (
         "-- kubemigrate: no-transaction\n"

@@ -231,13 +231,16 @@ def _suite(command: str, directory: Path, fresh: Callable[[], str]) -> list[Kill
         _run_ok("apply", directory, reference_url)
     duration = _run_ok(command, directory, reference_url)
     reference = fingerprint(reference_url)
+    # A run with nothing to do: start-up, connecting, the lock, reading the history. Kills are
+    # drawn from half of it to the end, so that most land in the migrations themselves.
+    idle = _run_ok(command, directory, reference_url)
     rng = random.Random(f"{SEED}-{command}")
     kills = []
     for _ in range(KILLS):
         url = fresh()
         if command == "rollback":
             _run_ok("apply", directory, url)
-        after = rng.uniform(0.0, duration)
+        after = rng.uniform(idle / 2, max(duration, idle))
         running, lock_free = _kill_after(command, directory, url, after)
         landed, in_doubt = _landed(url, command, running)
         rerun, problem = _run(command, directory, url)

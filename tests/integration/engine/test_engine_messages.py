@@ -158,4 +158,4 @@ def test_a_malformed_url_is_one_error_class_for_migrations_and_backups(
         take_backup(url, tmp_path / "x.dump")
     for caught in (migrating, backing_up):
         assert "s3cret" not in str(caught.value)
-        assert "not a valid database URL" in str(caught.value)
+        assert "is not a PostgreSQL URL" in str(caught.value)

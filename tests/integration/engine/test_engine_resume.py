@@ -230,7 +230,7 @@ def test_statements_that_may_run_in_a_transaction_commit_with_their_progress(
 ) -> None:
     source = src(
         "1",
-        "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n"
+        "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1) -- a trailing comment\n;\n"
         "BEGIN;\nINSERT INTO a VALUES (2);\nINSERT INTO a VALUES (3);\nCOMMIT;\n"
         "INSERT INTO a VALUES (1/0);",
         transactional=False,

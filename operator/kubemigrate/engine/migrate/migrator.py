@@ -35,7 +35,7 @@ from kubemigrate.engine.migrate.activity import (
 from kubemigrate.engine.migrate.catalog import Catalog
 from kubemigrate.engine.migrate.history import History
 from kubemigrate.engine.migrate.locking import RunLock
-from kubemigrate.engine.migrate.progress import explain, resume_of
+from kubemigrate.engine.migrate.progress import unfinished
 from kubemigrate.engine.migrate.recorded import last_apply
 from kubemigrate.engine.migrate.refusals import refuse_forbidden, refuse_undecided
 from kubemigrate.engine.migrate.repairs import settle_in_doubt
@@ -50,6 +50,7 @@ from kubemigrate.engine.migrate.results import (
 )
 from kubemigrate.engine.migrate.runloop import ResultCallback, RunLoop
 from kubemigrate.engine.migrate.sources import MigrationSource
+from kubemigrate.engine.migrate.splitting import EarlySteps
 from kubemigrate.engine.migrate.step import (
     RetryPolicy,
     RunContext,
@@ -78,32 +79,6 @@ def _default_actor() -> str:
 class _Plan:
     records: planning.Records
     sources: planning.Sources
-
-
-class _Parsed:
-    """Steps split before the lock is taken, so that parsing a big file never holds the lock
-    over an idle connection: the ones the history (read without the lock) says will run.
-    Whatever another runner changed in between is parsed under the lock."""
-
-    def __init__(
-        self, kind: Kind, choose: Callable[[planning.Records], Iterable[MigrationSource]]
-    ) -> None:
-        self.kind = kind
-        self.choose = choose
-        self.steps: dict[tuple[int, ...], Step] = {}
-
-    def early(self, ctx: RunContext) -> None:
-        records = ctx.history.peek()
-        if records is None:  # an older layout: read under the lock, after its upgrade
-            return
-        for source in self.choose(records):
-            self.steps[source.key] = Step.of(source, self.kind, ctx.session.server_version)
-
-    def step(self, ctx: RunContext, source: MigrationSource) -> Step:
-        found = self.steps.get(source.key)
-        if found is not None and found.source is source:
-            return found
-        return Step.of(source, self.kind, ctx.session.server_version)
 
 
 class Migrator:
@@ -177,7 +152,7 @@ class Migrator:
         target_key = planning.parse_target(target)
         kind: Kind = "dry_run" if dry_run else "apply"
         started = now()
-        parsed = _Parsed("apply", lambda records: planning.pending(records, by_key, target_key))
+        parsed = EarlySteps("apply", lambda records: planning.pending(records, by_key, target_key))
         with self._context(lock=True, before_lock=parsed.early) as ctx:
             plan = self._checked_plan(ctx, by_key, dry_run=dry_run)
             todo = planning.pending(plan.records, by_key, target_key)
@@ -220,7 +195,7 @@ class Migrator:
             chosen = planning.to_revert(records, target=target_key, steps=steps, versions=versions)
             return [s for r in chosen if (s := by_key.get(r.key)) is not None and s.down_sql]
 
-        parsed = _Parsed("rollback", revertible)
+        parsed = EarlySteps("rollback", revertible)
         with self._context(lock=True, before_lock=parsed.early) as ctx:
             plan = self._checked_plan(ctx, by_key, dry_run=dry_run)
             chosen = planning.to_revert(
@@ -249,7 +224,8 @@ class Migrator:
         by_key = planning.index_sources(sources)
         with self._context(lock=False) as ctx:
             records = ctx.history.load()
-            return planning.states(records, by_key, _unfinished(ctx, records, by_key))
+            notes = unfinished(records, by_key, ctx.session.server_version)
+            return planning.states(records, by_key, notes)
 
     def validate(
         self,
@@ -279,7 +255,7 @@ class Migrator:
                     problems.append(
                         f"migration {source.version}: the SQL does not parse: {step.parse_error}"
                     )
-            unfinished = _unfinished(ctx, records, by_key)
+            notes = unfinished(records, by_key, ctx.session.server_version)
             return ValidationReport(
                 drifted=tuple(planning.drifted(records, by_key)),
                 pending=tuple(s.version for s in todo),
@@ -290,8 +266,7 @@ class Migrator:
                 problems=tuple(problems),
                 schema_version=planning.schema_version(records),
                 incomplete=tuple(
-                    f"migration {records[k].version}: {note}"
-                    for k, note in sorted(unfinished.items())
+                    f"migration {records[k].version}: {note}" for k, note in sorted(notes.items())
                 ),
             )
 
@@ -483,24 +458,3 @@ def _schema_version(plan: _Plan, results: Sequence[MigrationResult]) -> str | No
         elif result.status == "success" and result.kind == "rollback":
             applied.pop(key, None)
     return applied[max(applied)] if applied else None
-
-
-def _unfinished(
-    ctx: RunContext, records: planning.Records, sources: planning.Sources
-) -> dict[tuple[int, ...], str]:
-    """For each version a run left midway (incomplete, or a no-transaction migration that
-    failed), what the next run will do, in words."""
-    notes = {}
-    for key, record in records.items():
-        source = sources.get(key)
-        if record.state not in ("incomplete", "failed") or source is None:
-            continue
-        if record.state == "failed" and source.transactional:
-            continue  # rolled back whole: the next apply simply runs it
-        kind: Kind = "rollback" if record.rollback_incomplete else "apply"
-        if kind == "rollback" and source.down_sql is None:
-            notes[key] = "its rollback stopped midway, and it has no rollback SQL now"
-            continue
-        step = Step.of(source, kind, ctx.session.server_version)
-        notes[key] = explain(step, record, resume_of(step, record))
-    return notes

@@ -207,8 +207,9 @@ class _Run:
         if statement.transaction_control:
             return self._alone(statement, mark=False), 0, 0
         head = "BEGIN;\n"
+        # The newline ends a "--" comment the statement's text may end with.
         ran = session.script(
-            f"{head}{statement.text};\n{AS_RUNNER};{self.progress.done(statement.index)};COMMIT"
+            f"{head}{statement.text}\n;{AS_RUNNER};{self.progress.done(statement.index)};COMMIT"
         )
         if ran.error is not None and ran.failed_at == 1 and ran.error.sqlstate in _ALONE_AFTER:
             session.rollback_if_open()

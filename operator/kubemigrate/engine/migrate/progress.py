@@ -22,11 +22,13 @@ settled from the catalog as above.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kubemigrate.engine.migrate.history import VersionRecord
+from kubemigrate.engine.migrate.results import Kind
+from kubemigrate.engine.migrate.sources import MigrationSource
 from kubemigrate.engine.migrate.step import Step
 from kubemigrate.engine.pg.literals import literal, quote
 
@@ -269,3 +271,26 @@ class ProgressSql:
 
     def _digest(self, count: int) -> str:
         return digest(self.step.statements or (), count)
+
+
+def unfinished(
+    records: Mapping[tuple[int, ...], VersionRecord],
+    sources: Mapping[tuple[int, ...], MigrationSource],
+    server_version: int,
+) -> dict[tuple[int, ...], str]:
+    """For each version a run left midway (incomplete, or a no-transaction migration that
+    failed), what the next run will do, in words."""
+    notes = {}
+    for key, record in records.items():
+        source = sources.get(key)
+        if record.state not in ("incomplete", "failed") or source is None:
+            continue
+        if record.state == "failed" and source.transactional:
+            continue  # rolled back whole: the next apply simply runs it
+        kind: Kind = "rollback" if record.rollback_incomplete else "apply"
+        if kind == "rollback" and source.down_sql is None:
+            notes[key] = "its rollback stopped midway, and it has no rollback SQL now"
+            continue
+        step = Step.of(source, kind, server_version)
+        notes[key] = explain(step, record, resume_of(step, record))
+    return notes
