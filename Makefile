@@ -115,3 +115,10 @@ faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of a
 bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigrate apply against psql -f (docs/benchmarks.md)
 	$(PY) bench/bigfile_bench.py
 .PHONY: bench-bigfile
+
+# -- the operator's fault suite (tests/faults/operator); its short version (3 kills, the
+# hostile-manifest corpus, the Secret canary) runs in `make integration` with tests/faults.
+.PHONY: faults
+
+faults: venv sysdeps tools ## the operator's fault suite in full: 25 kills, outages, hostile manifests, canary (docs/reliability.md)
+	KUBEMIGRATE_FAULTS=full $(PY) -m pytest tests/faults/operator -q -rA -m "not short" $(PYTEST_ARGS)

@@ -23,8 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "kubemigrate"
 OUTPUT = REPO / "manifests" / "install.yaml"
 RELEASE, NAMESPACE = "kubemigrate", "kubemigrate-system"
-#: the oldest Kubernetes the chart supports (Chart.yaml kubeVersion); nothing renders differently
-KUBE_VERSION = "1.28.0"
 
 HEADER = f"""\
 # kubemigrate: plain install manifests (CRDs, operator, RBAC, metrics Service).
@@ -58,9 +56,7 @@ def render(helm: str) -> str:
             RELEASE,
             str(CHART),
             "--namespace",
-            NAMESPACE,
-            "--kube-version",
-            KUBE_VERSION,
+            NAMESPACE,  # offline: no --kube-version, nothing renders differently by version
         ],
         capture_output=True,
         text=True,

@@ -52,9 +52,36 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* The namespace the operator watches in namespace scope. */}}
-{{- define "kubemigrate.watchNamespace" -}}
-{{- default .Release.Namespace .Values.watchNamespace }}
+{{/* The namespaces the operator watches in namespace scope, as a JSON list (fromJsonArray). */}}
+{{- define "kubemigrate.watchNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+{{- toJson .Values.watchNamespaces }}
+{{- else }}
+{{- list .Release.Namespace | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount of Job pods: jobs.serviceAccountName, else the namespace's default. */}}
+{{- define "kubemigrate.jobServiceAccount" -}}
+{{- default "default" .Values.jobs.serviceAccountName }}
+{{- end }}
+
+{{/*
+Refuse a cluster known to be too old. `helm template` without --kube-version renders for Helm's
+offline placeholder, v1.20.0, which says nothing about the cluster the output will be applied
+to: that is not checked, so offline rendering works (no Kubernetes that old is supported
+anywhere). Against a cluster (install, upgrade, --dry-run=server) or with --kube-version it is.
+*/}}
+{{- define "kubemigrate.checkKubeVersion" -}}
+{{- $version := .Capabilities.KubeVersion.Version }}
+{{- if ne $version "v1.20.0" }}
+{{- if not (semverCompare ">=1.28.0-0" $version) }}
+{{- fail (printf "kubemigrate needs Kubernetes 1.28 or newer; the cluster is %s" $version) }}
+{{- end }}
+{{- if and .Values.admissionPolicy.enabled (not (semverCompare ">=1.30.0-0" $version)) }}
+{{- fail (printf "admissionPolicy (a ValidatingAdmissionPolicy) needs Kubernetes 1.30 or newer; the cluster is %s: set admissionPolicy.enabled=false" $version) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Whether the operator is namespace-scoped ("true" or ""). */}}

@@ -87,7 +87,7 @@ def preflight(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         type=Path,
         required=True,
-        help="the plan JSON the operator wrote (version, sqlFile, requires, ...)",
+        help="the plan JSON the operator wrote (version, sqlFiles, requires, ...)",
     )
     parser.add_argument(
         "--long-transaction",

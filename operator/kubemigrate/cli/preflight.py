@@ -28,7 +28,10 @@ def run_preflight_command(args: argparse.Namespace, out: Output) -> int:
     """Check the plan's migration against the database; exit 0 only when every check passed."""
     try:
         plan = json.loads(args.plan.read_text())
-        sql = Path(plan["sqlFile"]).read_text()
+        files = plan["sqlFiles"] if "sqlFiles" in plan else [plan["sqlFile"]]
+        sql = "".join(
+            Path(name).read_text(encoding="utf-8") for name in files
+        )  # parts of one script
         source = MigrationSource(
             str(plan["version"]),
             plan.get("description") or "",

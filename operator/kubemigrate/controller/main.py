@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from kubemigrate.controller import daemons
+from kubemigrate.controller.diffbase import DigestDiffBaseStorage
 from kubemigrate.controller.kube import login as login_as
 from kubemigrate.controller.kube.api import KubeApi, make_client
 from kubemigrate.controller.ordering.backups import (
@@ -34,12 +35,12 @@ OURS = {"app.kubernetes.io/managed-by": "kubemigrate"}
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-    """kopf's bookkeeping under kubemigrate.dev (the CRD schema prunes status.kopf), then the
-    shared runtime and the metrics endpoint."""
+    """kopf's bookkeeping under kubemigrate.dev (the CRD schema prunes status.kopf; the diff
+    base is a digest, see `diffbase`), then the shared runtime and the metrics endpoint."""
     config = Settings.from_env()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
@@ -82,10 +83,10 @@ async def migration(
 
 
 @kopf.on.delete(*MIGRATIONS)
-async def migration_deleted(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    """The database and its history stay as they are; only our Jobs go."""
-    if namespace:
-        await memo.runtime.migration_deleted(name, namespace)
+async def migration_deleted(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    """The database and its history stay as they are; a run in flight is cancelled and rolled
+    back, and our Jobs go."""
+    await memo.runtime.migration_deleted(body, logger)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

@@ -14,8 +14,9 @@ from typing import Any
 
 import kopf
 
-from kubemigrate.controller.flows import cleanup
+from kubemigrate.controller.flows import cleanup, inflight
 from kubemigrate.controller.flows.context import StepContext
+from kubemigrate.controller.flows.inflight import InFlight
 from kubemigrate.controller.kube.api import KubeApi
 from kubemigrate.controller.metrics import Metrics
 from kubemigrate.controller.ordering.backups import BackupIndex, backup_peer_of
@@ -49,6 +50,7 @@ class Runtime:
     api: KubeApi
     wakeups: Wakeups = field(default_factory=Wakeups)
     metrics: Metrics = field(default_factory=Metrics)
+    inflight: InFlight = field(default_factory=InFlight)
 
     def context(self, body: kopf.Body, logger: kopf.Logger) -> StepContext:
         """A flow step's view of the world, posting Events about body."""
@@ -57,7 +59,13 @@ class Runtime:
             kopf.event(body, type=kind, reason=reason, message=message)
 
         return StepContext(
-            self.api, self.settings, emit, self.metrics, logger=logger, wake=self.wakeups.wake
+            self.api,
+            self.settings,
+            emit,
+            self.metrics,
+            logger=logger,
+            wake=self.wakeups.wake,
+            inflight=self.inflight,
         )
 
     # -- events ----------------------------------------------------------------------------
@@ -107,9 +115,18 @@ class Runtime:
 
     # -- deletions -------------------------------------------------------------------------
 
-    async def migration_deleted(self, name: str, namespace: str) -> None:
-        """The database and its history stay as they are; only the Migration's Jobs go."""
-        await self.api.delete_jobs(namespace, f"{GROUP}/migration={name}")
+    async def migration_deleted(self, body: kopf.Body, logger: kopf.Logger) -> None:
+        """The database and its history stay as they are; only the Migration's Jobs go. A run
+        still in flight is cancelled and rolled back first, and how it ended is posted (and
+        logged: in a namespace being deleted, the Event cannot be)."""
+        meta = body["metadata"]
+        run = self.inflight.take(meta["uid"])
+        if run is not None:
+            await inflight.stop(run)
+            kind, reason, message = inflight.outcome(run)
+            logger.warning("%s: %s", reason, message)
+            kopf.event(body, type=kind, reason=reason, message=message)
+        await self.api.delete_jobs(meta["namespace"], f"{GROUP}/migration={meta['name']}")
 
     async def backup_deleted(self, body: kopf.Body, logger: kopf.Logger) -> None:
         """A backup's file goes with it (see `flows.cleanup`)."""

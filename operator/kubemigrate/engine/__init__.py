@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.migrate.sources import MigrationSource, SourceError, load_directory
     from kubemigrate.engine.migrate.statements import split_statements
     from kubemigrate.engine.migrate.versions import validate_version, version_key
+    from kubemigrate.engine.pg.cancel import cancel_sessions
     from kubemigrate.engine.pg.libpq import password_of
     from kubemigrate.engine.pg.redact import redact
     from kubemigrate.engine.pg.target import secrets_of
@@ -98,6 +99,7 @@ _LAZY = {
     "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
     "kubemigrate.engine.migrate.statements": ("split_statements",),
     "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),
+    "kubemigrate.engine.pg.cancel": ("cancel_sessions",),
     "kubemigrate.engine.pg.libpq": ("password_of",),
     "kubemigrate.engine.pg.redact": ("redact",),
     "kubemigrate.engine.pg.target": ("secrets_of",),
@@ -144,6 +146,7 @@ __all__ = [
     "ValidationReport",
     "VerifyResult",
     "VersionState",
+    "cancel_sessions",
     "delete_backup",
     "load_directory",
     "parse_duration",

@@ -347,6 +347,20 @@ class MigrationStatus(ReconciledStatus):
             "the resource is Failed and Stalled. Cleared by a login that works."
         ),
     )
+    failed_attempts: int | None = Field(
+        None,
+        description=(
+            "Consecutive failures that time may cure (a failed preflight, an unreachable "
+            "database) for this generation; the retry delay doubles with each."
+        ),
+    )
+    next_attempt_at: datetime | None = Field(
+        None,
+        description=(
+            "When the operator tries again after such a failure; it waits until then even "
+            "if it restarts."
+        ),
+    )
     dry_run: DryRunResult | None = Field(None, description="The result of the last dry run.")
 
 

@@ -35,7 +35,8 @@ class Helm:
         return proc
 
     def template(self, *args: str, release: str = "kubemigrate", namespace: str = "default") -> str:
-        """The chart rendered offline, for the oldest Kubernetes it supports."""
+        """The chart rendered offline, for the oldest Kubernetes its default values support
+        (1.30: the ValidatingAdmissionPolicy API)."""
         return self.run(
             "template",
             release,
@@ -43,6 +44,6 @@ class Helm:
             "--namespace",
             namespace,
             "--kube-version",
-            "1.28.0",
+            "1.30.0",
             *args,
         ).stdout

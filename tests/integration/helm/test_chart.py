@@ -8,6 +8,7 @@ for the local node runner to skip: these tests are about the chart, not the oper
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -98,7 +99,12 @@ def test_deployment_runs_one_standalone_kopf_with_liveness_probe(helm: Helm) -> 
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     container = operator_container(rendered)
-    assert container["command"] == [*KOPF, "--all-namespaces", "-m", "kubemigrate.controller.main"]
+    assert container["command"] == [
+        *KOPF,
+        "--namespace=default",
+        "-m",
+        "kubemigrate.controller.main",
+    ]
     probe = container["livenessProbe"]["httpGet"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8081
@@ -123,15 +129,98 @@ def test_env_sets_every_operator_setting(helm: Helm) -> None:
     Settings.from_env(env)  # and the operator accepts what the chart sets
 
 
-def test_namespace_scope_watches_one_namespace(helm: Helm) -> None:
-    rendered = helm.template("--set", "rbac.scope=namespace", "--set", "watchNamespace=apps")
+def test_namespace_scope_watches_only_the_namespaces_it_is_given(helm: Helm) -> None:
+    rendered = helm.template("--set", "rbac.scope=namespace", "--set", "watchNamespaces={apps,web}")
     container = operator_container(rendered)
-    assert "--namespace=apps" in container["command"]
-    assert "--all-namespaces" not in container["command"]
+    assert [a for a in container["command"] if "namespace" in a] == [
+        "--namespace=apps",
+        "--namespace=web",
+    ]
     kinds = {d["kind"] for d in docs(rendered)}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+    roles = by_kind(rendered, "Role")
+    bindings = by_kind(rendered, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["apps", "web"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["apps", "web"]
+    for role in roles:  # Secrets per namespace: get, in that namespace only
+        assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]} in role["rules"]
+
+
+def test_the_defaults_are_the_narrowest_useful_scope(helm: Helm) -> None:
+    """One namespace (the release's), Secrets there only, nothing cluster-scoped but the
+    admission policy that fences the operator's Jobs."""
+    rendered = helm.template(namespace="apps")
+    assert "--namespace=apps" in operator_container(rendered)["command"]
+    cluster_scoped = {d["kind"] for d in docs(rendered) if "namespace" not in d["metadata"]}
+    assert cluster_scoped == {
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     (role,) = by_kind(rendered, "Role")
     assert role["metadata"]["namespace"] == "apps"
+
+
+def test_cluster_scope_is_an_explicit_choice_with_a_warning() -> None:
+    values = (CHART / "values.yaml").read_text()
+    scope_doc = values[: values.index("  scope: namespace")]
+    assert "WARNING" in scope_doc[scope_doc.rindex("# --") :]
+    secrets_doc = values[: values.index("    clusterWide: false")]
+    assert "WARNING" in secrets_doc[secrets_doc.rindex("# --") :]
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    rbac = schema["properties"]["rbac"]["properties"]
+    assert "WARNING" in rbac["scope"]["description"]
+    assert "WARNING" in rbac["secrets"]["properties"]["clusterWide"]["description"]
+
+
+def test_cluster_scope_reads_secrets_cluster_wide_only_when_asked(helm: Helm) -> None:
+    def secret_rules(*sets: str) -> list[tuple[str, str]]:
+        rendered = helm.template(
+            "--set", "rbac.scope=cluster", *[a for s in sets for a in ("--set", s)]
+        )
+        return [
+            (d["kind"], d["metadata"].get("namespace", ""))
+            for d in docs(rendered)
+            if d["kind"] in ("Role", "ClusterRole")
+            for r in d["rules"]
+            if "secrets" in r["resources"]
+        ]
+
+    assert secret_rules() == []
+    assert secret_rules("rbac.secrets.namespaces={team-a}") == [("Role", "team-a")]
+    assert secret_rules("rbac.secrets.clusterWide=true") == [("ClusterRole", "")]
+
+
+def test_offline_rendering_needs_no_kube_version(helm: Helm) -> None:
+    """`helm template | kubectl apply`, or a review, with no cluster to ask."""
+    proc = helm.run("template", "kubemigrate", str(CHART), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert by_kind(proc.stdout, "Deployment")
+
+
+@pytest.mark.parametrize(
+    ("version", "sets", "needs"),
+    [
+        ("1.27.0", [], "1.28"),
+        ("1.29.0", [], "admissionPolicy.enabled=false"),
+    ],
+)
+def test_a_cluster_known_to_be_too_old_is_refused(
+    helm: Helm, version: str, sets: list[str], needs: str
+) -> None:
+    proc = helm.run("template", "x", str(CHART), "--kube-version", version, *sets, check=False)
+    assert proc.returncode != 0
+    assert needs in proc.stderr, proc.stderr
+    ok = helm.run(
+        "template",
+        "x",
+        str(CHART),
+        "--kube-version",
+        "1.29.0",
+        "--set",
+        "admissionPolicy.enabled=false",
+    )
+    assert by_kind(ok.stdout, "Deployment")
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=ids(CI_VALUES))
@@ -345,8 +434,10 @@ def test_cluster_scope_rbac(
     # ClusterRoles are cluster-scoped: name the release after the test's namespace.
     release = f"km-{namespace}"
     sets = ["rbac.scope=cluster"]
-    if not cluster_wide_secrets:
-        sets += ["rbac.secrets.clusterWide=false", f"rbac.secrets.namespaces={{{namespace}}}"]
+    if cluster_wide_secrets:
+        sets += ["rbac.secrets.clusterWide=true"]
+    else:
+        sets += [f"rbac.secrets.namespaces={{{namespace}}}"]
     _install(helm, release, namespace, *sets)
     try:
         can = Can(kubectl, namespace, f"{release}-kubemigrate")

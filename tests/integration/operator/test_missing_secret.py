@@ -37,7 +37,7 @@ def test_a_missing_secret_and_key_are_named_then_it_recovers(
     st = wait_for(reason_is(kubectl, namespace, "SecretNotFound"), timeout=15, what="the reason")
     assert time.monotonic() - created < 15
     assert st["phase"] == "Pending"
-    assert st["message"].startswith(f"Secret {namespace}/db not found (retrying in ")
+    assert st["message"].startswith(f"Secret {namespace}/db not found (attempt 1; retrying in ")
     conditions = {c["type"]: c["status"] for c in st["conditions"]}
     assert conditions == {"Ready": "False", "Reconciling": "True", "Stalled": "False"}
     assert jobs(kubectl, namespace) == []

@@ -16,6 +16,7 @@ from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.migration import MigrationFlow
 from kubemigrate.controller.flows.migration_status import IDLE, QUEUED, RELOOK
 from kubemigrate.controller.flows.preflight import JOB_POLL
+from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, peer_of
 from kubemigrate.engine import (
     AppliedRun,
@@ -167,6 +168,10 @@ class FakeMigrator:
         self.calls.append(("last_applied", version))
         return self.recorded.get(version) if version in self.applied else None
 
+    def cancel(self) -> int:
+        self.calls.append(("cancel",))
+        return 0
+
 
 @pytest.fixture
 def engine() -> FakeMigrator:
@@ -294,9 +299,96 @@ def test_a_killed_preflight_job_is_retried_as_a_new_attempt(
     assert status["preflightJob"] == "m1-preflight-g1-1"
     assert kube.deleted_jobs == [(NS, "m1-preflight-g1")]
 
+    due(kube)
     assert step(flow, kube, ctx) == JOB_POLL
     assert (NS, "m1-preflight-g1-1") in kube.jobs
     assert engine.calls == []
+
+
+def due(kube: Any, name: str = "m1") -> None:
+    """Time passes: the scheduled retry of name is due."""
+    kube.objects[(MIGRATIONS, NS, name)]["status"]["nextAttemptAt"] = "2000-01-01T00:00:00Z"
+
+
+def test_a_failing_preflight_backs_off_in_status_whatever_wakes_it(
+    kube: Any, ctx: StepContext, recorder: Any, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    """The delay doubles per attempt and is kept in status: a step before it is due (a Job's
+    deletion woke the daemon, or a new operator started) starts nothing."""
+    kube.add(MIGRATIONS, migration())
+    delays = []
+    for attempt in range(12):
+        job = "m1-preflight-g1" + (f"-{attempt}" if attempt else "")
+        assert step(flow, kube, ctx) == JOB_POLL
+        kube.finish_job(NS, job, ok=False, reason="DeadlineExceeded")
+        delays.append(step(flow, kube, ctx))
+        status = kube.status(MIGRATIONS, NS, "m1")
+        assert status["failedAttempts"] == attempt + 1
+        waited = datetime.fromisoformat(status["nextAttemptAt"].replace("Z", "+00:00"))
+        assert waited > datetime.now(UTC)
+        fresh = MigrationFlow(Backoff(1.0, 10.0), LiveIndex(kube), migrator=engine.open)
+        for woken in (flow, fresh):  # the same daemon woken early, or a restarted operator
+            assert 0 < step(woken, kube, ctx) <= delays[-1] + 1
+        assert len(kube.jobs) == 0
+        due(kube)
+    assert [round(d) for d in delays[:4]] == [1, 2, 4, 8] or all(
+        0.8 * 2**i <= d <= 1.2 * 2**i for i, d in enumerate(delays[:4])
+    )
+    assert max(delays) <= 12  # the cap (10 s) and its jitter
+    warnings = [m for kind, reason, m in recorder.events if kind == "Warning"]
+    assert len(warnings) == 2, warnings  # the first failure and the tenth
+    assert warnings[1].endswith("(attempt 10)")
+    started = [m for _, reason, m in recorder.events if reason == "PreflightStarted"]
+    assert len(started) == 2  # attempts 0 and 10
+
+
+def test_a_spec_change_starts_the_backoff_again(
+    kube: Any, ctx: StepContext, engine: FakeMigrator, flow: MigrationFlow
+) -> None:
+    kube.add(MIGRATIONS, migration())
+    step(flow, kube, ctx)
+    kube.finish_job(NS, "m1-preflight-g1", ok=False, reason="DeadlineExceeded")
+    step(flow, kube, ctx)
+    assert kube.status(MIGRATIONS, NS, "m1")["failedAttempts"] == 1
+    kube.update_spec(MIGRATIONS, NS, "m1", description="fixed")
+    assert step(flow, kube, ctx) == JOB_POLL  # not held by the old generation's retry time
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert "failedAttempts" not in status and "nextAttemptAt" not in status
+    assert (NS, "m1-preflight-g2") in kube.jobs
+
+
+@pytest.mark.parametrize(
+    ("refusal", "phase", "reason"),
+    [
+        (
+            Invalid('ConfigMap "m1-preflight-g1" is invalid: []: Too long'),
+            "Failed",
+            "PreflightJobInvalid",
+        ),
+        (Forbidden("exceeded quota: configmaps"), "Preflight", "PreflightJobForbidden"),
+    ],
+    ids=["invalid", "forbidden"],
+)
+def test_a_refused_preflight_job_is_named_in_status_never_left_running(
+    kube: Any,
+    ctx: StepContext,
+    flow: MigrationFlow,
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: Exception,
+    phase: str,
+    reason: str,
+) -> None:
+    async def refuse(manifest: dict[str, Any]) -> None:
+        raise refusal
+
+    monkeypatch.setattr(kube, "ensure_configmap", refuse)
+    kube.add(MIGRATIONS, migration())
+    step(flow, kube, ctx)
+    status = kube.status(MIGRATIONS, NS, "m1")
+    assert (status["phase"], status["reason"]) == (phase, reason)
+    assert str(refusal) in status["message"]
+    assert "is running" not in status["message"]
+    assert kube.jobs == {}
 
 
 def test_an_sql_error_fails_the_migration_with_where_it_failed(
@@ -337,7 +429,7 @@ def test_an_unreachable_database_is_retried_not_failed(
     assert 0.8 <= delay <= 1.2
     status = kube.status(MIGRATIONS, NS, "m1")
     assert (status["phase"], status["reason"]) == ("Applying", "DatabaseUnavailable")
-    assert status["message"].endswith("(retrying in 1s)")
+    assert status["message"].endswith("(attempt 1; retrying in 1s)")
     assert conditions(status)["Stalled"] == "False"
     assert "DatabaseUnavailable" in recorder.reasons()
 
@@ -407,11 +499,12 @@ def test_a_missing_secret_or_key_is_named_before_any_job_and_recovers(
     assert 0.8 <= delay <= 1.2
     status = kube.status(MIGRATIONS, NS, "m1")
     assert (status["phase"], status["reason"]) == ("Pending", "SecretNotFound")
-    assert status["message"].startswith(f"Secret {NS}/db not found (retrying in ")
+    assert status["message"].startswith(f"Secret {NS}/db not found (attempt 1; retrying in ")
     assert conditions(status) == {"Ready": "False", "Reconciling": "True", "Stalled": "False"}
     assert not kube.jobs and engine.calls == []
 
     kube.secrets[(NS, "db")] = {"password": "x"}
+    due(kube)
     delay = step(flow, kube, ctx)
     assert 1.6 <= delay <= 2.4  # backing off
     status = kube.status(MIGRATIONS, NS, "m1")
@@ -420,6 +513,7 @@ def test_a_missing_secret_or_key_is_named_before_any_job_and_recovers(
     assert not kube.jobs and engine.calls == []
 
     kube.secrets[(NS, "db")] = {"url": "postgresql://app:secret@db/shop"}
+    due(kube)
     step(flow, kube, ctx)
     if preflight:
         assert (NS, "m1-preflight-g1") in kube.jobs
@@ -635,6 +729,7 @@ def test_a_refused_login_in_preflight_is_retried_then_stalls(
         assert conditions(status)["Stalled"] == "False"
         job = f"m1-preflight-g1-{attempt}"
         assert status["preflightJob"] == job
+        due(kube)
         assert step(flow, kube, ctx) == JOB_POLL
         assert (NS, job) in kube.jobs
 
@@ -662,6 +757,7 @@ def test_a_refused_login_at_apply_is_retried_then_stalls(
         status = kube.status(MIGRATIONS, NS, "m1")
         assert (status["phase"], status["reason"]) == ("Applying", "AuthenticationFailed")
         assert status["failedLogins"] == attempt
+        due(kube)
     assert step(flow, kube, ctx) == IDLE
     status = kube.status(MIGRATIONS, NS, "m1")
     assert (status["phase"], status["reason"]) == ("Failed", "AuthenticationFailed")
@@ -687,6 +783,7 @@ def test_a_login_that_works_again_clears_the_count(
     engine.error = AuthenticationFailed(REFUSED)
     step(flow, kube, ctx)
     engine.error = None
+    due(kube)
     assert step(flow, kube, ctx) == IDLE
     status = kube.status(MIGRATIONS, NS, "m1")
     assert status["phase"] == "Succeeded"

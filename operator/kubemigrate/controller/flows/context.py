@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemigrate.controller.flows.inflight import InFlight
 from kubemigrate.controller.kube.api import KubeApi
 from kubemigrate.controller.metrics import Metrics
 from kubemigrate.settings import Settings
@@ -31,6 +32,8 @@ class StepContext:
     )
     wake: Callable[[str], None] = lambda _uid: None
     """Wake another object's daemon by uid (the next migration or backup in line)."""
+    inflight: InFlight = field(default_factory=InFlight)
+    """Engine runs in worker threads, for the deletion handler to stop (shared per process)."""
 
 
 class Backoff:
@@ -44,8 +47,14 @@ class Backoff:
         return cls(settings.retry_min_seconds, settings.retry_max_seconds)
 
     def next(self) -> float:
-        delay = min(self.cap, self.first * 2.0**self.failures)
+        delay = self.delay(self.failures)
         self.failures += 1
+        return delay
+
+    def delay(self, failures: int) -> float:
+        """The delay after `failures` earlier failures, with no state of its own (a flow that
+        keeps the count in status gets the same delay after a restart)."""
+        delay = min(self.cap, self.first * 2.0 ** min(failures, 32))
         return delay * random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not cryptography)
 
     def reset(self) -> None:

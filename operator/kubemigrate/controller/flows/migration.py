@@ -69,6 +69,16 @@ class _Ran:
     observe: ObserveRun
 
 
+@dataclass(frozen=True)
+class _Stoppable:
+    """How to stop an engine run if its Migration is deleted, and how to name it then."""
+
+    migrator: Migrating
+    what: str
+    transactional: bool
+    cancelled: str
+
+
 class MigrationFlow:
     """The state machine of one Migration object (one instance per daemon)."""
 
@@ -103,6 +113,8 @@ class MigrationFlow:
             or (current.phase is MigrationPhase.FAILED and current.reason not in BLOCKED_REASONS)
         ):
             return IDLE
+        if (due := self.writer.until_next_attempt(obj)) > 0:
+            return due  # a retry's time, kept in status, holds whatever woke the daemon
         me = peer_of(obj)
         peers = list(self.index.get(me.database, ()))
         if spec.rollback:
@@ -158,6 +170,12 @@ class MigrationFlow:
             lambda: migrator.apply(
                 [source], dry_run=spec.dry_run, allow_out_of_order=spec.allow_out_of_order
             ),
+            _Stoppable(
+                migrator,
+                f"{'dry run' if spec.dry_run else 'apply'} of version {spec.version}",
+                spec.transactional,
+                "ApplyCancelled",
+            ),
         )
         if isinstance(ran, _Ran) and ran.result is None and not spec.dry_run:
             ran = await self._recorded(obj, ran, migrator, spec.version, ctx)
@@ -171,11 +189,20 @@ class MigrationFlow:
         ctx: StepContext,
         failed_outcome: str,
         call: Callable[[], RunReport],
+        stoppable: _Stoppable,
     ) -> _Ran | float:
-        """Run call in a worker thread. An unreachable database or a held lock is transient, any
-        other engine error and a failed migration are Failed (the delay is returned then)."""
+        """Run call in a worker thread, where deleting the Migration can stop it (see
+        `inflight`). An unreachable database or a held lock is transient, any other engine
+        error and a failed migration are Failed (the delay is returned then)."""
         try:
-            report = await asyncio.to_thread(call)
+            report = await ctx.inflight.run(
+                obj["metadata"]["uid"],
+                stoppable.what,
+                call,
+                stoppable.migrator.cancel,
+                transactional=stoppable.transactional,
+                cancelled=stoppable.cancelled,
+            )
         except (ConnectionFailed, LockTimeout) as exc:
             return await self._unavailable(obj, exc, ctx)
         except EngineError as exc:
@@ -374,6 +401,7 @@ class MigrationFlow:
             ctx,
             "rollback_failed",
             lambda: migrator.rollback([source], versions=[source.version]),
+            _Stoppable(migrator, f"rollback of version {spec.version}", True, "RollbackCancelled"),
         )
         if not isinstance(ran, _Ran):
             return ran

@@ -1,14 +1,21 @@
 """How a Migration's step ends, written once for the flow and its helpers (preflight, the
 restore point): waiting in the queue, a failure time may cure, a failure only a change of spec
-cures, and settling, which wakes the next migration of its database."""
+cures, and settling, which wakes the next migration of its database.
+
+A failure time may cure is retried with exponential backoff whose state lives in status
+(`failedAttempts`, `nextAttemptAt`), not in memory: a wake-up (a Job's deletion, a spec-less
+event) or a restarted operator cannot cut the wait short. Such a failure is posted as an Event on
+its first attempt, when its message changes, and every tenth attempt, never once per attempt.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubemigrate.controller.build.status import MAX_MESSAGE, merged
-from kubemigrate.controller.flows.base import StatusWriter
+from kubemigrate.controller.build.status import MAX_MESSAGE, merged, to_second
+from kubemigrate.controller.flows.base import HasApi, StatusWriter
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.ordering.migrations import Blocker, PeerIndex, next_up, peer_of
 from kubemigrate.models.common import LastError
@@ -31,6 +38,16 @@ IN_PROGRESS = frozenset(
         MigrationPhase.ROLLING_BACK,
     }
 )
+SETTLED_PHASES = frozenset(
+    {
+        MigrationPhase.SUCCEEDED,
+        MigrationPhase.ROLLED_BACK,
+        MigrationPhase.DRY_RUN_SUCCEEDED,
+        MigrationPhase.FAILED,
+    }
+)
+EVENT_EVERY = 10
+"""A repeating failure's Event is posted again every this many attempts (with the count)."""
 
 
 class MigrationStatusWriter(StatusWriter[MigrationStatus]):
@@ -39,14 +56,69 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
     def __init__(self, backoff: Backoff, index: PeerIndex) -> None:
         super().__init__(PLURAL, MigrationStatus)
         self.backoff, self.index = backoff, index
+        self._reported: tuple[str, str] | None = None
 
     def complete(self, change: MigrationStatus) -> MigrationStatus:
-        """A phase change clears waitingFor unless it says what the migration waits for."""
-        if "waiting_for" in change.model_fields_set:
+        """A phase change clears waitingFor unless it says what the migration waits for, and
+        nextAttemptAt unless it schedules a retry."""
+        given = change.model_fields_set
+        if {"waiting_for", "next_attempt_at"} <= given:
             return change
         cleared = change.model_copy()
-        cleared.waiting_for = None
+        if "waiting_for" not in given:
+            cleared.waiting_for = None
+        if "next_attempt_at" not in given:
+            cleared.next_attempt_at = None
         return cleared
+
+    async def write(self, obj: dict[str, Any], ctx: HasApi, change: MigrationStatus) -> None:
+        """As every kind writes, and the count of failed attempts starts again when the spec
+        changed or the migration settled."""
+        current = self.current(obj)
+        fresh = current.observed_generation != obj["metadata"].get("generation", 1)
+        if (
+            current.failed_attempts is not None
+            and "failed_attempts" not in change.model_fields_set
+            and (fresh or change.phase in SETTLED_PHASES)
+        ):
+            change = change.model_copy()
+            change.failed_attempts = None
+            self._reported = None
+        await super().write(obj, ctx, change)
+
+    def until_next_attempt(self, obj: dict[str, Any]) -> float:
+        """Seconds until a scheduled retry of this generation is due (0 or less: due now)."""
+        current = self.current(obj)
+        if current.next_attempt_at is None or current.observed_generation != obj["metadata"].get(
+            "generation", 1
+        ):
+            return 0.0
+        return (current.next_attempt_at - datetime.now(UTC)).total_seconds()
+
+    async def retry(
+        self, obj: dict[str, Any], ctx: StepContext, change: MigrationStatus, *, note: str = ""
+    ) -> float:
+        """A failure time may cure: change (phase, reason, message and what else it sets)
+        with the attempt count and the time of the next attempt; returns the delay. note
+        replaces the attempt count in the message's parenthesis."""
+        current = self.current(obj)
+        same = current.observed_generation == obj["metadata"].get("generation", 1)
+        attempt = ((current.failed_attempts or 0) if same else 0) + 1
+        delay = self.backoff.delay(attempt - 1)
+        reason, message = change.reason or "Retrying", change.message or ""
+        scheduled = change.model_copy()
+        note = note or f"attempt {attempt}; "
+        scheduled.message = f"{message} ({note}retrying in {delay:.0f}s)"
+        scheduled.failed_attempts = attempt
+        scheduled.next_attempt_at = to_second(datetime.now(UTC) + timedelta(seconds=delay))
+        await self.write(obj, ctx, scheduled)
+        if (reason, message) != self._reported or attempt % EVENT_EVERY == 0:
+            self._reported = (reason, message)
+            ctx.emit(
+                "Warning", reason, message if attempt == 1 else f"{message} (attempt {attempt})"
+            )
+        ctx.logger.warning("%s: %s; attempt %d, retrying in %.0fs", reason, message, attempt, delay)
+        return delay
 
     async def wait(self, obj: dict[str, Any], blocker: Blocker, ctx: StepContext) -> float:
         """Show why the migration waits (Pending) or cannot go on (Failed), once; look again
@@ -92,15 +164,11 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
         """A failure that time may cure: Reconciling with backoff, never Stalled. fields go
         along; note goes before the delay in the message's parenthesis."""
         current = self.current(obj)
-        delay = self.backoff.next()
         phase = current.phase if current.phase in IN_PROGRESS else MigrationPhase.PENDING
-        change = MigrationStatus(
-            phase=phase, reason=reason, message=f"{message} ({note}retrying in {delay:.0f}s)"
+        change = MigrationStatus(phase=phase, reason=reason, message=message)
+        return await self.retry(
+            obj, ctx, change if fields is None else merged(change, fields), note=note
         )
-        await self.write(obj, ctx, change if fields is None else merged(change, fields))
-        ctx.emit("Warning", reason, message)
-        ctx.logger.warning("%s: %s; retrying in %.0fs", reason, message, delay)
-        return delay
 
     async def refused(
         self,

@@ -14,7 +14,8 @@ from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job
 from kubemigrate.controller.build.status import merged
 from kubemigrate.controller.flows.base import REFUSED_LOGIN
 from kubemigrate.controller.flows.context import StepContext
-from kubemigrate.controller.flows.migration_status import MigrationStatusWriter
+from kubemigrate.controller.flows.migration_status import EVENT_EVERY, MigrationStatusWriter
+from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.ordering.migrations import Peer
 from kubemigrate.engine import MigrationSource
 from kubemigrate.jobresult import Verdict, read_verdict, termination_message
@@ -43,24 +44,35 @@ async def gate(
     recorded = current.preflight_job or ""
     name = recorded if recorded.startswith(prefix) else job_name(owner, job.COMPONENT)
     attempt = int(name[len(prefix) + 1 :] or 0) if name != prefix else 0
-    if current.phase is not MigrationPhase.PREFLIGHT or recorded != name:
+    found = await ctx.api.job(meta["namespace"], name)
+    running = current.phase is MigrationPhase.PREFLIGHT and recorded == name
+    if not running or (found is None and current.reason != "PreflightRunning"):
         await writer.write(
             obj,
             ctx,
             MigrationStatus(
                 phase=MigrationPhase.PREFLIGHT,
                 reason="PreflightRunning",
-                message=f"preflight Job {name} is running",
+                message=f"preflight Job {name} is running"
+                + (f" (attempt {attempt + 1})" if attempt else ""),
                 preflight_job=name,
             ),
         )
-    found = await ctx.api.job(meta["namespace"], name)
     if found is None:
-        plan = job.plan(spec, requires=requirements(spec, peers), expected={})
-        await ctx.api.ensure_configmap(job.configmap(owner, spec, plan))
-        request = job.job_request(owner, spec, ctx.settings.job_active_deadline_seconds, attempt)
-        found = await ctx.api.ensure_job(build_job(owner, request, ctx.settings))
-        ctx.emit("Normal", "PreflightStarted", f"Started preflight Job {name}")
+        try:
+            found = await _start(owner, spec, peers, attempt, ctx)
+        except Invalid as exc:
+            return await writer.failed(
+                obj, "PreflightJobInvalid", f"the API server refused the preflight Job: {exc}", ctx
+            )
+        except Forbidden as exc:
+            return await writer.transient(
+                obj, "PreflightJobForbidden", f"cannot create the preflight Job: {exc}", ctx
+            )
+        if attempt:  # the failed attempt's Job, if a kill kept the last step from deleting it
+            await ctx.api.delete_job(meta["namespace"], job_name(owner, job.COMPONENT, attempt - 1))
+        if attempt % EVENT_EVERY == 0:  # a retried preflight is reported with its failures
+            ctx.emit("Normal", "PreflightStarted", f"Started preflight Job {name}")
     finished = job_finished(found)
     if finished is None:
         return JOB_POLL
@@ -100,8 +112,8 @@ async def _failed(
     ctx: StepContext,
 ) -> float:
     """A preflight that did not pass (its Job ran: owner, name, attempt): Failed when no retry
-    can help; else the next attempt (a new Job) after a backoff, a bounded number of them when
-    the login was refused. Each posts one Warning Event."""
+    can help; else the next attempt (a new Job) after a backoff kept in status, a bounded number
+    of them when the login was refused. The Warning Events are aggregated (see `retry`)."""
     owner, name, attempt = ran
     message = f"preflight failed: {verdict.summary}"
     if not verdict.retryable:
@@ -119,6 +131,17 @@ async def _failed(
     if writer.current(obj).phase is MigrationPhase.PREFLIGHT:  # not stalled: the next attempt
         await ctx.api.delete_job(owner.namespace, name)
     return delay
+
+
+async def _start(
+    owner: Owner, spec: MigrationSpec, peers: list[Peer], attempt: int, ctx: StepContext
+) -> dict[str, Any]:
+    """Create the plan's ConfigMaps and the Job (or find them, after a restart)."""
+    plan = job.plan(spec, requires=requirements(spec, peers), expected={})
+    for configmap in job.configmaps(owner, spec, plan):
+        await ctx.api.ensure_configmap(configmap)
+    request = job.job_request(owner, spec, ctx.settings.job_active_deadline_seconds, attempt)
+    return await ctx.api.ensure_job(build_job(owner, request, ctx.settings))
 
 
 def requirements(spec: MigrationSpec, peers: list[Peer]) -> list[str]:

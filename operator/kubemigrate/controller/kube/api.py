@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -53,6 +54,29 @@ class Forbidden(PermissionError):
         self.reason = reason
 
 
+class Invalid(ValueError):
+    """The API server refused a create as invalid (422) or too large (413): the same request
+    will never pass. The message is the API server's, which names the object and the rule."""
+
+
+def _refused(e: ApiException) -> Exception | None:
+    """Our error for a refused create, or None for any other failure."""
+    if e.status == 403:
+        return Forbidden(str(e.reason))
+    if e.status in (413, 422):
+        return Invalid(_api_message(e))
+    return None
+
+
+def _api_message(e: ApiException) -> str:
+    """The Status message of an API error (its body), else its reason phrase."""
+    try:
+        message = json.loads(e.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or e.reason or f"HTTP {e.status}")
+
+
 class KubeApi:
     """Typed wrappers of the calls the controller needs."""
 
@@ -95,12 +119,15 @@ class KubeApi:
         return str(data[key])
 
     async def ensure_configmap(self, manifest: dict[str, Any]) -> None:
-        """Create the ConfigMap unless one of that name exists (its content is deterministic)."""
+        """Create the ConfigMap unless one of that name exists (its content is deterministic).
+        Refused: Invalid or Forbidden."""
         try:
             await self._call(
                 self.core.create_namespaced_config_map, manifest["metadata"]["namespace"], manifest
             )
         except ApiException as e:
+            if (refused := _refused(e)) is not None:
+                raise refused from e
             if e.status != 409:
                 raise
 
@@ -111,8 +138,8 @@ class KubeApi:
             created = await self._call(self.batch.create_namespaced_job, ns, manifest)
             return self._client.sanitize_for_serialization(created)
         except ApiException as e:
-            if e.status == 403:
-                raise Forbidden(str(e.reason)) from e
+            if (refused := _refused(e)) is not None:
+                raise refused from e
             if e.status != 409:
                 raise
         existing = await self.job(ns, name)
