@@ -120,5 +120,5 @@ bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigr
 # hostile-manifest corpus, the Secret canary) runs in `make integration` with tests/faults.
 .PHONY: faults
 
-faults: venv sysdeps tools ## the operator's fault suite in full: 25 kills, outages, hostile manifests, canary (docs/reliability.md)
+faults: venv sysdeps tools image ## the operator's fault suite in full: 25 kills, outages, hostile manifests, canary (docs/reliability.md)
 	KUBEMIGRATE_FAULTS=full $(PY) -m pytest tests/faults/operator -q -rA -m "not short" $(PYTEST_ARGS)

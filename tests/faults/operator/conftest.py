@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from faults.operator.figures import FIGURES, table
-from integration.conftest import cluster, crds, kube_api, kubectl, namespace  # noqa: F401
+from integration.conftest import cluster, crds, dev_image, kube_api, kubectl, namespace  # noqa: F401
 from integration.operator.conftest import db_secret, operator, start_operator  # noqa: F401
 
 FULL = os.environ.get("KUBEMIGRATE_FAULTS") == "full"
