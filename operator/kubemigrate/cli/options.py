@@ -207,3 +207,43 @@ def verify_backup(parser: argparse.ArgumentParser) -> None:
 
 def delete_backup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", type=Path, help="the backup to delete")
+
+
+# -- manifests ---------------------------------------------------------------------------------
+
+
+def manifests(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", metavar="DIR", help="the migrations directory")
+    parser.add_argument(
+        "--name", required=True, help="the MigrationSet's name (ConfigMaps are named after it)"
+    )
+    parser.add_argument(
+        "--secret", required=True, help="the Secret holding the database URL, in its namespace"
+    )
+    parser.add_argument(
+        "--secret-key", default="url", help="the Secret's key for the URL (default: %(default)s)"
+    )
+    parser.add_argument("-n", "--namespace", help="set metadata.namespace on every object")
+    parser.add_argument(
+        "--target-version",
+        metavar="VERSION",
+        type=version,
+        help="spec.targetVersion (default: none, meaning the newest in the directory)",
+    )
+    parser.add_argument(
+        "--stable-names",
+        action="store_true",
+        help="name ConfigMaps without a content hash (then changing a file does not change "
+        "the MigrationSet's spec)",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        metavar="N",
+        type=positive_int,
+        default=1_000_000,
+        help="bytes of files per ConfigMap before splitting (default: %(default)s; "
+        "the API refuses ConfigMaps over 1 MiB)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="say how many ConfigMaps, on stderr"
+    )
