@@ -47,7 +47,12 @@ def rollback(parser: argparse.ArgumentParser) -> None:
         help="revert every applied version above this one (0: all)",
     )
     which.add_argument(
-        "--steps", metavar="N", type=positive_int, help="revert the newest N applied versions"
+        "--steps",
+        metavar="N",
+        type=positive_int,
+        help="revert the newest N applied versions, counted from where the history stands "
+        "now: not resumable (a --steps 2 killed after one, run again, reverts two more), "
+        "so for scripts and CI give --target instead",
     )
     parser.add_argument(
         "--dry-run",
@@ -246,4 +251,18 @@ def manifests(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="say how many ConfigMaps, on stderr"
+    )
+
+
+def repair(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--completed",
+        metavar="VERSION",
+        type=version,
+        action="append",
+        default=[],
+        help="a no-transaction migration whose run stopped in a statement the engine cannot "
+        "settle: record that statement as done, because you checked that it completed "
+        "(repeatable). Without it, such a statement is recorded as not done, and the next "
+        "run runs it again",
     )

@@ -124,8 +124,8 @@ SUBCOMMANDS: tuple[Command, ...] = (
     ),
     migrating(
         "repair",
-        "accept the current SQL of applied migrations whose files changed",
-        options.none,
+        "accept changed files of applied migrations; settle a stopped no-transaction run",
+        options.repair,
         "kubemigrate.cli.migrate:run_repair",
     ),
     migrating(
