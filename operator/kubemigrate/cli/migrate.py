@@ -22,6 +22,7 @@ from kubemigrate.engine import (
     RunReport,
     ValidationReport,
     load_directory,
+    version_key,
 )
 
 
@@ -72,6 +73,9 @@ def run_status(args: argparse.Namespace, out: Output) -> int:
         out.json([asdict(r) for r in rows])
     else:
         out.say(status_table(rows))
+        for r in rows:
+            if r.resume:
+                out.say(f"{r.version}: {r.resume}")
     return EXIT_OK
 
 
@@ -106,12 +110,24 @@ def run_validate(args: argparse.Namespace, out: Output) -> int:
 def run_repair(args: argparse.Namespace, out: Output) -> int:
     sources = _sources(args)
     with _migrator(args, out) as migrator:
-        report = migrator.repair(sources)
+        report = migrator.repair(sources, completed=args.completed)
+    completed = {version_key(v) for v in args.completed}
     for r in report.results:
-        out.say(f"Repaired {r.version} ({r.description}): history now records {r.checksum}")
+        out.say(_repair_line(r, version_key(r.version) in completed))
     if not report.results:
         out.say("Nothing to repair.")
     return EXIT_OK
+
+
+def _repair_line(r: MigrationResult, completed: bool) -> str:
+    if r.statement_index is None:
+        return f"Repaired {r.version} ({r.description}): history now records {r.checksum}"
+    if completed:
+        return f"Settled {r.version}: statement {r.statement_index} recorded as done"
+    return (
+        f"Settled {r.version}: statement {r.statement_index} recorded as not done; "
+        "the next run runs it again (pass --completed VERSION if it did complete)"
+    )
 
 
 def run_baseline(args: argparse.Namespace, out: Output) -> int:
@@ -138,6 +154,8 @@ def _progress(
 
     def show(result: MigrationResult) -> None:
         out.say(_result_line(result))
+        if result.blocked_by and result.status != "failed":
+            out.say(f"    waited on a lock held by {result.blocked_by}")
         source = by_version.get(result.version)
         if out.verbose and source is not None:
             sql = (source.down_sql or "") if result.kind == "rollback" else source.up_sql
@@ -225,6 +243,8 @@ def _validation_exit(report: ValidationReport, out: Output, *, quiet: bool) -> i
             + ", ".join(report.out_of_order)
             + f" older than the newest applied version {report.schema_version}"
         )
+    for note in report.incomplete:
+        out.warn(f"left midway: {note}")
     for problem in report.problems:
         out.warn(problem)
     if report.missing and not quiet:

@@ -47,7 +47,12 @@ def rollback(parser: argparse.ArgumentParser) -> None:
         help="revert every applied version above this one (0: all)",
     )
     which.add_argument(
-        "--steps", metavar="N", type=positive_int, help="revert the newest N applied versions"
+        "--steps",
+        metavar="N",
+        type=positive_int,
+        help="revert the newest N applied versions, counted from where the history stands "
+        "now: not resumable (a --steps 2 killed after one, run again, reverts two more), "
+        "so for scripts and CI give --target instead",
     )
     parser.add_argument(
         "--dry-run",
@@ -207,3 +212,57 @@ def verify_backup(parser: argparse.ArgumentParser) -> None:
 
 def delete_backup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", type=Path, help="the backup to delete")
+
+
+# -- manifests ---------------------------------------------------------------------------------
+
+
+def manifests(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", metavar="DIR", help="the migrations directory")
+    parser.add_argument(
+        "--name", required=True, help="the MigrationSet's name (ConfigMaps are named after it)"
+    )
+    parser.add_argument(
+        "--secret", required=True, help="the Secret holding the database URL, in its namespace"
+    )
+    parser.add_argument(
+        "--secret-key", default="url", help="the Secret's key for the URL (default: %(default)s)"
+    )
+    parser.add_argument("-n", "--namespace", help="set metadata.namespace on every object")
+    parser.add_argument(
+        "--target-version",
+        metavar="VERSION",
+        type=version,
+        help="spec.targetVersion (default: none, meaning the newest in the directory)",
+    )
+    parser.add_argument(
+        "--stable-names",
+        action="store_true",
+        help="name ConfigMaps without a content hash (then changing a file does not change "
+        "the MigrationSet's spec)",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        metavar="N",
+        type=positive_int,
+        default=1_000_000,
+        help="bytes of files per ConfigMap before splitting (default: %(default)s; "
+        "the API refuses ConfigMaps over 1 MiB)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="say how many ConfigMaps, on stderr"
+    )
+
+
+def repair(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--completed",
+        metavar="VERSION",
+        type=version,
+        action="append",
+        default=[],
+        help="a no-transaction migration whose run stopped in a statement the engine cannot "
+        "settle: record that statement as done, because you checked that it completed "
+        "(repeatable). Without it, such a statement is recorded as not done, and the next "
+        "run runs it again",
+    )

@@ -136,6 +136,12 @@ class Output:
         """A result line, on stdout."""
         print(self.clean(text), file=self._out, flush=True)
 
+    def verbatim(self, text: str) -> None:
+        """The user's own files as given (``manifests``), on stdout and not redacted: a URL in
+        a migration's SQL is data to keep byte for byte, and the command reads no secret."""
+        self._out.write(text)
+        self._out.flush()
+
     def detail(self, text: str) -> None:
         """A line shown with --verbose only, on stderr so stdout stays parseable."""
         if self.verbose:

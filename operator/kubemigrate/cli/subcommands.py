@@ -32,6 +32,15 @@ The database URL comes from --database-url or DATABASE_URL. Passwords are never 
 never passed on a command line: pg_dump and pg_restore get them through PGPASSWORD.
 """
 
+MANIFESTS_EPILOG = """\
+exit status: 0 printed; 2 the directory or an option is invalid (nothing printed).
+
+  kubemigrate manifests migrations/ --name orders --secret orders-db | kubectl apply -f -
+
+ConfigMaps are named <name>-migrations[-<n>]-<hash of their files> and immutable, so a changed
+file is a changed MigrationSet spec: a new run, and a reviewable diff in git.
+"""
+
 Options = Callable[[argparse.ArgumentParser], None]
 
 
@@ -115,8 +124,8 @@ SUBCOMMANDS: tuple[Command, ...] = (
     ),
     migrating(
         "repair",
-        "accept the current SQL of applied migrations whose files changed",
-        options.none,
+        "accept changed files of applied migrations; settle a stopped no-transaction run",
+        options.repair,
         "kubemigrate.cli.migrate:run_repair",
     ),
     migrating(
@@ -156,5 +165,13 @@ SUBCOMMANDS: tuple[Command, ...] = (
         "(nothing there is not an error)",
         options.delete_backup,
         "kubemigrate.cli.backup:run_delete",
+    ),
+    Command(
+        "manifests",
+        "print a directory as ConfigMaps and a MigrationSet, for kubectl apply -f -",
+        options.manifests,
+        "kubemigrate.cli.manifests:run_manifests",
+        MANIFESTS_EPILOG,
+        needs_database=False,
     ),
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from integration.cli.cli_helpers import run_cli
 from integration.engine.engine_helpers import history, query, src, tables
 from kubemigrate.engine.backup.dump import take_backup
 from kubemigrate.engine.errors import ConnectionLost, InvalidUrl, TransactionForbidden
@@ -159,3 +160,23 @@ def test_a_malformed_url_is_one_error_class_for_migrations_and_backups(
     for caught in (migrating, backing_up):
         assert "s3cret" not in str(caught.value)
         assert "is not a PostgreSQL URL" in str(caught.value)
+
+
+def test_the_cli_says_who_blocked_a_migration_that_then_succeeded(
+    database_url: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "1_alter.up.sql").write_text(
+        "-- kubemigrate: lock-timeout=200ms\nALTER TABLE a ADD b int;\n"
+    )
+    query(database_url, "CREATE TABLE a (id int)")
+    with _hold(database_url, "a", "the-blocker") as holder:
+        release = threading.Timer(0.7, holder.execute, ["ROLLBACK"])
+        release.start()
+        result = run_cli("apply", str(directory), "--database-url", database_url)
+        release.join()
+    assert result.returncode == 0, result
+    assert "attempts" in result.stdout
+    assert "waited on a lock held by pid " in result.stdout
+    assert "(the-blocker, " in result.stdout

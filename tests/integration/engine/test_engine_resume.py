@@ -13,10 +13,12 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from integration.cli.cli_helpers import run_cli
 from integration.engine.engine_helpers import history, query, src
 from kubemigrate.engine.errors import NeedsRepair
 from kubemigrate.engine.migrate.migrator import Migrator
@@ -388,3 +390,36 @@ def test_an_incomplete_run_recorded_by_the_first_layout(
     assert query(database_url, "SELECT layout_version FROM kubemigrate.schema_info") == [(2,)]
     assert _indexes(database_url) == [("a_id", True), ("a_name", True)]
     assert _states(engine, sources) == ["applied", "applied"]
+
+
+def test_the_cli_shows_what_a_stopped_run_left_and_settles_it_with_completed(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The same in-doubt statement, through the command line: status and validate say what the
+    next run will do, and repair --completed records the statement as done."""
+    sql = "-- kubemigrate: no-transaction\nCREATE INDEX CONCURRENTLY ON a (slow(id));\n"
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "1_index.up.sql").write_text(sql)
+    query(database_url, SLOW)
+    sources = [src("1", sql, transactional=False)]
+    _kill_while(
+        database_url,
+        "apply",
+        sources,
+        "CREATE INDEX",
+        finish_first=lambda: len(_indexes(database_url)) == 1 and _indexes(database_url)[0][1],
+    )
+    url = ["--database-url", database_url]
+    status = run_cli("status", str(directory), *url)
+    assert status.returncode == 0, status
+    assert "1: " in status.stdout and "run repair" in status.stdout
+    validate = run_cli("validate", str(directory), *url)
+    assert validate.returncode == 2, validate
+    assert "left midway: migration 1:" in validate.stderr
+    repaired = run_cli("repair", str(directory), *url, "--completed", "1")
+    assert repaired.returncode == 0, repaired
+    assert "Settled 1: statement 1 recorded as done" in repaired.stdout
+    applied = run_cli("apply", str(directory), *url)
+    assert applied.returncode == 0, applied
+    assert len(_indexes(database_url)) == 1  # not built a second time

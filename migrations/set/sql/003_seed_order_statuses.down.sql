@@ -1,0 +1,1 @@
+DELETE FROM order_statuses WHERE code IN ('new', 'paid', 'shipped', 'cancelled');

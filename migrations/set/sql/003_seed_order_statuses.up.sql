@@ -1,0 +1,1 @@
+INSERT INTO order_statuses (code) VALUES ('new'), ('paid'), ('shipped'), ('cancelled');
