@@ -308,6 +308,8 @@ def test_api_server_accepts_crd_templates(helm: Helm, kubectl: Kubectl) -> None:
         "templates/crds/kubemigrate.dev_databasebackups.yaml",
         "--show-only",
         "templates/crds/kubemigrate.dev_databaserestores.yaml",
+        "--show-only",
+        "templates/crds/kubemigrate.dev_databasebackupschedules.yaml",
     )
     proc = kubectl.run(
         "apply",
