@@ -76,14 +76,18 @@ async def run_schedule(
     schedule changes or one of its backups does (their events wake their owner)."""
     flow = ScheduleFlow()
     ctx = runtime.context(body, logger)
-    await loop(
-        runtime,
-        body,
-        stopped,
-        logger,
-        step=lambda: flow.step(body, ctx),
-        backoff=Backoff.of(runtime.settings),
-    )
+    try:
+        await loop(
+            runtime,
+            body,
+            stopped,
+            logger,
+            step=lambda: flow.step(body, ctx),
+            backoff=Backoff.of(runtime.settings),
+        )
+    finally:  # deleted (or the operator stops): no next run to alert on
+        meta = body["metadata"]
+        runtime.metrics.forget_schedule(meta["namespace"], meta["name"])
 
 
 async def loop(

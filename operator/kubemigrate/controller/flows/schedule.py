@@ -8,7 +8,7 @@ twice (a restart, a stale watch) finds the backup it created instead of creating
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,8 +35,9 @@ INVALID = 3600.0
 class ScheduleFlow:
     """The steps of one DatabaseBackupSchedule (one instance per daemon)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.writer = ScheduleWriter()
+        self.clock = clock
 
     async def step(self, body: Mapping[str, Any], ctx: StepContext) -> float:
         """Do what is due; return seconds until the next look."""
@@ -58,7 +59,7 @@ class ScheduleFlow:
         )
         kids = history.children(meta["uid"], found)
         await self._prune(obj, spec, kids, ctx)
-        now = datetime.now(UTC)
+        now = self.clock()
         decision = plan(cron, self._state(obj, spec, kids), now)
         started = await self._act(obj, spec, decision, ctx)
         if started is None and decision.start is not None:
@@ -66,13 +67,13 @@ class ScheduleFlow:
         change = summary(self.writer.current(obj), spec, kids, decision, started)
         await self.writer.write(obj, ctx, change)
         self._observe(obj, spec, ctx)
-        return _sleep(cron, decision, now)
+        return _sleep(cron, decision, self.clock())
 
     def _state(
         self, obj: Mapping[str, Any], spec: DatabaseBackupScheduleSpec, kids: list[history.Child]
     ) -> State:
         meta, current = obj["metadata"], self.writer.current(obj)
-        created = history.parse_time(meta.get("creationTimestamp")) or datetime.now(UTC)
+        created = history.parse_time(meta.get("creationTimestamp")) or self.clock()
         return State(
             created=created,
             last_scheduled=current.last_schedule_time,
@@ -169,8 +170,9 @@ class ScheduleFlow:
 
 
 def _sleep(cron: Cron, decision: Plan, now: datetime) -> float:
-    """Until the next fire time (or a held run's next chance: a woken step), at most an hour."""
+    """Until the next fire time, at most an hour (a held run starts on a woken step: the
+    active backup's events wake its owner)."""
     upcoming = decision.next_run or cron.next_after(now)
     if upcoming is None:
         return LONGEST_SLEEP
-    return max(SOONEST, min(LONGEST_SLEEP, (upcoming - datetime.now(UTC)).total_seconds()))
+    return max(SOONEST, min(LONGEST_SLEEP, (upcoming - now).total_seconds()))
