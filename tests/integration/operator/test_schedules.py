@@ -6,7 +6,8 @@ What is checked: a run creates an owned DatabaseBackup that succeeds, and the st
 last and next run and the last success; Forbid never creates a second backup while one is stuck
 (a table lock holds pg_dump); the history limit prunes backups and their files; suspend stops
 new runs; deleting the schedule deletes its backups and files; the metrics endpoint shows the
-last-success gauge, the duration and the next run; an unknown time zone stalls the schedule.
+last-success gauge, the duration and the next run; an unknown time zone stalls the schedule;
+after an operator outage only the most recent missed run starts.
 """
 
 from __future__ import annotations
@@ -269,3 +270,38 @@ def test_an_unknown_time_zone_stalls_the_schedule_with_its_reason(
     assert conditions == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
     assert "nextScheduleTime" not in st
     assert not owned(kubectl, namespace, "lost")
+
+
+def test_after_an_operator_outage_only_the_most_recent_missed_run_starts(
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
+    start_operator: Any,
+) -> None:
+    """CronJob's rule across a SIGKILL: the runs missed while no operator ran are not all
+    started; at most one is, and not the oldest."""
+    seed(database_url)
+    first = start_operator(**SECONDS)
+    kubectl.apply(claim() + "---\n" + schedule("outage", "*/2 * * * * *"), "-n", namespace)
+    wait_for(
+        lambda: "Succeeded" in phases(owned(kubectl, namespace, "outage")).values(),
+        timeout=60,
+        what="a first scheduled backup to succeed",
+    )
+    first.kill()
+    killed = datetime.now(UTC).timestamp()
+    before = set(owned(kubectl, namespace, "outage"))
+    time.sleep(8)  # four fire times with no operator
+    start_operator(**SECONDS)
+    restarted = datetime.now(UTC).timestamp()
+    wait_for(
+        lambda: len(set(owned(kubectl, namespace, "outage")) - before) >= 3,
+        timeout=60,
+        what="runs after the restart",
+    )
+    new = sorted(_stamp(n) for n in set(owned(kubectl, namespace, "outage")) - before)
+    during = [t for t in new if t < restarted]
+    # One run for the whole outage, and it is not the oldest missed one (that was killed + 2s).
+    assert len(during) <= 1, (killed, restarted, new)
+    assert new[0] >= killed + 5, (killed, restarted, new)
