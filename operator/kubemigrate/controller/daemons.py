@@ -74,7 +74,7 @@ async def run_schedule(
 ) -> None:
     """One DatabaseBackupSchedule's daemon: it sleeps until the next fire time, or until the
     schedule changes or one of its backups does (their events wake their owner)."""
-    flow = ScheduleFlow()
+    flow = ScheduleFlow(Backoff.of(runtime.settings))
     ctx = runtime.context(body, logger)
     try:
         await loop(

@@ -7,9 +7,12 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from kubemigrate.controller.build.scheduled_backup import backup_name
-from kubemigrate.controller.flows.context import StepContext
+from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.schedule import ScheduleFlow
+from kubemigrate.controller.kube.api import Invalid
 from kubemigrate.controller.scheduling.history import SCHEDULED_AT
 from unit.controller.conftest import FakeKube, Recorder
 
@@ -212,3 +215,21 @@ def test_a_run_past_the_deadline_is_skipped_with_an_event(
     assert kube.status(SCHEDULES, NS, "nightly")["lastMissedTime"] == "2024-12-21T03:00:00Z"
     step(kube, ctx, at(21, 3, 6))
     assert recorder.reasons() == ["MissedSchedule"]  # reported once
+
+
+def test_a_backup_the_api_server_refuses_is_retried_with_backoff(
+    kube: FakeKube, ctx: StepContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_schedule(kube)
+
+    async def refuse(plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        raise Invalid('DatabaseBackup "x" is invalid: metadata.labels: Invalid value')
+
+    monkeypatch.setattr(kube, "create_custom", refuse)
+    flow = ScheduleFlow(Backoff(1.0, 60.0), clock=lambda: at(21, 3, 0, 5))
+    delays = [step(kube, ctx, at(21, 3, 0, 5), flow) for _ in range(3)]
+    assert delays[0] < delays[2] <= 60 * 1.2  # backs off
+    st = kube.status(SCHEDULES, NS, "nightly")
+    assert st["reason"] == "BackupRefused" and "metadata.labels" in st["message"]
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Reconciling"] == "True"
+    assert "lastScheduleTime" not in st and not backups(kube)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from kubemigrate.controller.build.scheduled_backup import backup_manifest, backup_name
 from kubemigrate.controller.build.status import rfc3339
-from kubemigrate.controller.flows.context import StepContext
+from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.schedule_status import ScheduleWriter, summary
 from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.ordering.backups import BackupKey
@@ -35,8 +35,13 @@ INVALID = 3600.0
 class ScheduleFlow:
     """The steps of one DatabaseBackupSchedule (one instance per daemon)."""
 
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        backoff: Backoff | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.writer = ScheduleWriter()
+        self.backoff = backoff or Backoff(1.0, 60.0)
         self.clock = clock
 
     async def step(self, body: Mapping[str, Any], ctx: StepContext) -> float:
@@ -49,7 +54,9 @@ class ScheduleFlow:
                 spec.schedule, spec.time_zone, seconds_allowed=ctx.settings.schedule_seconds
             )
         except ValidationError as exc:
-            return await self._invalid(obj, ctx, "InvalidSpec", str(exc.errors()[0]["msg"]))
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in ("spec", *error["loc"]))
+            return await self._invalid(obj, ctx, "InvalidSpec", f"{where}: {error['msg']}")
         except InvalidSchedule as exc:
             return await self._invalid(obj, ctx, exc.reason, str(exc))
         found = await ctx.api.list_custom(
@@ -63,7 +70,9 @@ class ScheduleFlow:
         decision = plan(cron, self._state(obj, spec, kids), now)
         started = await self._act(obj, spec, decision, ctx)
         if started is None and decision.start is not None:
-            return SOONEST * 10  # refused: _act recorded why; try again shortly
+            return self.backoff.next()  # refused: _act recorded why
+        if started is not None:
+            self.backoff.reset()
         change = summary(self.writer.current(obj), spec, kids, decision, started)
         await self.writer.write(obj, ctx, change)
         self._observe(obj, spec, ctx)
