@@ -61,6 +61,11 @@ class Settings(BaseModel):
         description="the operator watches one namespace and may read nothing "
         "cluster-wide: skip kopf's scan of CRDs and namespaces",
     )
+    schedule_seconds: bool = Field(
+        False,
+        description="accept DatabaseBackupSchedules with a sixth, leading seconds field "
+        "(for tests and demos: a real clock, firing every few seconds)",
+    )
     verbose: bool = Field(
         False, description="log every handler call (kopf's per-object INFO lines)"
     )

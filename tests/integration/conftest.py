@@ -77,7 +77,13 @@ def namespace(cluster: Cluster, kubectl: Kubectl) -> Iterator[str]:
 
 
 OUR_KINDS = ",".join(
-    f"{plural}.kubemigrate.dev" for plural in ("migrations", "databasebackups", "databaserestores")
+    f"{plural}.kubemigrate.dev"
+    for plural in (
+        "migrations",
+        "databasebackups",
+        "databaserestores",
+        "databasebackupschedules",
+    )
 )
 
 

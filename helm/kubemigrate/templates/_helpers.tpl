@@ -118,21 +118,22 @@ Secrets are not here: their `get` is granted separately so that it can be narrow
 # application: the operator's own resources; kopf patches them for its finalizer and progress
 # annotations, the controller reads them.
 - apiGroups: ["kubemigrate.dev"]
-  resources: ["migrations", "databasebackups", "databaserestores"]
+  resources: ["migrations", "databasebackups", "databaserestores", "databasebackupschedules"]
   verbs: ["get", "list", "watch", "patch", "update"]
 # application: a Migration's pre-migration backup and its rollback's restore are created by the
-# operator; retention (keepLast, ttl) deletes backups.
+# operator, and so are a DatabaseBackupSchedule's backups; retention (keepLast, ttl, a
+# schedule's history limits) deletes backups.
 - apiGroups: ["kubemigrate.dev"]
   resources: ["databasebackups", "databaserestores"]
   verbs: ["create", "delete"]
 # application: status is written through the status subresource.
 - apiGroups: ["kubemigrate.dev"]
-  resources: ["migrations/status", "databasebackups/status", "databaserestores/status"]
+  resources: ["migrations/status", "databasebackups/status", "databaserestores/status", "databasebackupschedules/status"]
   verbs: ["get", "patch", "update"]
 # application: Jobs are owned by these resources with blockOwnerDeletion, which needs update on
 # the owner's finalizers subresource (OwnerReferencesPermissionEnforcement).
 - apiGroups: ["kubemigrate.dev"]
-  resources: ["migrations/finalizers", "databasebackups/finalizers", "databaserestores/finalizers"]
+  resources: ["migrations/finalizers", "databasebackups/finalizers", "databaserestores/finalizers", "databasebackupschedules/finalizers"]
   verbs: ["update"]
 # application: preflight, backup and restore Jobs.
 - apiGroups: ["batch"]

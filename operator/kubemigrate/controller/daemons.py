@@ -1,4 +1,4 @@
-"""The daemons of the three kinds: one loop that steps an object's flow, sleeps until woken or
+"""The daemons of the four kinds: one loop that steps an object's flow, sleeps until woken or
 due, and repeats until kopf stops it. An exception in a step (a bug, an API hiccup) is logged
 and retried after a backoff; it never ends the daemon."""
 
@@ -12,6 +12,7 @@ from kubemigrate.controller.flows.backup import BackupFlow
 from kubemigrate.controller.flows.context import Backoff
 from kubemigrate.controller.flows.migration import MigrationFlow
 from kubemigrate.controller.flows.restore import RestoreFlow
+from kubemigrate.controller.flows.schedule import ScheduleFlow
 from kubemigrate.controller.ordering.backups import BackupIndex
 from kubemigrate.controller.ordering.migrations import PeerIndex
 from kubemigrate.controller.runtime import Runtime
@@ -66,6 +67,27 @@ async def run_restore(
         step=lambda: flow.step(body, ctx),
         backoff=Backoff.of(runtime.settings),
     )
+
+
+async def run_schedule(
+    runtime: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger
+) -> None:
+    """One DatabaseBackupSchedule's daemon: it sleeps until the next fire time, or until the
+    schedule changes or one of its backups does (their events wake their owner)."""
+    flow = ScheduleFlow(Backoff.of(runtime.settings))
+    ctx = runtime.context(body, logger)
+    try:
+        await loop(
+            runtime,
+            body,
+            stopped,
+            logger,
+            step=lambda: flow.step(body, ctx),
+            backoff=Backoff.of(runtime.settings),
+        )
+    finally:  # deleted (or the operator stops): no next run to alert on
+        meta = body["metadata"]
+        runtime.metrics.forget_schedule(meta["namespace"], meta["name"])
 
 
 async def loop(

@@ -30,6 +30,7 @@ from kubemigrate.settings import Settings
 MIGRATIONS = (GROUP, VERSION, "migrations")
 BACKUPS = (GROUP, VERSION, "databasebackups")
 RESTORES = (GROUP, VERSION, "databaserestores")
+SCHEDULES = (GROUP, VERSION, "databasebackupschedules")
 OURS = {"app.kubernetes.io/managed-by": "kubemigrate"}
 
 
@@ -134,3 +135,24 @@ async def restore(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **_: Any
 ) -> None:
     await daemons.run_restore(memo.runtime, body, stopped, logger)
+
+
+# -- DatabaseBackupSchedule ------------------------------------------------------------------
+
+
+@kopf.on.event(*SCHEDULES)
+def schedule_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """A new generation (suspend, a new cron expression) wakes the schedule's daemon; its own
+    status writes do not."""
+    meta, status = body["metadata"], body.get("status") or {}
+    if meta.get("generation") != status.get("observedGeneration"):
+        memo.runtime.wakeups.wake(meta["uid"])
+
+
+@kopf.daemon(*SCHEDULES, cancellation_timeout=30.0)
+async def backup_schedule(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **_: Any
+) -> None:
+    """Sleeps until the next fire time; the backups it creates are owned by the schedule, so
+    the garbage collector deletes them (and their deletion, their files) with it."""
+    await daemons.run_schedule(memo.runtime, body, stopped, logger)

@@ -1,9 +1,12 @@
 """Prometheus metrics of the operator: what was applied, failed or rolled back, how long it
-took, what waits, and how fresh each database's last backup is."""
+took, what waits, how fresh each database's last backup is, what backups cost and when each
+schedule runs next. A database is labelled by its Secret's name and key, never a value."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -56,6 +59,26 @@ class Metrics:
             ["namespace", "outcome"],
             registry=self.registry,
         )
+        self.backup_duration = Histogram(
+            "kubemigrate_backup_duration_seconds",
+            "How long successful backups took (the Job's pg_dump and verification).",
+            ["namespace", "database"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.backup_failures = Counter(
+            "kubemigrate_backup_failures_total",
+            "Failed backups by database and reason.",
+            ["namespace", "database", "reason"],
+            registry=self.registry,
+        )
+        self.schedule_next = Gauge(
+            "kubemigrate_backup_schedule_next_run_timestamp_seconds",
+            "Unix time of a DatabaseBackupSchedule's next run (absent while suspended or invalid).",
+            ["namespace", "schedule"],
+            registry=self.registry,
+        )
+        self._last_success: dict[tuple[str, str], float] = {}
 
     def observer(self, namespace: str) -> ObserveRun:
         """What MigrationFlow calls with (outcome, result, seconds) after a run."""
@@ -64,6 +87,27 @@ class Metrics:
     def set_pending(self, namespace: str, database: str, peers: Iterable[Peer]) -> None:
         waiting = sum(1 for p in peers if not _desired(p))
         self.pending.labels(namespace, database).set(waiting)
+
+    def saw_backup_success(self, namespace: str, database: str, at: float) -> None:
+        """The last-success gauge only moves forward: a backup's or schedule's status read
+        after a restart brings it back without setting it to an older time."""
+        key = (namespace, database)
+        if at > self._last_success.get(key, 0.0):
+            self._last_success[key] = at
+            self.last_backup.labels(namespace, database).set(at)
+
+    def backup_failed(self, namespace: str, database: str, reason: str) -> None:
+        self.backup_failures.labels(namespace, database, reason).inc()
+
+    def schedule_observed(self, namespace: str, schedule: str, upcoming: datetime | None) -> None:
+        if upcoming is None:
+            self.forget_schedule(namespace, schedule)
+        else:
+            self.schedule_next.labels(namespace, schedule).set(upcoming.timestamp())
+
+    def forget_schedule(self, namespace: str, schedule: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.schedule_next.remove(namespace, schedule)
 
     def serve(self, port: int) -> None:
         if port:

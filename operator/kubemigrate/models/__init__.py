@@ -9,5 +9,14 @@ from kubemigrate.models.backup import DatabaseBackup
 from kubemigrate.models.base import API_VERSION, GROUP, VERSION
 from kubemigrate.models.migration import Migration
 from kubemigrate.models.restore import DatabaseRestore
+from kubemigrate.models.schedule import DatabaseBackupSchedule
 
-__all__ = ["API_VERSION", "GROUP", "VERSION", "DatabaseBackup", "DatabaseRestore", "Migration"]
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "DatabaseBackup",
+    "DatabaseBackupSchedule",
+    "DatabaseRestore",
+    "Migration",
+]

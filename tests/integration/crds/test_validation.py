@@ -95,10 +95,11 @@ def test_crds_are_served_with_their_short_names_and_category(
 ) -> None:
     assert sorted(crds) == [
         "databasebackups.kubemigrate.dev",
+        "databasebackupschedules.kubemigrate.dev",
         "databaserestores.kubemigrate.dev",
         "migrations.kubemigrate.dev",
     ]
-    for short in ("mig", "dbbackup", "dbrestore"):
+    for short in ("mig", "dbbackup", "dbrestore", "dbbackupschedule"):
         kubectl.run("get", short, "-n", namespace)
     accepted(kubectl, namespace, migration())
     accepted(kubectl, namespace, backup())

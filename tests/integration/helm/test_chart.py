@@ -9,6 +9,7 @@ for the local node runner to skip: these tests are about the chart, not the oper
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,7 @@ from harness.crds import install_crds
 from harness.kube import Kubectl, wait_for
 from harness.paths import REPO
 from integration.helm.helm_helpers import CHART, Helm
+from kubemigrate.controller.metrics import Metrics
 from kubemigrate.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -260,6 +262,34 @@ def test_service_monitor_only_when_asked(helm: Helm) -> None:
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
 
 
+def test_prometheus_rule_only_when_asked_and_its_alerts_use_the_operators_metrics(
+    helm: Helm,
+) -> None:
+    assert not by_kind(helm.template(), "PrometheusRule")
+    rendered = helm.template("-f", str(CHART / "ci" / "prometheusrule-values.yaml"))
+    (rule,) = by_kind(rendered, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {
+        "KubemigrateBackupTooOld",
+        "KubemigrateBackupFailing",
+        "KubemigrateBackupScheduleStuck",
+    }
+    assert alerts["KubemigrateBackupTooOld"]["expr"].strip().endswith("> 7200")
+    assert {r["labels"]["severity"] for r in alerts.values()} == {"critical"}
+    # Every metric an alert reads is one the operator exports (a renamed metric fails here).
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_count", "_sum", "_bucket")}
+    exported = {
+        family.name + suffix
+        for family in Metrics().registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
+    for alert in alerts.values():
+        used = set(re.findall(r"kubemigrate_[a-z_]+", alert["expr"]))
+        assert used and used <= exported, (alert["alert"], used - exported)
+
+
 def test_synced_crds_and_manifests_have_not_drifted(helm: Helm) -> None:
     for args in (
         ["helm/sync_crds.py", "--check"],
@@ -295,7 +325,7 @@ def test_api_server_accepts_rendered_chart(
     )
     objects = docs(rendered)
     if not _served(kubectl, "monitoring.coreos.com"):
-        objects = [d for d in objects if d["kind"] != "ServiceMonitor"]
+        objects = [d for d in objects if d["kind"] not in ("ServiceMonitor", "PrometheusRule")]
     proc = kubectl.apply(yaml.safe_dump_all(objects), "--dry-run=server")
     assert proc.stdout.count("(server dry run)") == len(objects), proc.stdout
 
@@ -308,6 +338,8 @@ def test_api_server_accepts_crd_templates(helm: Helm, kubectl: Kubectl) -> None:
         "templates/crds/kubemigrate.dev_databasebackups.yaml",
         "--show-only",
         "templates/crds/kubemigrate.dev_databaserestores.yaml",
+        "--show-only",
+        "templates/crds/kubemigrate.dev_databasebackupschedules.yaml",
     )
     proc = kubectl.run(
         "apply",
@@ -319,7 +351,7 @@ def test_api_server_accepts_crd_templates(helm: Helm, kubectl: Kubectl) -> None:
         "-",
         input=rendered,
     )
-    assert proc.stdout.count("(server dry run)") == 3, proc.stdout
+    assert proc.stdout.count("(server dry run)") == 4, proc.stdout
 
 
 # --- RBAC as the API server reads it -----------------------------------------------------------

@@ -196,11 +196,16 @@ class FakeKube:
         found = self.objects.get((plural, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+    async def list_custom(
+        self, plural: str, namespace: str, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        label, _, value = label_selector.partition("=")
         return [
             copy.deepcopy(o)
             for (p, ns, _), o in self.objects.items()
-            if p == plural and ns == namespace
+            if p == plural
+            and ns == namespace
+            and (not label or (o["metadata"].get("labels") or {}).get(label) == value)
         ]
 
     async def create_custom(self, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -182,7 +182,10 @@ class BackupFlow:
         ctx.emit("Normal", "BackupSucceeded", message)
         me = backup_peer_of(obj)
         ctx.metrics.backups.labels(meta["namespace"], "succeeded").inc()
-        ctx.metrics.last_backup.labels(meta["namespace"], str(me.database)).set(ended.timestamp())
+        ctx.metrics.saw_backup_success(meta["namespace"], str(me.database), ended.timestamp())
+        took = said.duration_seconds or seconds_between(self.writer.current(obj).started_at, ended)
+        if took is not None:
+            ctx.metrics.backup_duration.labels(meta["namespace"], str(me.database)).observe(took)
         ctx.metrics.backup_size.labels(meta["namespace"], str(me.database)).set(
             int(d.get("sizeBytes") or 0)
         )
@@ -193,6 +196,12 @@ class BackupFlow:
     ) -> float:
         """Apply keepLast (once, when this backup succeeded) and this backup's own TTL."""
         meta, current = obj["metadata"], self.writer.current(obj)
+        if current.phase is BackupPhase.SUCCEEDED and current.completed_at is not None:
+            # After a restart the last-success gauge comes back from the backups' status.
+            database = str(backup_peer_of(obj).database)
+            ctx.metrics.saw_backup_success(
+                meta["namespace"], database, current.completed_at.timestamp()
+            )
         retention = spec.retention
         if retention is None:
             return IDLE
@@ -327,6 +336,9 @@ class BackupFlow:
         await self.writer.write(obj, ctx, change if fields is None else merged(change, fields))
         ctx.emit("Warning", "BackupFailed", f"{reason}: {message}")
         ctx.metrics.backups.labels(obj["metadata"]["namespace"], "failed").inc()
+        ctx.metrics.backup_failed(
+            obj["metadata"]["namespace"], str(backup_peer_of(obj).database), reason
+        )
         return IDLE
 
 

@@ -199,10 +199,17 @@ class KubeApi:
             self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
         )
 
-    async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
-        """Every object of one of our kinds in namespace."""
+    async def list_custom(
+        self, plural: str, namespace: str, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Every object of one of our kinds in namespace (matching label_selector, if set)."""
         found = await self._call(
-            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            label_selector=label_selector,
         )
         return list(cast(dict[str, Any], found).get("items") or [])
 
