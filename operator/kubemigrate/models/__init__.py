@@ -8,6 +8,7 @@ group and version are defined here once (in `base`) for everyone.
 from kubemigrate.models.backup import DatabaseBackup
 from kubemigrate.models.base import API_VERSION, GROUP, VERSION
 from kubemigrate.models.migration import Migration
+from kubemigrate.models.migration_set import MigrationSet
 from kubemigrate.models.restore import DatabaseRestore
 
-__all__ = ["API_VERSION", "GROUP", "VERSION", "DatabaseBackup", "DatabaseRestore", "Migration"]
+__all__ = ["API_VERSION", "GROUP", "VERSION", "DatabaseBackup", "DatabaseRestore", "Migration", "MigrationSet"]

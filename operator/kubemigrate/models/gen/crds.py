@@ -17,11 +17,16 @@ from typing import Any
 
 import yaml
 
-from kubemigrate.models import backup, migration, restore
+from kubemigrate.models import backup, migration, migration_set, restore
 from kubemigrate.models.base import GROUP, VERSION, Resource
 from kubemigrate.models.gen.structural import structural
 
-RESOURCES: tuple[Resource, ...] = (migration.RESOURCE, backup.RESOURCE, restore.RESOURCE)
+RESOURCES: tuple[Resource, ...] = (
+    migration.RESOURCE,
+    backup.RESOURCE,
+    restore.RESOURCE,
+    migration_set.RESOURCE,
+)
 
 HEADER = "# Generated from operator/kubemigrate/models by `make crds`. Do not edit.\n"
 
