@@ -11,4 +11,12 @@ from kubemigrate.models.migration import Migration
 from kubemigrate.models.migration_set import MigrationSet
 from kubemigrate.models.restore import DatabaseRestore
 
-__all__ = ["API_VERSION", "GROUP", "VERSION", "DatabaseBackup", "DatabaseRestore", "Migration", "MigrationSet"]
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "DatabaseBackup",
+    "DatabaseRestore",
+    "Migration",
+    "MigrationSet",
+]

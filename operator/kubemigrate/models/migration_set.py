@@ -61,7 +61,7 @@ class MigrationSetPhase(StrEnum):
 
 
 class ConfigMapSource(SpecModel):
-    """A ConfigMap whose keys are migration file names (``kubectl create configmap --from-file``)."""
+    """A ConfigMap whose keys are file names (``kubectl create configmap --from-file=DIR``)."""
 
     name: ObjectName = Field(description="Name of the ConfigMap, in this namespace.")
 
