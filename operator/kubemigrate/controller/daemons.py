@@ -11,6 +11,7 @@ import kopf
 from kubemigrate.controller.flows.backup import BackupFlow
 from kubemigrate.controller.flows.context import Backoff
 from kubemigrate.controller.flows.migration import MigrationFlow
+from kubemigrate.controller.flows.migration_set import MigrationSetFlow
 from kubemigrate.controller.flows.restore import RestoreFlow
 from kubemigrate.controller.ordering.backups import BackupIndex
 from kubemigrate.controller.ordering.migrations import PeerIndex
@@ -65,6 +66,21 @@ async def run_restore(
         logger,
         step=lambda: flow.step(body, ctx),
         backoff=Backoff.of(runtime.settings),
+    )
+
+
+async def run_migration_set(
+    runtime: Runtime,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    index: PeerIndex,
+    logger: kopf.Logger,
+) -> None:
+    """One MigrationSet's daemon; index is the Migrations', to refuse a version in both."""
+    flow = MigrationSetFlow(Backoff.of(runtime.settings), index)
+    ctx = runtime.context(body, logger)
+    await loop(
+        runtime, body, stopped, logger, step=lambda: flow.step(body, ctx), backoff=flow.backoff
     )
 
 

@@ -30,6 +30,7 @@ from kubemigrate.settings import Settings
 MIGRATIONS = (GROUP, VERSION, "migrations")
 BACKUPS = (GROUP, VERSION, "databasebackups")
 RESTORES = (GROUP, VERSION, "databaserestores")
+MIGRATION_SETS = (GROUP, VERSION, "migrationsets")
 OURS = {"app.kubernetes.io/managed-by": "kubemigrate"}
 
 
@@ -134,3 +135,19 @@ async def restore(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **_: Any
 ) -> None:
     await daemons.run_restore(memo.runtime, body, stopped, logger)
+
+
+# -- MigrationSet ----------------------------------------------------------------------------
+
+
+@kopf.on.event(*MIGRATION_SETS)
+def migration_set_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.runtime.on_set_event(body)
+
+
+@kopf.daemon(*MIGRATION_SETS, cancellation_timeout=30.0)
+async def migration_set(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    index: PeerIndex = kwargs["migrations_by_database"]
+    await daemons.run_migration_set(memo.runtime, body, stopped, index, logger)

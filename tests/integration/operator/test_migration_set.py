@@ -1,0 +1,222 @@
+"""MigrationSet end to end: a generated directory of 320 mixed migrations in ConfigMaps applied by
+one Job, rolled back by lowering targetVersion and applied again by raising it; drift refused; a
+failing migration in the middle; bad input refused with nothing applied; a set alongside
+Migrations on one database; a dry run."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import migset
+from harness.kube import Kubectl
+from harness.operator import OperatorProcess
+from integration.operator.manifests import history, migration, query, tables, wait_phase
+from integration.operator.sets import (
+    configmaps,
+    migration_set,
+    patch_spec,
+    set_status,
+    wait_set,
+)
+
+pytestmark = pytest.mark.integration
+
+COUNT = 320
+
+
+def applied_versions(url: str) -> list[str]:
+    """Versions whose last history word is a successful apply, in order."""
+    rows = query(
+        url,
+        "SELECT DISTINCT ON (version) version, kind, status FROM kubemigrate.history "
+        "ORDER BY version, id DESC",
+    )
+    return sorted(v for v, kind, st in rows if kind == "apply" and st == "success")
+
+
+def test_a_set_applies_rolls_back_and_reapplies(
+    kubectl: Kubectl, namespace: str, db_secret: str, database_url: str, operator: OperatorProcess
+) -> None:
+    made = migset.files(COUNT)
+    names = configmaps(kubectl, namespace, "app", made)
+    assert len(names) > 1  # the directory is split across ConfigMaps
+    kubectl.apply(migration_set("app", names), "-n", namespace)
+    st = wait_set(kubectl, namespace, "app", "Succeeded", "Failed", timeout=180)
+    assert st["phase"] == "Succeeded", st
+    assert st["reason"] == "Applied"
+    assert (st["applied"], st["pending"]) == (COUNT, 0)
+    assert st["currentVersion"] == st["targetVersion"] == migset.version_of(COUNT)
+    assert st["sourceChecksum"].startswith("sha256:")
+    assert st["lastRun"]["applied"] == COUNT
+    assert st["lastRun"]["job"].startswith("app-run-")
+    assert len(st["recent"]) == 10 and st["recent"][-1]["version"] == migset.version_of(COUNT)
+    ready = {c["type"]: c["status"] for c in st["conditions"]}
+    assert ready == {"Ready": "True", "Reconciling": "False", "Stalled": "False"}
+    assert applied_versions(database_url) == [migset.version_of(i) for i in range(1, COUNT + 1)]
+    successes = [v for v, kind, st in history(database_url) if st == "success"]
+    assert len(successes) == len(set(successes)) == COUNT  # nothing applied twice
+    assert query(database_url, "SELECT count(*) FROM base")[0][0] == 10 * sum(
+        1 for i in range(2, COUNT + 1) if migset.KINDS[i % 4] == "dml"
+    )
+    jobs = kubectl.json("get", "jobs", "-n", namespace, "-l", "kubemigrate.dev/migrationset=app")
+    assert len(jobs["items"]) == 1  # one run, not one per migration
+
+    # Lowering targetVersion rolls back, newest first, with the down files.
+    patch_spec(kubectl, namespace, "app", {"targetVersion": "00100"})
+    st = wait_set(kubectl, namespace, "app", "Succeeded", "Failed", timeout=180)
+    assert (st["phase"], st["reason"]) == ("Succeeded", "RolledBack"), st
+    assert st["currentVersion"] == "00100" and st["pending"] == 0 and st["applied"] == 100
+    assert st["lastRun"]["rolledBack"] == COUNT - 100
+    assert applied_versions(database_url) == [migset.version_of(i) for i in range(1, 101)]
+    assert "t00104" not in tables(database_url) and "t00100" in tables(database_url)
+    rollbacks = [v for v, kind, s in history(database_url) if kind == "rollback" and s == "success"]
+    assert rollbacks == [migset.version_of(i) for i in range(COUNT, 100, -1)]  # newest first
+
+    # Raising it applies again.
+    patch_spec(kubectl, namespace, "app", {"targetVersion": migset.version_of(COUNT)})
+    st = wait_set(kubectl, namespace, "app", "Succeeded", "Failed", timeout=180)
+    assert (st["phase"], st["reason"], st["currentVersion"]) == (
+        "Succeeded",
+        "Applied",
+        migset.version_of(COUNT),
+    )
+    assert st["lastRun"]["applied"] == COUNT - 100
+
+    # A changed file of an applied version is drift: refused, naming it, nothing run.
+    before = history(database_url)
+    changed = next(k for k in made if k.startswith("00044_") and k.endswith(".up.sql"))
+    cm = next(n for n in names if changed in kubectl.json("get", "cm", n, "-n", namespace)["data"])
+    kubectl.run(
+        "patch",
+        "cm",
+        cm,
+        "-n",
+        namespace,
+        "--type",
+        "merge",
+        "-p",
+        '{"data":{"' + changed + '":"SELECT 1;\\n"}}',
+    )
+    patch_spec(kubectl, namespace, "app", {"targetVersion": migset.version_of(COUNT - 1)})
+    st = wait_set(kubectl, namespace, "app", "Failed", timeout=60)
+    assert st["reason"] == "DriftDetected" and "00044" in st["message"]
+    assert history(database_url) == before
+
+
+def test_a_failing_migration_stops_the_run_there(
+    kubectl: Kubectl, namespace: str, db_secret: str, database_url: str, operator: OperatorProcess
+) -> None:
+    made = migset.files(50, fail_at=30)
+    names = configmaps(kubectl, namespace, "bad", made)
+    kubectl.apply(migration_set("bad", names), "-n", namespace)
+    st = wait_set(kubectl, namespace, "bad", "Failed", timeout=120)
+    assert st["reason"] == "SQLError"
+    assert st["lastError"] == {
+        "version": "00030",
+        "file": "00030_notx_30.up.sql",
+        "sqlstate": "42P01",
+        "message": 'relation "no_such_table" does not exist',
+        "statement": "INSERT INTO no_such_table VALUES (1)",
+        "line": 2,
+    }
+    assert applied_versions(database_url) == [migset.version_of(i) for i in range(1, 30)]
+    assert st["currentVersion"] == "00029" and st["pending"] == 21
+    assert "broken_ok" not in tables(database_url)  # the failed migration's transaction
+    assert not [v for v, _, _ in history(database_url) if v > "00030"]  # nothing after it
+    conditions = {c["type"]: c["status"] for c in st["conditions"]}
+    assert conditions["Stalled"] == "True" and conditions["Ready"] == "False"
+
+
+def test_bad_input_is_refused_with_nothing_applied(
+    kubectl: Kubectl, namespace: str, db_secret: str, database_url: str, operator: OperatorProcess
+) -> None:
+    kubectl.run(
+        "create",
+        "configmap",
+        "one",
+        "-n",
+        namespace,
+        "--from-literal=001_a.up.sql=CREATE TABLE a (id int);",
+        "--from-literal=002_b.up.sql=CREATE TABLE b (id int);",
+    )
+    kubectl.run(
+        "create",
+        "configmap",
+        "two",
+        "-n",
+        namespace,
+        "--from-literal=002_b.up.sql=CREATE TABLE b2 (id int);",
+    )
+    kubectl.run(
+        "create",
+        "configmap",
+        "junk",
+        "-n",
+        namespace,
+        "--from-literal=readme.sql=hello",
+        "--from-literal=003_c.up.sql=SELECT 1;",
+        "--from-literal=3_c2.up.sql=SELECT 2;",
+    )
+    kubectl.run("create", "configmap", "empty", "-n", namespace, "--from-literal=notes.txt=x")
+    cases = {
+        "missing": (["nope"], {}, "ConfigMapNotFound", "nope"),
+        "dup": (["one", "two"], {}, "DuplicateFile", "ConfigMap one and ConfigMap two"),
+        "junk": (["junk"], {}, "InvalidSource", "readme.sql"),
+        "empty": (["empty"], {}, "EmptySource", "empty"),
+        "target": (["one"], {"targetVersion": "7"}, "InvalidTarget", "7"),
+    }
+    for name, (cms, spec, _, _) in cases.items():
+        kubectl.apply(migration_set(name, cms, **spec), "-n", namespace)
+    for name, (_, _, reason, named) in cases.items():
+        phases = ("Pending",) if reason == "ConfigMapNotFound" else ("Failed",)
+        st = wait_set(kubectl, namespace, name, *phases, timeout=30)
+        assert st["reason"] == reason, (name, st)
+        assert named in st["message"], (name, st)
+    assert "duplicate version 3" in set_status(kubectl, namespace, "junk")["message"]
+    assert not query(database_url, "SELECT to_regclass('kubemigrate.history')")[0][0]
+    assert not kubectl.json("get", "jobs", "-n", namespace)["items"]
+    # The API refuses what its schema can: two sources at once.
+    both = migration_set("both", ["one"]).replace(
+        "configMaps:", "image: {reference: x, path: /m}\n    configMaps:"
+    )
+    refused = kubectl.apply(both, "-n", namespace, check=False)
+    assert refused.returncode != 0 and "exactly one of spec.source.configMaps" in refused.stderr
+
+
+def test_a_set_alongside_migrations_and_a_dry_run(
+    kubectl: Kubectl, namespace: str, db_secret: str, database_url: str, operator: OperatorProcess
+) -> None:
+    kubectl.apply(
+        migration("early", "0.5", "CREATE TABLE early (id int);", preflight={"enabled": False}),
+        "-n",
+        namespace,
+    )
+    wait_phase(kubectl, namespace, "early", "Succeeded", timeout=60)
+    kubectl.apply(
+        migration("clash", "00005", "SELECT 1;", dryRun=True, preflight={"enabled": False}),
+        "-n",
+        namespace,
+    )
+    names = configmaps(kubectl, namespace, "side", migset.files(12))
+    kubectl.apply(migration_set("side", names, dryRun=True), "-n", namespace)
+    st = wait_set(kubectl, namespace, "side", "Failed", timeout=60)
+    assert st["reason"] == "VersionConflict"
+    assert (
+        "MigrationSet side" in st["message"] and "Migration clash (version 00005)" in st["message"]
+    )
+
+    kubectl.run("delete", "migration", "clash", "-n", namespace)
+    patch_spec(kubectl, namespace, "side", {"targetVersion": "00012"})  # a change wakes it
+    st = wait_set(kubectl, namespace, "side", "DryRunSucceeded", "Failed", timeout=90)
+    assert st["phase"] == "DryRunSucceeded", st
+    assert st["dryRun"]["versions"] == [migset.version_of(i) for i in range(1, 13)]
+    assert st["dryRun"]["migrations"] == 12
+    assert "t00004" not in tables(database_url)  # rolled back
+    assert applied_versions(database_url) == ["0.5"]
+
+    patch_spec(kubectl, namespace, "side", {"dryRun": False})
+    st = wait_set(kubectl, namespace, "side", "Succeeded", "Failed", timeout=90)
+    assert st["phase"] == "Succeeded", st
+    assert applied_versions(database_url) == ["0.5"] + [migset.version_of(i) for i in range(1, 13)]
+    assert st["applied"] == 12 and st["currentVersion"] == "00012"
+    assert wait_phase(kubectl, namespace, "early", "Succeeded")["phase"] == "Succeeded"
