@@ -5,10 +5,13 @@ Migrations on one database; a dry run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from harness import migset
-from harness.kube import Kubectl
+from harness.kube import Kubectl, wait_for
 from harness.operator import OperatorProcess
 from integration.operator.manifests import history, migration, query, tables, wait_phase
 from integration.operator.sets import (
@@ -220,3 +223,34 @@ def test_a_set_alongside_migrations_and_a_dry_run(
     assert applied_versions(database_url) == ["0.5"] + [migset.version_of(i) for i in range(1, 13)]
     assert st["applied"] == 12 and st["currentVersion"] == "00012"
     assert wait_phase(kubectl, namespace, "early", "Succeeded")["phase"] == "Succeeded"
+
+
+def test_progress_while_the_job_runs_and_an_operator_killed_mid_run(
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    made = migset.files(40)
+    slow = next(k for k in made if k.startswith("00021_") and k.endswith(".up.sql"))
+    made[slow] = "SELECT pg_sleep(4);\n" + made[slow]
+    names = configmaps(kubectl, namespace, "slow", made)
+    first = start_operator()
+    kubectl.apply(migration_set("slow", names), "-n", namespace)
+
+    def midway() -> dict[str, Any] | None:
+        st = set_status(kubectl, namespace, "slow")
+        return st if st.get("phase") == "Applying" and (st.get("applied") or 0) >= 20 else None
+
+    st = wait_for(midway, timeout=60, interval=0.3, what="status to show the run midway")
+    assert st["pending"] == 40 - st["applied"] and st["currentVersion"] >= "00020"
+    first.kill()
+    start_operator()
+    st = wait_set(kubectl, namespace, "slow", "Succeeded", "Failed", timeout=90)
+    assert st["phase"] == "Succeeded", st
+    assert (st["applied"], st["pending"], st["currentVersion"]) == (40, 0, "00040")
+    successes = [v for v, kind, s in history(database_url) if s == "success"]
+    assert len(successes) == len(set(successes)) == 40  # nothing applied twice
+    jobs = kubectl.json("get", "jobs", "-n", namespace, "-l", "kubemigrate.dev/migrationset=slow")
+    assert len(jobs["items"]) == 1  # the Job was adopted, not started again
