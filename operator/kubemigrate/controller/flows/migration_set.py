@@ -415,7 +415,7 @@ class MigrationSetFlow:
             return POLL
         self._late.pop(name, None)
         outcome = read_outcome(message, None if finished else job_failure(job))
-        return await self._finished(obj, spec, (name, key), outcome, ctx)
+        return await self._finished(obj, spec, source, (name, key, outcome), ctx)
 
     async def _follow(
         self, obj: dict[str, Any], counts: MigrationSetStatus, ctx: StepContext
@@ -447,21 +447,17 @@ class MigrationSetFlow:
         self,
         obj: dict[str, Any],
         spec: MigrationSetSpec,
-        job: tuple[str, str],
-        outcome: Outcome,
+        source: ReadSource | None,
+        job: tuple[str, str, Outcome],
         ctx: StepContext,
     ) -> float:
-        name, key = job
+        name, key, outcome = job
         ok, reason, message, data = outcome.ok, outcome.reason, outcome.message, outcome.data
         fields = merged(run_fields(data, name), MigrationSetStatus(run_key=key))
         url = None
         ref = spec.database.secret_ref
         try:
             url = await ctx.api.secret_value(obj["metadata"]["namespace"], ref.name, ref.key)
-            source = None
-            if spec.source.config_maps is not None:
-                found = await read(obj["metadata"]["namespace"], spec, ctx)
-                source = found if isinstance(found, ReadSource) else None
             states = await self._states(url, spec, obj, source)
             target = spec.target_version or (source.newest if source else data.get("schemaVersion"))
             now = progress(states, source.versions if source else None, str(target or "0"))
