@@ -5,13 +5,18 @@ Migrations on one database; a dry run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness import migset
-from harness.kube import Kubectl, wait_for
+from harness.image.store import BUILDAH, LocalImage
+from harness.kube import Cluster, Kubectl, wait_for
 from harness.operator import OperatorProcess
 from integration.operator.manifests import history, migration, query, tables, wait_phase
 from integration.operator.sets import (
@@ -254,3 +259,49 @@ def test_progress_while_the_job_runs_and_an_operator_killed_mid_run(
     assert len(successes) == len(set(successes)) == 40  # nothing applied twice
     jobs = kubectl.json("get", "jobs", "-n", namespace, "-l", "kubemigrate.dev/migrationset=slow")
     assert len(jobs["items"]) == 1  # the Job was adopted, not started again
+
+
+@pytest.fixture
+def app_image(dev_image: LocalImage, tmp_path: Path) -> Iterator[str]:
+    """An application image holding 12 migrations in /app/migrations (built on the project's
+    image with buildah, as an application's image would ship them)."""
+    directory = tmp_path / "migrations"
+    migset.write(directory, 12)
+    tag = f"localhost/kubemigrate-settest:{uuid.uuid4().hex[:8]}"
+    ctr = subprocess.run(
+        [BUILDAH, "from", dev_image.name], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    try:
+        subprocess.run([BUILDAH, "copy", ctr, str(directory), "/app/migrations"], check=True)
+        subprocess.run([BUILDAH, "commit", "--quiet", ctr, tag], check=True, capture_output=True)
+    finally:
+        subprocess.run([BUILDAH, "rm", ctr], check=False, capture_output=True)
+    yield tag
+    subprocess.run([BUILDAH, "rmi", tag], check=False, capture_output=True)
+
+
+def test_a_set_from_the_applications_image(
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
+    operator: OperatorProcess,
+    app_image: str,
+    cluster: Cluster,
+) -> None:
+    if not cluster.local:
+        pytest.skip("needs the local stack's node runner")
+    body = yaml.safe_load(migration_set("img", ["x"]))
+    body["spec"]["source"] = {
+        "image": {"reference": app_image, "path": "/app/migrations", "pullPolicy": "Never"}
+    }
+    body["spec"]["targetVersion"] = "00010"
+    kubectl.apply(yaml.safe_dump(body), "-n", namespace)
+    st = wait_set(kubectl, namespace, "img", "Succeeded", "Failed", timeout=120)
+    assert st["phase"] == "Succeeded", st
+    assert st["currentVersion"] == "00010" and st["lastRun"]["applied"] == 10
+    assert st["sourceChecksum"].startswith("sha256:")  # computed by the Job from the files
+    assert applied_versions(database_url) == [migset.version_of(i) for i in range(1, 11)]
+    [job] = kubectl.json("get", "jobs", "-n", namespace)["items"]
+    [init] = job["spec"]["template"]["spec"]["initContainers"]
+    assert init["image"] == app_image and init["imagePullPolicy"] == "Never"
