@@ -97,8 +97,9 @@ def test_crds_are_served_with_their_short_names_and_category(
         "databasebackups.kubemigrate.dev",
         "databaserestores.kubemigrate.dev",
         "migrations.kubemigrate.dev",
+        "migrationsets.kubemigrate.dev",
     ]
-    for short in ("mig", "dbbackup", "dbrestore"):
+    for short in ("mig", "dbbackup", "dbrestore", "migset"):
         kubectl.run("get", short, "-n", namespace)
     accepted(kubectl, namespace, migration())
     accepted(kubectl, namespace, backup())
