@@ -15,6 +15,7 @@ from kubemigrate.controller.flows.migration_set import MigrationSetFlow
 from kubemigrate.controller.flows.restore import RestoreFlow
 from kubemigrate.controller.ordering.backups import BackupIndex
 from kubemigrate.controller.ordering.migrations import PeerIndex
+from kubemigrate.controller.ordering.sets import SetIndex
 from kubemigrate.controller.runtime import Runtime
 
 
@@ -24,9 +25,11 @@ async def run_migration(
     stopped: kopf.DaemonStopped,
     index: PeerIndex,
     logger: kopf.Logger,
+    *,
+    sets: SetIndex | None = None,
 ) -> None:
     """One Migration's daemon; its flow's backoff also paces retries after an exception."""
-    flow = MigrationFlow(Backoff.of(runtime.settings), index)
+    flow = MigrationFlow(Backoff.of(runtime.settings), index, sets=sets)
     ctx = runtime.context(body, logger)
     await loop(
         runtime, body, stopped, logger, step=lambda: flow.step(body, ctx), backoff=flow.backoff

@@ -23,6 +23,7 @@ from kubemigrate.controller.ordering.backups import (
     backup_peer_of,
 )
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, PeerIndex, peer_of
+from kubemigrate.controller.ordering.sets import SetIndex, SetPeer, set_peer_of
 from kubemigrate.controller.runtime import Runtime
 from kubemigrate.models import GROUP, VERSION
 from kubemigrate.settings import Settings
@@ -80,7 +81,8 @@ async def migration(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **kwargs: Any
 ) -> None:
     index: PeerIndex = kwargs["migrations_by_database"]
-    await daemons.run_migration(memo.runtime, body, stopped, index, logger)
+    sets: SetIndex = kwargs["sets_by_database"]
+    await daemons.run_migration(memo.runtime, body, stopped, index, logger, sets=sets)
 
 
 @kopf.on.delete(*MIGRATIONS)
@@ -138,6 +140,13 @@ async def restore(
 
 
 # -- MigrationSet ----------------------------------------------------------------------------
+
+
+@kopf.index(*MIGRATION_SETS)
+def sets_by_database(body: kopf.Body, **_: Any) -> dict[DatabaseKey, SetPeer]:
+    """Every MigrationSet by its database, with its versions: a Migration of one is refused."""
+    peer = set_peer_of(body)
+    return {peer.database: peer}
 
 
 @kopf.on.event(*MIGRATION_SETS)

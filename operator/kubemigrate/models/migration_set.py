@@ -42,6 +42,8 @@ MAX_CONFIGMAPS = 32
 MAX_RECENT = 20
 """Migrations of the last run listed in status.recent (the newest)."""
 MAX_PULL_SECRETS = 16
+MAX_VERSIONS = 20000
+"""Versions listed in status.versions: far more than any application keeps."""
 ONE_SOURCE = "exactly one of spec.source.configMaps and spec.source.image must be set"
 IMAGE_PATH_PATTERN = r"^/[^\x00]*$"
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -221,6 +223,14 @@ class MigrationSetStatus(ReconciledStatus):
         None, description="The highest version applied in the database."
     )
     target_version: str | None = Field(None, description="The resolved target version.")
+    versions: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The versions of the source, in order (for the operator: a Migration of the same "
+            "database with one of them is refused)."
+        ),
+        max_length=MAX_VERSIONS,
+    )
     applied: int | None = Field(None, description="Versions of the source applied.")
     pending: int | None = Field(
         None, description="Versions still to apply (or to roll back) to reach the target."

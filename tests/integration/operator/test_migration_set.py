@@ -229,6 +229,14 @@ def test_a_set_alongside_migrations_and_a_dry_run(
     assert st["applied"] == 12 and st["currentVersion"] == "00012"
     assert wait_phase(kubectl, namespace, "early", "Succeeded")["phase"] == "Succeeded"
 
+    # A Migration of a version the set holds is refused too, naming the set.
+    kubectl.apply(
+        migration("late", "00003", "SELECT 1;", preflight={"enabled": False}), "-n", namespace
+    )
+    late = wait_phase(kubectl, namespace, "late", "Failed", timeout=60)
+    assert late["reason"] == "VersionConflict" and "MigrationSet side" in late["message"]
+    assert applied_versions(database_url) == ["0.5"] + [migset.version_of(i) for i in range(1, 13)]
+
 
 def test_progress_while_the_job_runs_and_an_operator_killed_mid_run(
     kubectl: Kubectl,

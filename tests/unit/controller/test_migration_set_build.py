@@ -131,3 +131,29 @@ def test_run_fields_of_a_failed_run() -> None:
     assert [r.version for r in fields.recent] == ["2"]
     assert last_error({"ok": False, "error": "boom"}).message == "boom"  # type: ignore[union-attr]
     assert last_error({"ok": True}) is None
+
+
+def test_a_migration_of_a_version_a_set_holds_is_refused() -> None:
+    from kubemigrate.controller.ordering.migrations import Peer, peer_of  # noqa: PLC0415
+    from kubemigrate.controller.ordering.sets import set_claim, set_peer_of  # noqa: PLC0415
+
+    the_set = set_peer_of(
+        {
+            "metadata": {"name": "app", "namespace": "ns", "uid": "u"},
+            "spec": {"database": {"secretRef": {"name": "db"}}},
+            "status": {"versions": ["001", "002", "bad version"]},
+        }
+    )
+
+    def mig(version: str, secret: str = "db") -> Peer:
+        return peer_of(
+            {
+                "metadata": {"name": f"m{version}", "namespace": "ns"},
+                "spec": {"database": {"secretRef": {"name": secret}}, "version": version},
+            }
+        )
+
+    clash = set_claim(mig("2"), [the_set])
+    assert clash is not None and clash.permanent and "MigrationSet app" in clash.message
+    assert set_claim(mig("3"), [the_set]) is None
+    assert set_claim(mig("2", secret="other"), [the_set]) is None

@@ -240,6 +240,7 @@ class MigrationSetFlow:
         if source is not None:
             counts.pending = now.pending
             counts.source_checksum = source.checksum
+            counts.versions = source.versions
         if target is not None:
             counts.target_version = target
         return counts
