@@ -84,6 +84,7 @@ class MigrationSetFlow:
         self.backoff, self.index = backoff, index
         self.writer = SetStatusWriter(backoff)
         self._late: dict[str, int] = {}
+        self._source: ReadSource | None = None
 
     async def step(self, body: Mapping[str, Any], ctx: StepContext) -> float:
         """Do the next thing for this set; return seconds until the next look."""
@@ -100,10 +101,10 @@ class MigrationSetFlow:
             return due
         source: ReadSource | None = None
         if spec.source.config_maps is not None:
-            found = await read(obj["metadata"]["namespace"], spec, ctx)
+            found = await read(obj["metadata"]["namespace"], spec, ctx, self._source)
             if isinstance(found, Refusal):
                 return await self._refuse(obj, "", found, ctx)
-            source = found
+            source = self._source = found
         return await self._reconcile(obj, spec, source, ctx)
 
     async def _reconcile(
