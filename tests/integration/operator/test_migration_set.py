@@ -189,6 +189,13 @@ def test_bad_input_is_refused_with_nothing_applied(
     )
     refused = kubectl.apply(both, "-n", namespace, check=False)
     assert refused.returncode != 0 and "exactly one of spec.source.configMaps" in refused.stderr
+    header = kubectl.run("get", "migset", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "TARGET", "CURRENT", "PENDING", "PHASE", "AGE"]
+    listed = kubectl.run("get", "kubemigrate", "-n", namespace).stdout
+    assert "migrationset.kubemigrate.dev/junk" in listed  # in the kubemigrate category
+    # Every set the API accepted can be deleted (Failed, or retrying a missing ConfigMap).
+    kubectl.run("delete", "migrationsets", "--all", "-n", namespace, "--timeout=60s", timeout=90)
+    assert not kubectl.json("get", "migrationsets", "-n", namespace)["items"]
 
 
 def test_a_set_alongside_migrations_and_a_dry_run(
