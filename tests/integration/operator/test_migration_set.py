@@ -18,6 +18,7 @@ from harness import migset
 from harness.image.store import BUILDAH, LocalImage
 from harness.kube import Cluster, Kubectl, wait_for
 from harness.operator import OperatorProcess
+from integration.operator.backups import CLAIM, claim
 from integration.operator.manifests import history, migration, query, tables, wait_phase
 from integration.operator.sets import (
     configmaps,
@@ -320,3 +321,20 @@ def test_a_set_from_the_applications_image(
     [job] = kubectl.json("get", "jobs", "-n", namespace)["items"]
     [init] = job["spec"]["template"]["spec"]["initContainers"]
     assert init["image"] == app_image and init["imagePullPolicy"] == "Never"
+
+
+def test_a_backup_is_taken_once_before_the_run(
+    kubectl: Kubectl, namespace: str, db_secret: str, database_url: str, operator: OperatorProcess
+) -> None:
+    kubectl.apply(claim(), "-n", namespace)
+    names = configmaps(kubectl, namespace, "bk", migset.files(12))
+    storage = {"persistentVolumeClaim": {"claimName": CLAIM, "path": "sets"}}
+    kubectl.apply(migration_set("bk", names, backup={"storage": storage}), "-n", namespace)
+    st = wait_set(kubectl, namespace, "bk", "Succeeded", "Failed", timeout=150)
+    assert st["phase"] == "Succeeded", st
+    name = st["backupRef"]["name"]
+    [taken] = kubectl.json("get", "dbbackup", "-n", namespace)["items"]  # one, for the whole run
+    assert taken["metadata"]["name"] == name
+    assert taken["metadata"]["ownerReferences"][0]["kind"] == "MigrationSet"
+    assert taken["status"]["phase"] == "Succeeded" and taken["status"]["verified"] is True
+    assert applied_versions(database_url) == [migset.version_of(i) for i in range(1, 13)]
