@@ -31,9 +31,11 @@ from kubemigrate.jobresult import Outcome, read_outcome, termination_message
 from kubemigrate.models.backup import BackupPhase, DatabaseBackupStatus
 from kubemigrate.models.common import LocalObjectReference
 from kubemigrate.models.migration_set import (
+    MAX_VERSIONS,
     MigrationSetPhase,
     MigrationSetSpec,
     MigrationSetStatus,
+    SetError,
     SetRun,
 )
 
@@ -241,7 +243,7 @@ class MigrationSetFlow:
         if source is not None:
             counts.pending = now.pending
             counts.source_checksum = source.checksum
-            counts.versions = source.versions
+            counts.versions = source.versions[:MAX_VERSIONS]  # what the schema allows
         if target is not None:
             counts.target_version = target
         return counts
@@ -456,6 +458,8 @@ class MigrationSetFlow:
         name, key, outcome = job
         ok, reason, message, data = outcome.ok, outcome.reason, outcome.message, outcome.data
         fields = merged(run_fields(data, name), MigrationSetStatus(run_key=key))
+        if not data:  # no result at all (the deadline killed the pod): the Job's own reason
+            fields.last_error = SetError(message=(message or reason)[:1024])
         url = None
         ref = spec.database.secret_ref
         try:
