@@ -104,6 +104,7 @@ bench: venv sysdeps image $(VENV)-bench/.stamp ## the benchmarks; results go in 
 	$(PY) bench/engine_bench.py
 	$(PY) bench/backup_bench.py
 	$(PY) bench/operator_bench.py
+	$(PY) bench/set_bench.py
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)
@@ -111,6 +112,10 @@ clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of apply and of rollback, each re-run checked (docs/reliability.md)
 	KUBEMIGRATE_FAULT_KILLS=20 $(PY) -m pytest tests/faults/engine -q -s $(PYTEST_ARGS)
 .PHONY: faults-engine
+
+bench-set: venv sysdeps image ## a MigrationSet of 332 migrations until Ready against kubemigrate apply of the directory (docs/benchmarks.md)
+	$(PY) bench/set_bench.py
+.PHONY: bench-set
 
 bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigrate apply against psql -f (docs/benchmarks.md)
 	$(PY) bench/bigfile_bench.py

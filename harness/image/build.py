@@ -18,7 +18,10 @@ from pathlib import Path
 from harness.image import base, store
 from harness.paths import REPO
 
-DEV_REPOSITORY, DEV_TAG = "localhost/kubemigrate", "dev"
+DEV_REPOSITORY = "localhost/kubemigrate"
+DEV_TAG = os.environ.get("KUBEMIGRATE_DEV_TAG") or "dev"
+"""KUBEMIGRATE_DEV_TAG: another tag, for checkouts that share one image storage (several
+worktrees on one machine would otherwise rebuild one tag under each other's running tests)."""
 DEV_IMAGE = f"{DEV_REPOSITORY}:{DEV_TAG}"
 SOURCE_LABEL = "dev.kubemigrate.source"
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")

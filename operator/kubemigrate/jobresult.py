@@ -145,8 +145,57 @@ class DeleteBackup(TypedDict):
     error: None
 
 
+class SetMigration(TypedDict):
+    """One migration of a MigrationSet's run, as status.recent lists it."""
+
+    version: str
+    description: str
+    kind: str
+    durationSeconds: float
+    rowsAffected: int
+    tablesCreated: list[str]
+
+
+class SetError(TypedDict):
+    """Where a MigrationSet's run stopped: status.lastError."""
+
+    version: NotRequired[str]
+    file: NotRequired[str]
+    sqlstate: NotRequired[str]
+    message: str
+    statement: NotRequired[str]
+    line: NotRequired[int]
+
+
+class SetRun(TypedDict):
+    """``kubemigrate run-set``'s result: one MigrationSet run (preflight, then the migrations
+    applied or rolled back). ``direction`` tells it from the other results; ``transient`` says
+    whether the same run may pass later without a change (a held lock, an outage)."""
+
+    ok: bool
+    direction: str
+    reason: str
+    transient: bool
+    dryRun: bool
+    sourceChecksum: NotRequired[str]
+    schemaVersion: NotRequired[str | None]
+    applied: int
+    rolledBack: int
+    rowsAffected: int
+    startedAt: str
+    completedAt: str
+    durationSeconds: float
+    recent: list[SetMigration]
+    versions: NotRequired[list[str]]
+    """The plan of a dry run, in order (the first ones, if many)."""
+    tablesCreated: NotRequired[list[str]]
+    checks: NotRequired[list[Check]]
+    lastError: NotRequired[SetError]
+    error: str | None
+
+
 BackupCommandResult = Backup | VerifyBackup | Restore | DeleteBackup | Failure
-JobResult = Preflight | BackupCommandResult
+JobResult = Preflight | BackupCommandResult | SetRun
 
 
 def write(path: Path, result: JobResult) -> None:
@@ -169,6 +218,8 @@ def encode(result: JobResult) -> str:
     """
     if "retryable" in result:  # only a preflight verdict says whether to retry
         return _shorten_checks(cast(Preflight, result))
+    if "direction" in result:  # only a set's run has one
+        return _shorten_set(cast(SetRun, result))
     data: dict[str, object] = dict(result)
     error = data.get("error")
     if isinstance(error, str) and len(error) > MAX_ERROR:
@@ -197,6 +248,42 @@ def _shorten_checks(result: Preflight) -> str:
         text = _dumps(data)
         room //= 2
     return text
+
+
+SET_LISTS = ("tablesCreated", "versions", "recent", "checks")
+"""A set run's lists, shortened in this order (each to its newest half) until the result fits."""
+
+
+def _shorten_set(result: SetRun) -> str:
+    """A set run's result within LIMIT: its error texts cut to MAX_ERROR, then its lists halved
+    (keeping the newest migrations of ``recent``) until it fits, then only the essentials."""
+    data: dict[str, Any] = {k: (list(v) if isinstance(v, list) else v) for k, v in result.items()}
+    if isinstance(data.get("error"), str):
+        data["error"] = _cut(data["error"], MAX_ERROR)
+    if isinstance(data.get("lastError"), dict):
+        last = dict(data["lastError"])
+        for key in ("message", "statement"):
+            if isinstance(last.get(key), str):
+                last[key] = _cut(last[key], MAX_ERROR // 2)
+        data["lastError"] = last
+    text = _dumps(data)
+    for key in SET_LISTS:
+        while len(text.encode()) > LIMIT and data.get(key):
+            items = data[key]
+            data[key] = (
+                items[len(items) // 2 + 1 :] if key == "recent" else items[: len(items) // 2]
+            )
+            text = _dumps(data)
+    if len(text.encode()) > LIMIT:
+        keep = ("ok", "direction", "reason", "transient", "dryRun", "applied", "rolledBack")
+        short = {k: data.get(k) for k in keep}
+        short["error"] = _cut(str(data.get("error") or ""), 200)
+        text = _dumps(short)
+    return text
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _dumps(data: dict[str, Any]) -> str:

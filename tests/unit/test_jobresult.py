@@ -241,3 +241,41 @@ def test_the_newest_terminated_container_speaks() -> None:
     ]
     assert jobresult.termination_message(pods) == "second"
     assert jobresult.termination_message([]) is None
+
+
+def test_a_set_run_is_shortened_to_the_limit_keeping_the_newest_migrations() -> None:
+    from kubemigrate import jobresult  # noqa: PLC0415
+
+    recent: list[jobresult.SetMigration] = [
+        {
+            "version": f"{i:05d}",
+            "description": "d" * 90,
+            "kind": "apply",
+            "durationSeconds": 0.1,
+            "rowsAffected": i,
+            "tablesCreated": [f"public.table_{i}_" + "x" * 40],
+        }
+        for i in range(40)
+    ]
+    result: jobresult.SetRun = {
+        "ok": False,
+        "direction": "apply",
+        "reason": "SQLError",
+        "transient": False,
+        "dryRun": False,
+        "applied": 39,
+        "rolledBack": 0,
+        "rowsAffected": 1,
+        "startedAt": "t",
+        "completedAt": "t",
+        "durationSeconds": 1.0,
+        "recent": recent,
+        "versions": [f"{i:05d}" for i in range(300)],
+        "lastError": {"version": "00040", "message": "e" * 5000, "statement": "s" * 5000},
+        "error": "x" * 5000,
+    }
+    text = jobresult.encode(result)
+    assert len(text.encode()) <= jobresult.LIMIT
+    data = json.loads(text)
+    assert data["reason"] == "SQLError" and data["lastError"]["version"] == "00040"
+    assert data["recent"] and data["recent"][-1]["version"] == "00039"

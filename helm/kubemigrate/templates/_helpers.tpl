@@ -118,7 +118,7 @@ Secrets are not here: their `get` is granted separately so that it can be narrow
 # application: the operator's own resources; kopf patches them for its finalizer and progress
 # annotations, the controller reads them.
 - apiGroups: ["kubemigrate.dev"]
-  resources: ["migrations", "databasebackups", "databaserestores", "databasebackupschedules"]
+  resources: ["migrations", "databasebackups", "databaserestores", "databasebackupschedules", "migrationsets"]
   verbs: ["get", "list", "watch", "patch", "update"]
 # application: a Migration's pre-migration backup and its rollback's restore are created by the
 # operator, and so are a DatabaseBackupSchedule's backups; retention (keepLast, ttl, a
@@ -128,12 +128,12 @@ Secrets are not here: their `get` is granted separately so that it can be narrow
   verbs: ["create", "delete"]
 # application: status is written through the status subresource.
 - apiGroups: ["kubemigrate.dev"]
-  resources: ["migrations/status", "databasebackups/status", "databaserestores/status", "databasebackupschedules/status"]
+  resources: ["migrations/status", "databasebackups/status", "databaserestores/status", "databasebackupschedules/status", "migrationsets/status"]
   verbs: ["get", "patch", "update"]
 # application: Jobs are owned by these resources with blockOwnerDeletion, which needs update on
 # the owner's finalizers subresource (OwnerReferencesPermissionEnforcement).
 - apiGroups: ["kubemigrate.dev"]
-  resources: ["migrations/finalizers", "databasebackups/finalizers", "databaserestores/finalizers", "databasebackupschedules/finalizers"]
+  resources: ["migrations/finalizers", "databasebackups/finalizers", "databaserestores/finalizers", "databasebackupschedules/finalizers", "migrationsets/finalizers"]
   verbs: ["update"]
 # application: preflight, backup and restore Jobs.
 - apiGroups: ["batch"]
@@ -143,7 +143,7 @@ Secrets are not here: their `get` is granted separately so that it can be narrow
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# application: preflight plans and spec.sqlFrom sources.
+# application: preflight plans, spec.sqlFrom sources and a MigrationSet's source ConfigMaps.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "delete"]

@@ -109,6 +109,64 @@ def preflight(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def run_set(parser: argparse.ArgumentParser) -> None:
+    """A MigrationSet's run: where to stop, how, and which resource asked (for the history)."""
+    parser.add_argument(
+        "--target",
+        metavar="VERSION",
+        type=version,
+        help="apply up to this version; below the applied one, roll back to it (0: all)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="run everything in transactions rolled back"
+    )
+    parser.add_argument(
+        "--allow-out-of-order",
+        action="store_true",
+        help="apply pending migrations older than the newest applied one",
+    )
+    parser.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="skip the checks before the run",
+    )
+    parser.add_argument(
+        "--long-transaction",
+        metavar="SECONDS",
+        type=float,
+        default=300.0,
+        help="report transactions open longer than this (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lock-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=2.0,
+        help="lock_timeout of each migration that sets none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--statement-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="statement_timeout of each migration that sets none (default: the server's)",
+    )
+    parser.add_argument("--actor", metavar="NAME", help="who runs it, for the history")
+    parser.add_argument("--resource-name", metavar="NAME", help="the resource that asked")
+    parser.add_argument("--resource-uid", metavar="UID", help="its uid")
+    parser.add_argument(
+        "--resource-generation", metavar="N", type=int, help="its metadata.generation"
+    )
+    parser.add_argument(
+        "--termination-log",
+        metavar="PATH",
+        type=Path,
+        help="also write the result as JSON here (a Job's termination message)",
+    )
+    json_flag(parser)
+
+
 # -- the backup commands -----------------------------------------------------------------------
 
 

@@ -141,6 +141,13 @@ SUBCOMMANDS: tuple[Command, ...] = (
         "kubemigrate.cli.preflight:run_preflight_command",
         directory=False,
     ),
+    migrating(
+        "run-set",
+        "preflight, then apply (or roll back) a directory to a target version (run by the "
+        "operator's MigrationSet Job)",
+        options.run_set,
+        "kubemigrate.cli.migrate_set:run_set",
+    ),
     backing_up(
         "backup",
         "take a pg_dump backup with its sha256 and row counts",

@@ -11,10 +11,12 @@ import kopf
 from kubemigrate.controller.flows.backup import BackupFlow
 from kubemigrate.controller.flows.context import Backoff
 from kubemigrate.controller.flows.migration import MigrationFlow
+from kubemigrate.controller.flows.migration_set import MigrationSetFlow
 from kubemigrate.controller.flows.restore import RestoreFlow
 from kubemigrate.controller.flows.schedule import ScheduleFlow
 from kubemigrate.controller.ordering.backups import BackupIndex
 from kubemigrate.controller.ordering.migrations import PeerIndex
+from kubemigrate.controller.ordering.sets import SetIndex
 from kubemigrate.controller.runtime import Runtime
 
 
@@ -24,9 +26,11 @@ async def run_migration(
     stopped: kopf.DaemonStopped,
     index: PeerIndex,
     logger: kopf.Logger,
+    *,
+    sets: SetIndex | None = None,
 ) -> None:
     """One Migration's daemon; its flow's backoff also paces retries after an exception."""
-    flow = MigrationFlow(Backoff.of(runtime.settings), index)
+    flow = MigrationFlow(Backoff.of(runtime.settings), index, sets=sets)
     ctx = runtime.context(body, logger)
     await loop(
         runtime, body, stopped, logger, step=lambda: flow.step(body, ctx), backoff=flow.backoff
@@ -88,6 +92,21 @@ async def run_schedule(
     finally:  # deleted (or the operator stops): no next run to alert on
         meta = body["metadata"]
         runtime.metrics.forget_schedule(meta["namespace"], meta["name"])
+
+
+async def run_migration_set(
+    runtime: Runtime,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    index: PeerIndex,
+    logger: kopf.Logger,
+) -> None:
+    """One MigrationSet's daemon; index is the Migrations', to refuse a version in both."""
+    flow = MigrationSetFlow(Backoff.of(runtime.settings), index)
+    ctx = runtime.context(body, logger)
+    await loop(
+        runtime, body, stopped, logger, step=lambda: flow.step(body, ctx), backoff=flow.backoff
+    )
 
 
 async def loop(

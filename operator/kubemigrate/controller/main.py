@@ -23,6 +23,7 @@ from kubemigrate.controller.ordering.backups import (
     backup_peer_of,
 )
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, PeerIndex, peer_of
+from kubemigrate.controller.ordering.sets import SetIndex, SetPeer, set_peer_of
 from kubemigrate.controller.runtime import Runtime
 from kubemigrate.models import GROUP, VERSION
 from kubemigrate.settings import Settings
@@ -31,6 +32,7 @@ MIGRATIONS = (GROUP, VERSION, "migrations")
 BACKUPS = (GROUP, VERSION, "databasebackups")
 RESTORES = (GROUP, VERSION, "databaserestores")
 SCHEDULES = (GROUP, VERSION, "databasebackupschedules")
+MIGRATION_SETS = (GROUP, VERSION, "migrationsets")
 OURS = {"app.kubernetes.io/managed-by": "kubemigrate"}
 
 
@@ -80,7 +82,8 @@ async def migration(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **kwargs: Any
 ) -> None:
     index: PeerIndex = kwargs["migrations_by_database"]
-    await daemons.run_migration(memo.runtime, body, stopped, index, logger)
+    sets: SetIndex = kwargs["sets_by_database"]
+    await daemons.run_migration(memo.runtime, body, stopped, index, logger, sets=sets)
 
 
 @kopf.on.delete(*MIGRATIONS)
@@ -156,3 +159,26 @@ async def backup_schedule(
     """Sleeps until the next fire time; the backups it creates are owned by the schedule, so
     the garbage collector deletes them (and their deletion, their files) with it."""
     await daemons.run_schedule(memo.runtime, body, stopped, logger)
+
+
+# -- MigrationSet ----------------------------------------------------------------------------
+
+
+@kopf.index(*MIGRATION_SETS)
+def sets_by_database(body: kopf.Body, **_: Any) -> dict[DatabaseKey, SetPeer]:
+    """Every MigrationSet by its database, with its versions: a Migration of one is refused."""
+    peer = set_peer_of(body)
+    return {peer.database: peer}
+
+
+@kopf.on.event(*MIGRATION_SETS)
+def migration_set_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+    memo.runtime.on_set_event(body)
+
+
+@kopf.daemon(*MIGRATION_SETS, cancellation_timeout=30.0)
+async def migration_set(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    index: PeerIndex = kwargs["migrations_by_database"]
+    await daemons.run_migration_set(memo.runtime, body, stopped, index, logger)

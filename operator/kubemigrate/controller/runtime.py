@@ -106,6 +106,12 @@ class Runtime:
             self.wakeups.wake(me.uid)
         self._wake_owners(body)
 
+    def on_set_event(self, body: Mapping[str, Any]) -> None:
+        """A MigrationSet changed: wake it when its spec did (its own status writes do not)."""
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        if meta.get("generation") != status.get("observedGeneration"):
+            self.wakeups.wake(str(meta.get("uid")))
+
     def on_restore_event(self, body: Mapping[str, Any]) -> None:
         self._wake_owners(body)
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.backup.restore import RestoreResult, restore_backup
     from kubemigrate.engine.backup.rowcounts import CountCheck
     from kubemigrate.engine.backup.verify import VerifyResult, trial_restore, verify_backup
+    from kubemigrate.engine.migrate.checksum import directory_files, files_checksum
     from kubemigrate.engine.migrate.durations import parse_duration
     from kubemigrate.engine.migrate.migrator import Migrator
     from kubemigrate.engine.migrate.preflight import PreflightReport, run_preflight
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         ValidationReport,
         VersionState,
     )
+    from kubemigrate.engine.migrate.setpreflight import run_set_preflight
     from kubemigrate.engine.migrate.sources import MigrationSource, SourceError, load_directory
     from kubemigrate.engine.migrate.statements import split_statements
     from kubemigrate.engine.migrate.versions import validate_version, version_key
@@ -80,11 +82,14 @@ _LAZY = {
         "BackupMeta",
         "Format",
         "delete_backup",
+        "directory_files",
+        "files_checksum",
         "read_sidecar",
     ),
     "kubemigrate.engine.backup.restore": ("RestoreResult", "restore_backup"),
     "kubemigrate.engine.backup.rowcounts": ("CountCheck",),
     "kubemigrate.engine.backup.verify": ("VerifyResult", "trial_restore", "verify_backup"),
+    "kubemigrate.engine.migrate.checksum": ("directory_files", "files_checksum"),
     "kubemigrate.engine.migrate.durations": ("parse_duration",),
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
     "kubemigrate.engine.migrate.preflight": ("PreflightReport", "run_preflight"),
@@ -96,6 +101,7 @@ _LAZY = {
         "ValidationReport",
         "VersionState",
     ),
+    "kubemigrate.engine.migrate.setpreflight": ("run_set_preflight",),
     "kubemigrate.engine.migrate.sources": ("MigrationSource", "SourceError", "load_directory"),
     "kubemigrate.engine.migrate.statements": ("split_statements",),
     "kubemigrate.engine.migrate.versions": ("validate_version", "version_key"),
@@ -148,6 +154,8 @@ __all__ = [
     "VersionState",
     "cancel_sessions",
     "delete_backup",
+    "directory_files",
+    "files_checksum",
     "load_directory",
     "parse_duration",
     "password_of",
@@ -155,6 +163,7 @@ __all__ = [
     "redact",
     "restore_backup",
     "run_preflight",
+    "run_set_preflight",
     "secrets_of",
     "split_statements",
     "take_backup",

@@ -8,6 +8,7 @@ group and version are defined here once (in `base`) for everyone.
 from kubemigrate.models.backup import DatabaseBackup
 from kubemigrate.models.base import API_VERSION, GROUP, VERSION
 from kubemigrate.models.migration import Migration
+from kubemigrate.models.migration_set import MigrationSet
 from kubemigrate.models.restore import DatabaseRestore
 from kubemigrate.models.schedule import DatabaseBackupSchedule
 
@@ -19,4 +20,5 @@ __all__ = [
     "DatabaseBackupSchedule",
     "DatabaseRestore",
     "Migration",
+    "MigrationSet",
 ]

@@ -98,8 +98,9 @@ def test_crds_are_served_with_their_short_names_and_category(
         "databasebackupschedules.kubemigrate.dev",
         "databaserestores.kubemigrate.dev",
         "migrations.kubemigrate.dev",
+        "migrationsets.kubemigrate.dev",
     ]
-    for short in ("mig", "dbbackup", "dbrestore", "dbbackupschedule"):
+    for short in ("mig", "dbbackup", "dbrestore", "dbbackupschedule", "migset"):
         kubectl.run("get", short, "-n", namespace)
     accepted(kubectl, namespace, migration())
     accepted(kubectl, namespace, backup())

@@ -17,11 +17,14 @@ from kubemigrate.engine import MigrationResult, RunReport
 from kubemigrate.models.backup import DatabaseBackupStatus
 from kubemigrate.models.common import Condition, LastError, ReconciledStatus
 from kubemigrate.models.migration import MigrationStatus
+from kubemigrate.models.migration_set import MigrationSetStatus
 from kubemigrate.models.restore import DatabaseRestoreStatus
 
 MAX_MESSAGE = 1024
 
-StatusT = TypeVar("StatusT", MigrationStatus, DatabaseBackupStatus, DatabaseRestoreStatus)
+StatusT = TypeVar(
+    "StatusT", MigrationStatus, DatabaseBackupStatus, DatabaseRestoreStatus, MigrationSetStatus
+)
 """The status of one of our kinds: each has its own phase enum."""
 
 

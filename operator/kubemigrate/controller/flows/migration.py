@@ -32,6 +32,7 @@ from kubemigrate.controller.ordering.migrations import (
     peer_of,
     rollback_blocker,
 )
+from kubemigrate.controller.ordering.sets import SetIndex, set_claim
 from kubemigrate.engine import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -83,9 +84,13 @@ class MigrationFlow:
     """The state machine of one Migration object (one instance per daemon)."""
 
     def __init__(
-        self, backoff: Backoff, index: PeerIndex, migrator: MigratorFactory = open_migrator
+        self,
+        backoff: Backoff,
+        index: PeerIndex,
+        migrator: MigratorFactory = open_migrator,
+        sets: SetIndex | None = None,
     ) -> None:
-        self.backoff, self.index = backoff, index
+        self.backoff, self.index, self.sets = backoff, index, sets
         self.writer = MigrationStatusWriter(backoff, index)
         self._open = migrator
 
@@ -131,7 +136,9 @@ class MigrationFlow:
         peers: list[Peer],
         ctx: StepContext,
     ) -> float:
-        blocker = apply_blocker(me, peers)
+        blocker = apply_blocker(me, peers) or (
+            set_claim(me, self.sets.get(me.database, ())) if self.sets is not None else None
+        )
         if blocker:
             return await self.writer.wait(obj, blocker, ctx)
         # The Secret before any Job: a missing one is named now, not by a pod that cannot start.

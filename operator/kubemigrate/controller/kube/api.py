@@ -118,6 +118,13 @@ class KubeApi:
             raise NotFound(f"ConfigMap {namespace}/{name} has no key {key!r}", key=key)
         return str(data[key])
 
+    async def configmap_data(self, namespace: str, name: str) -> dict[str, str]:
+        """Every key of a ConfigMap's data (a MigrationSet's files); NotFound if it is missing."""
+        cm = await self._maybe(self.core.read_namespaced_config_map, name, namespace)
+        if cm is None:
+            raise NotFound(f"ConfigMap {namespace}/{name} not found")
+        return {str(k): str(v) for k, v in (cm.get("data") or {}).items()}
+
     async def ensure_configmap(self, manifest: dict[str, Any]) -> None:
         """Create the ConfigMap unless one of that name exists (its content is deterministic).
         Refused: Invalid or Forbidden."""

@@ -236,3 +236,10 @@ def run_preflight(
         checks.append(check)
         retryable = check.passed
     return PreflightReport(tuple(checks), version, retryable, dry)
+
+
+# The set preflight (``setpreflight``) runs the same checks over many migrations.
+relations_of = _relations
+concurrent = _concurrent
+lock_check = _lock_check
+old_transactions = _old_transactions

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from kubemigrate.models import backup, migration, restore, schedule
+from kubemigrate.models import backup, migration, migration_set, restore, schedule
 from kubemigrate.models.base import GROUP, VERSION, Resource
 from kubemigrate.models.gen.structural import structural
 
@@ -26,6 +26,7 @@ RESOURCES: tuple[Resource, ...] = (
     backup.RESOURCE,
     restore.RESOURCE,
     schedule.RESOURCE,
+    migration_set.RESOURCE,
 )
 
 HEADER = "# Generated from operator/kubemigrate/models by `make crds`. Do not edit.\n"
