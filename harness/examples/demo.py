@@ -5,7 +5,9 @@ it is missing or stale (`make image`), installs the Helm chart into its own name
 image (the operator runs there as the Deployment's pod, in-cluster, from the image, with the
 chart's ServiceAccount and namespace-scoped RBAC; its preflight and backup Jobs run from it too),
 applies the example migrations in `migrations/`, waits for Ready, takes a backup, rolls the
-newest migration back, and says how to clean up.
+newest migration back, applies the example directory `migrations/set/sql` as one MigrationSet
+(`kubemigrate manifests ... | kubectl apply -f -`) and rolls it back by lowering its
+targetVersion, and says how to clean up.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def reset(kubectl: Kubectl, helm: str, kubeconfig: str) -> None:
     say(f"Removing the previous demo in namespace {NAMESPACE}")
     kubectl.run(
         "delete",
-        "migrations,databasebackups,databaserestores",
+        "migrationsets,migrations,databasebackups,databaserestores",
         "--all",
         "-n",
         NAMESPACE,
@@ -83,6 +85,72 @@ def reset(kubectl: Kubectl, helm: str, kubeconfig: str) -> None:
         capture_output=True,
     )
     kubectl.run("delete", "namespace", NAMESPACE, "--timeout=120s", check=False)
+
+
+def set_phase(kubectl: Kubectl, target: str) -> bool:
+    status = kubectl.json("get", "migrationset", "orders", "-n", NAMESPACE).get("status") or {}
+    return status.get("currentVersion") == target and status.get("phase") == "Succeeded"
+
+
+def migration_set(kubectl: Kubectl, server_url: str) -> None:
+    """A whole directory as one resource: applied in one Job, then rolled back by lowering
+    spec.targetVersion, as a GitOps user would in git."""
+    say(
+        "Applying migrations/set/sql as one MigrationSet: kubemigrate manifests ... | kubectl apply"
+    )
+    url = databases.create(server_url, "demo_orders")
+    kubectl.apply(
+        kubectl.run(
+            "create",
+            "secret",
+            "generic",
+            "orders-db",
+            "-n",
+            NAMESPACE,
+            f"--from-literal=url={url}",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ).stdout
+    )
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubemigrate",
+            "manifests",
+            str(REPO / "migrations/set/sql"),
+            "--name",
+            "orders",
+            "--secret",
+            "orders-db",
+            "-n",
+            NAMESPACE,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    kubectl.apply(printed.stdout)
+    kubectl.run(
+        "wait", "--for=condition=Ready", "migrationset/orders", "-n", NAMESPACE, "--timeout=180s"
+    )
+    show(kubectl, "get", "migrationsets", "-n", NAMESPACE)
+
+    say("Rolling the set back to 002: kubectl patch ... spec.targetVersion=002")
+    kubectl.run(
+        "patch",
+        "migrationset",
+        "orders",
+        "-n",
+        NAMESPACE,
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"targetVersion":"002"}}',
+    )
+    wait_for(lambda: set_phase(kubectl, "002"), timeout=180, what="the set's rollback")
+    show(kubectl, "get", "migrationsets", "-n", NAMESPACE)
 
 
 def main() -> int:
@@ -223,14 +291,16 @@ def main() -> int:
         "--sort-by=.lastTimestamp",
     )
 
+    migration_set(kubectl, s.database.url)
+
     say(f"Done in {time.monotonic() - started:.0f}s. Explore, then clean up:")
     print(f"""  source {DEV_DIR / "env"}            # KUBECONFIG and DATABASE_URL for this cluster
-  kubectl get mig,dbbackup -n {NAMESPACE} -o wide
+  kubectl get mig,migset,dbbackup -n {NAMESPACE} -o wide
   kubectl describe migration 001-initial-schema -n {NAMESPACE}
   psql '{url}' -c 'TABLE kubemigrate.history'   # the history, in the database
   make demo                            # again: removes this demo first
   # clean up: the resources first, while the operator runs to release their finalizers
-  kubectl delete mig,dbbackup --all -n {NAMESPACE}
+  kubectl delete migset,mig,dbbackup --all -n {NAMESPACE}
   helm uninstall {RELEASE} -n {NAMESPACE} && kubectl delete namespace {NAMESPACE}
   make dev-down                        # stop the cluster and PostgreSQL (data stays in .dev/)""")
     return 0

@@ -18,8 +18,10 @@ from integration.helm.helm_helpers import CHART, Helm
 from kubemigrate.controller.build.backup_jobs import backup_request, cleanup_request, place_of
 from kubemigrate.controller.build.jobs import JobRequest, Owner, build_job
 from kubemigrate.controller.build.preflight import job_request
+from kubemigrate.controller.build.set_job import set_job
 from kubemigrate.models.backup import DatabaseBackupSpec
 from kubemigrate.models.migration import MigrationSpec
+from kubemigrate.models.migration_set import MigrationSetSpec
 from kubemigrate.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -75,12 +77,24 @@ def _jobs(namespace: str) -> dict[str, dict[str, Any]]:
         "backup": backup_request(backup, place_of(backup, namespace, "nightly", "uid-2")),
         "cleanup": cleanup_request(place_of(backup, namespace, "nightly", "uid-2")),
     }
-    built = {}
-    for name, request in requests.items():
-        job = build_job(owner, request, settings)
+    built = {name: build_job(owner, request, settings) for name, request in requests.items()}
+    set_owner = Owner("MigrationSet", "s1", namespace, "uid-3", 1)
+    for name, source in (
+        ("set-configmaps", {"configMaps": [{"name": "a"}, {"name": "b"}]}),
+        ("set-image", {"image": {"reference": "registry.example/app:1", "path": "/app/sql"}}),
+    ):
+        spec = MigrationSetSpec.model_validate(
+            {"database": {"secretRef": {"name": "db"}}, "source": source}
+        )
+        keys = {"a": ["1_x.up.sql"], "b": ["2_y.up.sql"]} if "configMaps" in source else {}
+        built[name] = set_job(set_owner, spec, settings, keys=keys, target=None, run="r1")
+    for job in built.values():
         job["metadata"]["ownerReferences"] = []
-        built[name] = job
     return built
+
+
+def _init(job: dict[str, Any]) -> dict[str, Any]:
+    return _pod(job)["initContainers"][0]  # type: ignore[no-any-return]
 
 
 def _create(kubectl: Kubectl, job: dict[str, Any], namespace: str, user: str | None) -> str:
@@ -130,6 +144,12 @@ HOSTILE: dict[str, tuple[Change, str]] = {
         lambda j: _pod(j).update(initContainers=[{"name": "i", "image": "evil:1"}]),
         "initContainers",
     ),
+    "projected-secret": (
+        lambda j: _pod(j)["volumes"].append(
+            {"name": "p", "projected": {"sources": [{"secret": {"name": "any"}}]}}
+        ),
+        "volumes",
+    ),
     "host-pid": (lambda j: _pod(j).update(hostPID=True), "host"),
     "privileged": (
         lambda j: _pod(j)["containers"][0]["securityContext"].update(
@@ -158,3 +178,32 @@ def test_any_other_job_from_the_operator_is_refused_naming_the_rule(
     assert "ValidatingAdmissionPolicy" in refusal, refusal
     assert names in refusal, refusal
     assert _create(kubectl, job, namespace, None) == ""  # other users are not the policy's
+
+
+IMAGE_SOURCE_HOSTILE: dict[str, Change] = {
+    "init-other-command": lambda j: _init(j).update(command=["sh", "-c", "id", "/tmp/"]),
+    "init-env-from-secret": lambda j: _init(j).update(
+        env=[{"name": "T", "valueFrom": {"secretKeyRef": {"name": "any", "key": "k"}}}]
+    ),
+    "init-other-volume": lambda j: (
+        _pod(j)["volumes"].append({"name": "other", "persistentVolumeClaim": {"claimName": "c"}}),
+        _init(j)["volumeMounts"].append({"name": "other", "mountPath": "/x"}),
+    ),
+    "init-privileged": lambda j: _init(j)["securityContext"].update(
+        privileged=True, allowPrivilegeEscalation=True
+    ),
+    "a-second-init": lambda j: _pod(j)["initContainers"].append(
+        {**_init(j), "name": "steal", "image": "evil:1"}
+    ),
+}
+
+
+@pytest.mark.parametrize("case", IMAGE_SOURCE_HOSTILE, ids=list(IMAGE_SOURCE_HOSTILE))
+def test_an_image_sources_init_container_is_admitted_only_as_the_operator_builds_it(
+    kubectl: Kubectl, namespace: str, installed: str, case: str
+) -> None:
+    job = copy.deepcopy(_jobs(namespace)["set-image"])
+    IMAGE_SOURCE_HOSTILE[case](job)
+    refusal = _create(kubectl, job, namespace, installed)
+    assert "ValidatingAdmissionPolicy" in refusal, refusal
+    assert "initContainers" in refusal, refusal
