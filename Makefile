@@ -104,6 +104,7 @@ bench: venv sysdeps image $(VENV)-bench/.stamp ## the benchmarks; results go in 
 	$(PY) bench/engine_bench.py
 	$(PY) bench/backup_bench.py
 	$(PY) bench/operator_bench.py
+	$(PY) bench/batch_bench.py
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)
@@ -111,6 +112,14 @@ clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of apply and of rollback, each re-run checked (docs/reliability.md)
 	KUBEMIGRATE_FAULT_KILLS=20 $(PY) -m pytest tests/faults/engine -q -s $(PYTEST_ARGS)
 .PHONY: faults-engine
+
+faults-batch: venv sysdeps ## batched steps in full: 2 million rows, 10 kill -9 of apply per form, each re-run checked (docs/engine.md)
+	KUBEMIGRATE_BATCH_ROWS=2000000 KUBEMIGRATE_BATCH_KILLS=10 $(PY) -m pytest tests/integration/cli/test_cli_batched.py -q -s -k kill $(PYTEST_ARGS)
+.PHONY: faults-batch
+
+bench-batch: venv sysdeps ## a 10 million row backfill, batched against one UPDATE: time, workload p99, bloat (docs/benchmarks.md)
+	$(PY) bench/batch_bench.py $(BENCH_ARGS)
+.PHONY: bench-batch
 
 bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigrate apply against psql -f (docs/benchmarks.md)
 	$(PY) bench/bigfile_bench.py
