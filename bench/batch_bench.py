@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import threading
@@ -124,7 +123,7 @@ def bloat(url: str) -> dict[str, Any]:
 def run_one(
     name: str, sql: str, server_url: str, tmp: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    slug = name.split()[0]
+    slug = name.split(maxsplit=1)[0]
     url = databases.create(server_url, f"bench_{slug}")
     try:
         load(url, args.rows)
