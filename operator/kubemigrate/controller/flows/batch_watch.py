@@ -27,6 +27,10 @@ STATUS_EVERY = 5.0
 """Seconds between two status writes of a running batched step (a state change is at once)."""
 
 
+class OperatorStopping(Exception):
+    """Raised into the engine's thread to end a batched step when the operator exits."""
+
+
 class BatchWatch:
     """The ``on_batch`` and ``paused`` hooks of one engine run of one Migration."""
 
@@ -49,7 +53,15 @@ class BatchWatch:
         self._pending: Future[None] | None = None
 
     def paused(self) -> bool:
-        """Whether the Migration asks its batched step to pause (called in the engine's thread)."""
+        """Whether the Migration asks its batched step to pause (called in the engine's thread
+        before every batch). Never while the Migration is being deleted: the deletion handler
+        then cancels the running batch, and a paused step would hold the lock past it. Raises
+        once the operator's event loop has stopped (the process is exiting): the step stops at
+        this batch boundary, its checkpoint kept, instead of keeping the process alive."""
+        if self.loop.is_closed() or not self.loop.is_running():
+            raise OperatorStopping("the operator is stopping; the next run resumes the step")
+        if (self.live.get("metadata") or {}).get("deletionTimestamp"):
+            return False
         spec = self.live.get("spec") or {}
         return bool(spec.get("paused"))
 
