@@ -130,6 +130,7 @@ def test_a_failed_run_resumes_from_its_checkpoint(engine: Migrator, database_url
     ) == [(2, 12, 12_000, "12000")]
     (state,) = [s for s in engine.status(sources) if s.version == "2"]
     assert state.state == "failed"
+    assert state.resume is not None and "after its batch 12 (12000 rows done" in state.resume
     query(database_url, "CREATE TABLE cured ()")
     again = engine.apply(sources)
     again.raise_for_failure()

@@ -99,3 +99,26 @@ def test_a_step_knows_its_batched_statements() -> None:
     assert keyless.batch_error == (
         "line 3: a batched statement using :last_key must end in RETURNING <key>"
     )
+
+
+def test_the_units_a_batched_migration_runs_in() -> None:
+    """The statements between batched ones run together, in one transaction each; a
+    no-transaction migration runs every statement alone."""
+    from kubemigrate.engine.migrate.nontransactional import span, units  # noqa: PLC0415
+    from kubemigrate.engine.migrate.sources import MigrationSource  # noqa: PLC0415
+    from kubemigrate.engine.migrate.step import Step  # noqa: PLC0415
+
+    sql = (
+        "CREATE TABLE a (id int);\nCREATE TABLE b (id int); -- two\n"
+        "-- kubemigrate: batch size=10\n"
+        "DELETE FROM a WHERE id IN (SELECT id FROM a LIMIT :batch_size);\n"
+        "DROP TABLE b;\n"
+    )
+    step = Step.of(MigrationSource("1", "x", sql), "apply", 170000)
+    assert step.statements is not None
+    grouped = units(step, step.statements)
+    assert [[s.index for s in unit] for unit in grouped] == [[1, 2], [3], [4]]
+    assert span(step.sql, grouped[0]) == "CREATE TABLE a (id int);\nCREATE TABLE b (id int)"
+    alone = Step.of(MigrationSource("1", "x", sql, transactional=False), "apply", 170000)
+    assert alone.statements is not None
+    assert [[s.index for s in u] for u in units(alone, alone.statements)] == [[1], [2], [3], [4]]
