@@ -181,6 +181,14 @@ def test_dry_run_runs_the_first_batch_and_rolls_it_back(
     assert (result.status, result.rows_affected, result.batches) == ("success", 1000, 1), result
     # The planner's estimate of the keyset statement without its LIMIT: every row.
     assert result.rows_estimate is not None and ROWS / 3 < result.rows_estimate < ROWS * 3
+    # Also for the form whose rows changed the planner cannot count (= ANY of an array).
+    any_form = KEYSET.replace("WHERE id IN (SELECT", "WHERE id = ANY (ARRAY(SELECT").replace(
+        ":batch_size)", ":batch_size))"
+    )
+    report = engine.apply([src("1", TABLE), src("2", any_form)], dry_run=True)
+    (result,) = report.results
+    assert (result.status, result.rows_affected) == ("success", 1000), result
+    assert result.rows_estimate is not None and ROWS / 3 < result.rows_estimate < ROWS * 3
     assert query(database_url, "SELECT max(hits) FROM items") == [(0,)]
     assert query(database_url, "SELECT count(*) FROM pg_attribute WHERE attname = 'cents'") == [
         (0,)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kubemigrate.engine.migrate.batchprogress import BatchProgress, BatchState, Meter
 from kubemigrate.engine.migrate.batchspec import BatchedStatement
@@ -295,15 +295,16 @@ class BatchLoop:
             return None
 
     def _planner_estimate(self) -> int | None:
-        """The planner's row count of the statement without its LIMIT (``$1`` NULL)."""
+        """The planner's row count of the statement without its LIMIT (``$1`` NULL): of the
+        rows it changes, or, when larger, of the rows its (now unlimited) ``LIMIT
+        :batch_size`` subquery yields (``= ANY (ARRAY(...))`` hides that count from the
+        rows changed)."""
         ran = self._look("EXPLAIN (FORMAT JSON) " + self.statement.text, self._params(None))
         if ran.error is not None or not ran.results:
             return None
         try:
             plan = json.loads(ran.value(0) or "[]")[0]["Plan"]
-            if plan.get("Node Type") == "ModifyTable" and plan.get("Plans"):
-                plan = plan["Plans"][0]
-            return max(0, int(plan["Plan Rows"]))
+            return max(0, _plan_rows(plan))
         except (ValueError, KeyError, IndexError, TypeError):
             return None
 
@@ -344,3 +345,18 @@ class BatchLoop:
                 detail=detail,
             )
         )
+
+
+def _plan_rows(plan: dict[str, Any]) -> int:
+    """Rows a plan changes (the child of its ModifyTable), or more: the rows under any Limit
+    node (the batch's subquery, unlimited here)."""
+    changed = plan["Plans"][0] if plan.get("Node Type") == "ModifyTable" else plan
+    rows = int(changed["Plan Rows"])
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        children = node.get("Plans") or []
+        if node.get("Node Type") == "Limit" and children:
+            rows = max(rows, int(children[0]["Plan Rows"]))
+        stack.extend(children)
+    return rows
