@@ -134,16 +134,18 @@ FROM last_transition t LEFT JOIN last_accepted a USING (version_key)
 LEFT JOIN {schema}.progress p ON p.version_key = t.version_key AND p.run_id = t.run_id;
 COMMENT ON VIEW {schema}.version_state IS 'kubemigrate: where each version stands now';
 """
+"""A failed rollback changes nothing for a transactional migration (the version stays
+applied); one of a no-transaction migration (its run has a progress row) may have run some of
+its statements, so it leaves the version ``incomplete``. This is layout 2's view."""
+
 _VIEW = _VIEW_2.replace(
     "p.running AS progress_running\n",
     "p.running AS progress_running, p.batch_statement AS progress_batch_statement,\n"
     "       p.batches AS progress_batches, p.batch_rows AS progress_batch_rows,\n"
     "       p.last_key AS progress_last_key, p.batch_size AS progress_batch_size\n",
 )
-
-"""A failed rollback changes nothing for a transactional migration (the version stays
-applied); one of a no-transaction migration (its run has a progress row) may have run some of
-its statements, so it leaves the version ``incomplete``."""
+"""Layout 3's view: layout 2's with the batch checkpoint (columns added at the end, as
+``CREATE OR REPLACE VIEW`` requires)."""
 
 CREATE = (
     _TABLES
