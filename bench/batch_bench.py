@@ -147,6 +147,7 @@ def run_one(
             "writes": len(during),
             "p50_ms": percentile(during, 50) * 1000,
             "p99_ms": percentile(during, 99) * 1000,
+            "p999_ms": percentile(during, 99.9) * 1000,
             "max_ms": max(during, default=float("nan")) * 1000,
             **bloat(url),
         }
@@ -163,15 +164,16 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     )
     print(f"# {machine()}")
     print(
-        "| run | time (s) | workload writes | p50 (ms) | p99 (ms) | max (ms) | table after (MB)"
-        " | dead tuples after |"
+        "| run | time (s) | workload writes (per s) | p50 (ms) | p99 (ms) | p99.9 (ms)"
+        " | max (ms) | table after (MB) | dead tuples, free space after |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['name']} | {r['seconds']:.1f} | {r['writes']} | {r['p50_ms']:.1f}"
-            f" | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['table_bytes'] / 2**20:.0f}"
-            f" | {r.get('dead_tuples')} |"
+            f"| {r['name']} | {r['seconds']:.1f} | {r['writes']} ({r['writes'] / r['seconds']:.0f})"
+            f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p999_ms']:.1f} | {r['max_ms']:.0f}"
+            f" | {r['table_bytes'] / 2**20:.0f} | {r.get('dead_tuples')},"
+            f" {r.get('free_percent', '?')}% |"
         )
     met = "met" if ratio <= TIME_TARGET else "missed"
     print(f"\nbatched / single time: {ratio:.2f}x (target {TIME_TARGET}x: {met})")
