@@ -101,6 +101,10 @@ def test_kill_9_at_random_points_then_rerun_processes_every_row_once(
     assert events[-1]["rows"] == ROWS
     assert events[0]["resumed_batches"] == resumed_at
     assert query(database_url, "SELECT count(*) FROM kubemigrate.progress") == [(0,)]
+    print(
+        f"\n{form}: {ROWS} rows in {total} batches; {landed} kills landed mid-step; the re-run"
+        f" resumed after batch {resumed_at} and ran {result['batches']} (seed {SEED})"
+    )
 
 
 def test_malformed_marker_refused_before_anything_runs(
