@@ -105,6 +105,7 @@ bench: venv sysdeps image $(VENV)-bench/.stamp ## the benchmarks; results go in 
 	$(PY) bench/backup_bench.py
 	$(PY) bench/operator_bench.py
 	$(PY) bench/set_bench.py
+	$(PY) bench/batch_bench.py
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)
@@ -116,6 +117,14 @@ faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of a
 bench-set: venv sysdeps image ## a MigrationSet of 332 migrations until Ready against kubemigrate apply of the directory (docs/benchmarks.md)
 	$(PY) bench/set_bench.py
 .PHONY: bench-set
+
+faults-batch: venv sysdeps ## batched steps in full: 2 million rows, 10 kill -9 of apply per form, each re-run checked (docs/engine.md)
+	KUBEMIGRATE_BATCH_ROWS=2000000 KUBEMIGRATE_BATCH_KILLS=10 $(PY) -m pytest tests/integration/cli/test_cli_batched.py -q -s -k kill $(PYTEST_ARGS)
+.PHONY: faults-batch
+
+bench-batch: venv sysdeps ## a 10 million row backfill, batched against one UPDATE: time, workload p99, bloat (docs/benchmarks.md)
+	$(PY) bench/batch_bench.py $(BENCH_ARGS)
+.PHONY: bench-batch
 
 bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigrate apply against psql -f (docs/benchmarks.md)
 	$(PY) bench/bigfile_bench.py

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 from kubemigrate import engine
+from kubemigrate.cli.batchbar import BatchReporter
 from kubemigrate.cli.command import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from kubemigrate.cli.output import Output, format_duration, status_table
 from kubemigrate.engine import (
@@ -26,12 +27,15 @@ from kubemigrate.engine import (
 )
 
 
-def _migrator(args: argparse.Namespace, out: Output) -> Migrator:
+def _migrator(
+    args: argparse.Namespace, out: Output, on_batch: BatchReporter | None = None
+) -> Migrator:
     return Migrator(
         args.database_url,
         history_schema=args.history_schema,
         lock_wait_seconds=args.lock_wait,
         on_progress=out.detail,
+        on_batch=on_batch,
     )
 
 
@@ -41,27 +45,35 @@ def _sources(args: argparse.Namespace) -> list[MigrationSource]:
 
 def run_apply(args: argparse.Namespace, out: Output) -> int:
     sources = _sources(args)
-    with _migrator(args, out) as migrator:
-        report = migrator.apply(
-            sources,
-            target=args.target,
-            dry_run=args.dry_run,
-            allow_out_of_order=args.allow_out_of_order,
-            on_result=_progress(out, args, sources),
-        )
+    bar = BatchReporter(out, as_json=args.json)
+    try:
+        with _migrator(args, out, bar) as migrator:
+            report = migrator.apply(
+                sources,
+                target=args.target,
+                dry_run=args.dry_run,
+                allow_out_of_order=args.allow_out_of_order,
+                on_result=_progress(out, args, sources),
+            )
+    finally:
+        bar.close()
     return _finish(report, out, args, verb="Dry-ran" if args.dry_run else "Applied")
 
 
 def run_rollback(args: argparse.Namespace, out: Output) -> int:
     sources = _sources(args)
-    with _migrator(args, out) as migrator:
-        report = migrator.rollback(
-            sources,
-            target=args.target,
-            steps=args.steps,
-            dry_run=args.dry_run,
-            on_result=_progress(out, args, sources),
-        )
+    bar = BatchReporter(out, as_json=args.json)
+    try:
+        with _migrator(args, out, bar) as migrator:
+            report = migrator.rollback(
+                sources,
+                target=args.target,
+                steps=args.steps,
+                dry_run=args.dry_run,
+                on_result=_progress(out, args, sources),
+            )
+    finally:
+        bar.close()
     return _finish(report, out, args, verb="Dry-ran rollback of" if args.dry_run else "Rolled back")
 
 
@@ -190,6 +202,10 @@ def _result_line(r: MigrationResult) -> str:
     state = {"success": "ok", "skipped": "skipped", "failed": "FAILED"}.get(r.status, r.status)
     rows = f"{r.rows_affected} row" + ("" if r.rows_affected == 1 else "s")
     retry = f", {r.attempts} attempts" if r.attempts > 1 else ""
+    if r.batches is not None:
+        retry += f", {r.batches} batch" + ("" if r.batches == 1 else "es")
+    if r.rows_estimate is not None:
+        retry += f", about {r.rows_estimate} rows in all"
     return (
         f"  {r.version:<12} {state:<7} {format_duration(r.duration_seconds):>8}  "
         f"{rows:<10} {r.description}{retry}"

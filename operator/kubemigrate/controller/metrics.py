@@ -11,7 +11,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from kubemigrate.controller.ordering.migrations import Peer
-from kubemigrate.engine import MigrationResult
+from kubemigrate.engine import BatchProgress, MigrationResult
 from kubemigrate.models.migration import MigrationPhase
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -79,6 +79,40 @@ class Metrics:
             registry=self.registry,
         )
         self._last_success: dict[tuple[str, str], float] = {}
+
+        self.batch_rows = Gauge(
+            "kubemigrate_batch_rows_done",
+            "Rows a running batched step has changed (its committed batches).",
+            ["namespace", "migration"],
+            registry=self.registry,
+        )
+        self.batch_estimate = Gauge(
+            "kubemigrate_batch_rows_estimate",
+            "Rows a running batched step will change in all, estimated (-1: unknown).",
+            ["namespace", "migration"],
+            registry=self.registry,
+        )
+        self.batch_rate = Gauge(
+            "kubemigrate_batch_rows_per_second",
+            "Rows per second of a running batched step.",
+            ["namespace", "migration"],
+            registry=self.registry,
+        )
+        self.batch_paused = Gauge(
+            "kubemigrate_batch_paused",
+            "1 while a batched step waits (spec.paused or replication lag), else 0.",
+            ["namespace", "migration"],
+            registry=self.registry,
+        )
+
+    def batch(self, namespace: str, migration: str, progress: BatchProgress) -> None:
+        """A batched step's progress, after each batch (thread-safe: the engine's thread)."""
+        labels = (namespace, migration)
+        self.batch_rows.labels(*labels).set(progress.rows)
+        estimate = progress.estimate
+        self.batch_estimate.labels(*labels).set(-1 if estimate is None else estimate)
+        self.batch_rate.labels(*labels).set(progress.rate or 0)
+        self.batch_paused.labels(*labels).set(progress.state in ("paused", "lagging"))
 
     def observer(self, namespace: str) -> ObserveRun:
         """What MigrationFlow calls with (outcome, result, seconds) after a run."""

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.backup.restore import RestoreResult, restore_backup
     from kubemigrate.engine.backup.rowcounts import CountCheck
     from kubemigrate.engine.backup.verify import VerifyResult, trial_restore, verify_backup
+    from kubemigrate.engine.migrate.batchprogress import BatchProgress
     from kubemigrate.engine.migrate.checksum import directory_files, files_checksum
     from kubemigrate.engine.migrate.durations import parse_duration
     from kubemigrate.engine.migrate.migrator import Migrator
@@ -89,6 +90,7 @@ _LAZY = {
     "kubemigrate.engine.backup.restore": ("RestoreResult", "restore_backup"),
     "kubemigrate.engine.backup.rowcounts": ("CountCheck",),
     "kubemigrate.engine.backup.verify": ("VerifyResult", "trial_restore", "verify_backup"),
+    "kubemigrate.engine.migrate.batchprogress": ("BatchProgress",),
     "kubemigrate.engine.migrate.checksum": ("directory_files", "files_checksum"),
     "kubemigrate.engine.migrate.durations": ("parse_duration",),
     "kubemigrate.engine.migrate.migrator": ("Migrator",),
@@ -119,6 +121,7 @@ __all__ = [
     "BackupError",
     "BackupMeta",
     "BackupResult",
+    "BatchProgress",
     "ConnectionFailed",
     "ConnectionLost",
     "CountCheck",

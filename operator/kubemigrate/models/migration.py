@@ -256,6 +256,14 @@ class MigrationSpec(SpecModel):
             "Apply even if a higher version is already applied to the database. Default: false."
         ),
     )
+    paused: bool = Field(
+        False,
+        description=(
+            "Pause a running batched step (-- kubemigrate: batch) after its current batch; "
+            "set false to resume. Committed batches stay; nothing else is held but the "
+            "migration lock. Default: false."
+        ),
+    )
 
     @property
     def backup_enabled(self) -> bool:
@@ -298,6 +306,22 @@ class DryRunResult(StatusModel):
     tables_created: list[str] = Field(default_factory=list, description="Tables created.")
     tables_altered: list[str] = Field(default_factory=list, description="Tables altered.")
     tables_dropped: list[str] = Field(default_factory=list, description="Tables dropped.")
+
+
+class BatchProgressStatus(StatusModel):
+    """Where a batched step stands while it runs (and where it ended)."""
+
+    statement: int = Field(description="The batched statement's number in the SQL.")
+    state: Literal["running", "paused", "lagging", "done"] = Field(
+        description="running, paused (spec.paused), lagging (a standby lags), or done."
+    )
+    batches: int = Field(description="Batches committed, counting those of earlier runs.")
+    rows_done: int = Field(description="Rows the committed batches changed.")
+    rows_estimate: int | None = Field(None, description="Rows in all, estimated.")
+    rows_per_second: int | None = Field(None, description="Rate of this run.")
+    eta_seconds: int | None = Field(None, description="Estimated seconds left.")
+    batch_size: int = Field(description="Rows per batch now (adaptive with target=).")
+    updated_at: datetime | None = Field(None, description="When this was written.")
 
 
 class MigrationStatus(ReconciledStatus):
@@ -362,6 +386,13 @@ class MigrationStatus(ReconciledStatus):
         ),
     )
     dry_run: DryRunResult | None = Field(None, description="The result of the last dry run.")
+    batch_progress: BatchProgressStatus | None = Field(
+        None,
+        description=(
+            "Progress of the batched step running now (written every few seconds), or of the "
+            "last one."
+        ),
+    )
 
 
 APPLIED = "!has(oldSelf.status) || !has(oldSelf.status.checksum)"

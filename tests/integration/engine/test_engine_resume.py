@@ -387,7 +387,7 @@ def test_an_incomplete_run_recorded_by_the_first_layout(
         " AND status = 'success';" + _LAYOUT_1_VIEW,
     )
     assert engine.apply(sources).ok
-    assert query(database_url, "SELECT layout_version FROM kubemigrate.schema_info") == [(2,)]
+    assert query(database_url, "SELECT layout_version FROM kubemigrate.schema_info") == [(3,)]
     assert _indexes(database_url) == [("a_id", True), ("a_name", True)]
     assert _states(engine, sources) == ["applied", "applied"]
 

@@ -123,6 +123,11 @@ def outcome(run: Run) -> tuple[str, str, str]:
         else f"statements before statement {result.statement_index} stay applied "
         "(transactional: false)"
     )
+    if result.batches is not None:  # a batched step: what committed stays, with its checkpoint
+        kept = (
+            f"the running batch was rolled back; the committed batches stay, and the next"
+            f" apply resumes after them (statement {result.statement_index})"
+        )
     return (
         "Normal",
         run.cancelled,

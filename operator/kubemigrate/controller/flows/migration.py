@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from kubemigrate.controller.build import status
 from kubemigrate.controller.build.restore_point import rollback_available
 from kubemigrate.controller.flows import migration_backup, preflight
+from kubemigrate.controller.flows.batch_watch import BatchWatch
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.migration_status import IDLE, MigrationStatusWriter
 from kubemigrate.controller.flows.migrator import Migrating, MigratorFactory, open_migrator
@@ -93,11 +94,14 @@ class MigrationFlow:
         self.backoff, self.index, self.sets = backoff, index, sets
         self.writer = MigrationStatusWriter(backoff, index)
         self._open = migrator
+        self._live: Mapping[str, Any] = {}
+        """The body kopf keeps up to date for the daemon (spec.paused, read between batches)."""
 
     # -- the step --------------------------------------------------------------------------
 
     async def step(self, body: Mapping[str, Any], ctx: StepContext) -> float:
         """Do the next thing for this object; return seconds until the next look."""
+        self._live = body
         obj = self.writer.freshest(body)
         current = self.writer.current(obj)
         generation = int(obj["metadata"].get("generation", 1))
@@ -170,6 +174,9 @@ class MigrationFlow:
             ),
         )
         ctx.emit("Normal", "Applying", f"{verb} version {spec.version}")
+        watch = self._watch(
+            obj, ctx, migrator, MigrationPhase.APPLYING, verb=verb, version=spec.version
+        )
         ran = await self._engine_run(
             obj,
             ctx,
@@ -184,11 +191,32 @@ class MigrationFlow:
                 "ApplyCancelled",
             ),
         )
+        await watch.settle()
         if isinstance(ran, _Ran) and ran.result is None and not spec.dry_run:
             ran = await self._recorded(obj, ran, migrator, spec.version, ctx)
         if not isinstance(ran, _Ran):
             return ran
         return await self._applied(obj, spec, source, ran, ctx)
+
+    def _watch(
+        self,
+        obj: dict[str, Any],
+        ctx: StepContext,
+        migrator: Migrating,
+        phase: MigrationPhase,
+        *,
+        verb: str,
+        version: str,
+    ) -> BatchWatch:
+        """Batched steps' progress into status and metrics, and spec.paused into the engine
+        (for a migrator that runs batched steps: the engine's, not a test's stand-in)."""
+        watch = BatchWatch(
+            self.writer, obj, ctx, self._live, phase=phase, verb=verb, version=version
+        )
+        hook = getattr(migrator, "watch_batches", None)
+        if hook is not None:
+            hook(watch.on_batch, watch.paused)
+        return watch
 
     async def _engine_run(
         self,
@@ -403,6 +431,14 @@ class MigrationFlow:
             ),
         )
         ctx.emit("Normal", "RollingBack", f"Rolling back version {spec.version}")
+        watch = self._watch(
+            obj,
+            ctx,
+            migrator,
+            MigrationPhase.ROLLING_BACK,
+            verb="Rolling back",
+            version=spec.version,
+        )
         ran = await self._engine_run(
             obj,
             ctx,
@@ -410,6 +446,7 @@ class MigrationFlow:
             lambda: migrator.rollback([source], versions=[source.version]),
             _Stoppable(migrator, f"rollback of version {spec.version}", True, "RollbackCancelled"),
         )
+        await watch.settle()
         if not isinstance(ran, _Ran):
             return ran
         result, run, observe = ran.result, ran.run, ran.observe

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.engine import (
     AppliedRun,
+    BatchProgress,
     MigrationSource,
     Migrator,
     Origin,
@@ -78,6 +79,12 @@ class OperatorMigrator:
 
     def cancel(self) -> int:
         return cancel_sessions(self._url, self._name)
+
+    def watch_batches(
+        self, on_batch: Callable[[BatchProgress], None], paused: Callable[[], bool]
+    ) -> None:
+        """Report batched steps' progress to on_batch, and pause them while paused says so."""
+        self._engine.on_batch, self._engine.paused = on_batch, paused
 
 
 def open_migrator(

@@ -104,6 +104,7 @@ def batchable(step: Step) -> bool:
     """Whether everything step's history row records is known before its results are."""
     return (
         step.source.transactional
+        and not step.batches
         and step.verify_sql is None
         and step.statements is not None
         and all(s.command in _ROWLESS for s in step.statements)

@@ -7,6 +7,9 @@ catalog comparison). Nothing is written, not even a history row: the database is
 before, and a dry run on a database without a history does not create one.
 
 No-transaction migrations cannot run inside the transaction; they are reported as skipped.
+A migration with a batched statement runs the statements before it and its first batch, and
+reports the estimate of the rows it would change in all; what follows it is not run (it
+would see the table after one batch, not after the whole backfill).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def dry_run(ctx: RunContext, steps: list[Step]) -> list[MigrationResult]:
             if not step.source.transactional:
                 results.append(_skipped(step))
                 continue
-            result = _one(ctx, step)
+            result = _one_batched(ctx, step) if step.batches else _one(ctx, step)
             results.append(result)
             if not result.ok:
                 break
@@ -143,4 +146,59 @@ def _skipped(step: Step) -> MigrationResult:
         duration_seconds=0.0,
         error="no-transaction migration: it cannot run inside the dry run's transaction,"
         " so it was not checked",
+    )
+
+
+def _one_batched(ctx: RunContext, step: Step) -> MigrationResult:
+    """A migration with batched statements: the statements before the first one and its first
+    batch, in a savepoint."""
+    from kubemigrate.engine.migrate.batchrun import BatchLoop  # noqa: PLC0415 - a cycle
+    from kubemigrate.engine.migrate.nontransactional import statement_failure  # noqa: PLC0415
+
+    session = ctx.session
+    started_at, clock = now(), time.perf_counter()
+    before = ctx.catalog.snapshot()
+    session.script(
+        f"SAVEPOINT {_SAVEPOINT};{session.resets};" + local_settings(step.source, ctx.settings)
+    )
+    rows, batches, estimate = 0, 0, None
+    for statement in step.statements or ():
+        batched = step.batches.get(statement.index)
+        if batched is None:
+            ran = session.script(statement.text)
+            if ran.error is not None:
+                failure = statement_failure(ran, statement, 0)
+                return _result(step, started_at, time.perf_counter() - clock, 1, failure=failure)
+            rows += rows_affected(ran)
+            continue
+        loop = BatchLoop(ctx, step, statement, batched, progress=None, checkpoint=None)
+        done, estimate, failed = loop.first_batch()
+        if failed is not None:
+            return _result(step, started_at, time.perf_counter() - clock, 1, failure=failed)
+        rows, batches = rows + done, batches + 1
+        about = f"about {estimate} rows in all" if estimate is not None else "no estimate"
+        later = len(step.statements or ()) - statement.index
+        ctx.progress(
+            f"dry run {step.version}, statement {statement.index}: its first batch of"
+            f" {batched.spec.size} changed {done} rows; {about}"
+            f" ({loop.estimate_source or 'none'}); the {later} statement(s) after it not run"
+        )
+        break
+    changes = ctx.catalog.diff(before, ctx.catalog.snapshot())
+    session.script(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    return MigrationResult(
+        version=step.version,
+        description=step.source.description,
+        kind="dry_run",
+        status="success",
+        checksum=step.source.checksum,
+        started_at=started_at,
+        finished_at=now(),
+        duration_seconds=time.perf_counter() - clock,
+        rows_affected=rows,
+        tables_created=changes.created,
+        tables_altered=changes.altered,
+        tables_dropped=changes.dropped,
+        batches=batches,
+        rows_estimate=estimate,
     )

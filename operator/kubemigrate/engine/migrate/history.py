@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from psycopg import sql
 
@@ -210,18 +210,30 @@ class RunProgress:
     done: int
     digest: str
     running: int | None
+    batch: BatchCheckpoint | None = None
+    """The checkpoint of its batched statement, once a batch of it committed."""
 
 
-def _progress(
-    kind: str | None,
-    statements: int | None,
-    done: int | None,
-    digest: str | None,
-    running: int | None,
-) -> RunProgress | None:
+@dataclass(frozen=True)
+class BatchCheckpoint:
+    """How far a batched statement got: its last committed batch's record."""
+
+    statement: int
+    batches: int
+    rows: int
+    last_key: str | None
+    size: int | None
+
+
+def _progress(columns: list[Any]) -> RunProgress | None:
+    """The progress columns of a ``version_state`` row, in its order."""
+    kind, statements, done, digest, running, batch_statement, batches, rows, key, size = columns
     if kind is None or statements is None or done is None or digest is None:
         return None
-    return RunProgress(cast(Kind, kind), statements, done, digest, running)
+    checkpoint = None
+    if batch_statement is not None and batches is not None:
+        checkpoint = BatchCheckpoint(batch_statement, int(batches), int(rows or 0), key, size)
+    return RunProgress(cast(Kind, kind), statements, done, digest, running, checkpoint)
 
 
 class History:
@@ -343,7 +355,9 @@ class History:
                 "SELECT version, description, state, checksum,"
                 f" {microseconds_sql('applied_at')}, duration_ms,"
                 " rollback_available, sqlstate, error, last_kind, progress_kind,"
-                " progress_statements, progress_done, progress_digest, progress_running"
+                " progress_statements, progress_done, progress_digest, progress_running,"
+                " progress_batch_statement, progress_batches, progress_batch_rows,"
+                " progress_last_key, progress_batch_size"
                 " FROM {}.version_state"
             ).format(sql.Identifier(self.schema))
         )
@@ -374,7 +388,7 @@ class History:
                 sqlstate,
                 error,
                 cast(Kind, last_kind),
-                _progress(*progress),
+                _progress(progress),
             )
         return records
 

@@ -14,11 +14,14 @@ Layouts:
    ``version_state`` reading it: a failed no-transaction rollback is ``incomplete``, and each
    version carries its run's progress. A kubemigrate that knows only layout 1 refuses a
    layout-2 history.
+3. ``progress`` gains the checkpoint of a batched statement (``batch_statement``, ``batches``,
+   ``batch_rows``, ``last_key``, ``batch_size``), written in the transaction of each batch,
+   and ``version_state`` reads it.
 """
 
 from __future__ import annotations
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 """Version of the history's own layout; bump with an upgrade step in ``UPGRADES``."""
 
 _TABLES = """
@@ -83,7 +86,19 @@ COMMENT ON TABLE {schema}.progress IS
 row belongs to the run ``run_id`` (its history rows share it) and counts only while that run's
 row is the version's last word."""
 
-_VIEW = """
+_BATCHES = """
+ALTER TABLE {schema}.progress
+    ADD COLUMN IF NOT EXISTS batch_statement integer,
+    ADD COLUMN IF NOT EXISTS batches bigint,
+    ADD COLUMN IF NOT EXISTS batch_rows bigint,
+    ADD COLUMN IF NOT EXISTS last_key text,
+    ADD COLUMN IF NOT EXISTS batch_size integer;
+"""
+"""The checkpoint of the batched statement ``batch_statement`` (the one at ``done + 1`` while
+it runs): ``batches`` committed, ``batch_rows`` they changed, the ``last_key`` the last one
+returned (text; the server casts it back), and the (adaptive) ``batch_size`` it used."""
+
+_VIEW_2 = """
 CREATE OR REPLACE VIEW {schema}.version_state AS
 WITH last_transition AS (
     SELECT DISTINCT ON (h.version_key) h.*
@@ -121,11 +136,21 @@ COMMENT ON VIEW {schema}.version_state IS 'kubemigrate: where each version stand
 """
 """A failed rollback changes nothing for a transactional migration (the version stays
 applied); one of a no-transaction migration (its run has a progress row) may have run some of
-its statements, so it leaves the version ``incomplete``."""
+its statements, so it leaves the version ``incomplete``. This is layout 2's view."""
+
+_VIEW = _VIEW_2.replace(
+    "p.running AS progress_running\n",
+    "p.running AS progress_running, p.batch_statement AS progress_batch_statement,\n"
+    "       p.batches AS progress_batches, p.batch_rows AS progress_batch_rows,\n"
+    "       p.last_key AS progress_last_key, p.batch_size AS progress_batch_size\n",
+)
+"""Layout 3's view: layout 2's with the batch checkpoint (columns added at the end, as
+``CREATE OR REPLACE VIEW`` requires)."""
 
 CREATE = (
     _TABLES
     + _PROGRESS
+    + _BATCHES
     + _VIEW
     + """
 INSERT INTO {schema}.schema_info (layout_version, engine_version)
@@ -134,5 +159,5 @@ VALUES ({layout}, {engine}) ON CONFLICT (singleton) DO NOTHING;
 )
 """The current layout, for a database without a history (a ``psycopg.sql`` template)."""
 
-UPGRADES: dict[int, str] = {1: _PROGRESS + _VIEW}
+UPGRADES: dict[int, str] = {1: _PROGRESS + _VIEW_2, 2: _BATCHES + _VIEW}
 """layout version n -> SQL taking the layout from n to n + 1 (``psycopg.sql`` templates)."""

@@ -32,6 +32,7 @@ from kubemigrate.engine.migrate.activity import (
     lost_reason,
     watch_interval,
 )
+from kubemigrate.engine.migrate.batchprogress import BatchCallback, PauseCheck
 from kubemigrate.engine.migrate.catalog import Catalog
 from kubemigrate.engine.migrate.history import History
 from kubemigrate.engine.migrate.locking import RunLock
@@ -100,10 +101,14 @@ class Migrator:
         origin: Origin | None = None,
         on_progress: Callable[[str], None] | None = None,
         connect_timeout: int = 10,
+        on_batch: BatchCallback | None = None,
+        paused: PauseCheck | None = None,
     ) -> None:
         """``default_lock_timeout``/``default_statement_timeout`` (seconds; 0 disables, None
         keeps the server's setting) apply to migrations that set none of their own.
-        ``lock_retry_*``: attempts of a transaction that hits lock_timeout, and the backoff."""
+        ``lock_retry_*``: attempts of a transaction that hits lock_timeout, and the backoff.
+        ``on_batch`` hears every batch of a batched statement (``BatchProgress``);
+        ``paused`` is asked before each batch, which waits while it returns True."""
         if not history_schema or len(history_schema) > _IDENTIFIER_MAX:
             raise ValueError(f"history schema name must be 1 to {_IDENTIFIER_MAX} characters")
         self._url = database_url
@@ -119,6 +124,8 @@ class Migrator:
         self.origin = origin
         self._on_progress = on_progress
         self.connect_timeout = connect_timeout
+        self.on_batch = on_batch
+        self.paused = paused
 
     def _progress(self, message: str) -> None:
         if self._on_progress is not None:
@@ -353,6 +360,8 @@ class Migrator:
                 self.origin,
                 self._progress,
                 activity,
+                on_batch=self.on_batch,
+                paused=self.paused,
             )
             if before_lock is not None:
                 before_lock(ctx)

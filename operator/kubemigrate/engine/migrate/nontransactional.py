@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from kubemigrate.engine.migrate.batchrun import BatchLoop
 from kubemigrate.engine.migrate.catalog import TableChanges
 from kubemigrate.engine.migrate.checksum import sql_checksum
 from kubemigrate.engine.migrate.history import AS_RUNNER, HistoryRow
@@ -79,6 +80,8 @@ class _Run:
         self.attempts = 1
         self.blocked_by: str | None = None
         """Who was seen holding the locks the run waited for."""
+        self.batches = 0
+        """Batches this run committed, of its batched statements."""
 
     def run(self) -> MigrationResult:
         ctx, step, session = self.ctx, self.step, self.ctx.session
@@ -89,7 +92,7 @@ class _Run:
             history_row(
                 ctx, step, "pending", started_at=started_at, finished_at=started_at, duration=0.0
             ),
-            self.progress.start(self.resume.start - 1),
+            self.progress.start(self.resume.start - 1, keep_batch=self.resume.batch is not None),
         )
         before = ctx.catalog.snapshot()
         session.script(
@@ -120,7 +123,8 @@ class _Run:
             blocked_by=self.blocked_by if self.attempts > 1 else None,
         )
         self._record(row, self.progress.finished() if failure is None else self.progress.settled())
-        return result_of(row)
+        result = result_of(row)
+        return replace(result, batches=self.batches) if step.batches else result
 
     def _record(self, row: HistoryRow, progress: str) -> None:
         self.ctx.history.append(row, also=progress if self.recorded else None)
@@ -136,17 +140,74 @@ class _Run:
         for statement in replayed(step.statements, self.resume.start):
             ran = session.script(statement.text)
             if ran.error is not None:
-                return _failure(ran, statement, 0)
+                return statement_failure(ran, statement, 0)
         remaining = step.statements[self.resume.start - 1 :]
         drop_invalid_indexes(self.ctx, remaining)
-        for statement in remaining:
+        for unit in units(step, remaining):
+            statement = unit[0]
             if statement.index in self.resume.check and self._settled(statement):
                 self._mark(self.progress.done(statement.index))
                 continue
-            failure = self._run_statement(statement)
+            if statement.index in step.batches:
+                failure = self._run_batched(statement)
+            elif len(unit) > 1:
+                failure = self._run_group(unit)
+            else:
+                failure = self._run_statement(statement)
             if failure is not None:
                 return failure
         return None
+
+    def _run_batched(self, statement: Statement) -> Failure | None:
+        """Run a batched statement from its checkpoint (see ``batchrun``)."""
+        checkpoint = self.resume.batch if statement.index == self.resume.start else None
+        loop = BatchLoop(
+            self.ctx,
+            self.step,
+            statement,
+            self.step.batches[statement.index],
+            progress=self.progress,
+            checkpoint=checkpoint,
+        )
+        outcome = loop.run()
+        self.rows += outcome.rows
+        self.batches += outcome.batches
+        self.attempts += outcome.retries
+        self.blocked_by = outcome.blocked_by or self.blocked_by
+        return outcome.failure
+
+    def _run_group(self, unit: Sequence[Statement]) -> Failure | None:
+        """Run consecutive statements of a batched migration in one transaction, with their
+        progress, retrying on lock_timeout; its failure, if it failed."""
+        policy, session = self.ctx.settings.retry, self.ctx.session
+        first, last = unit[0], unit[-1]
+        self.ctx.activity.doing = (
+            f"{self.step.kind} of migration {self.step.version}, statements"
+            f" {first.index} to {last.index} (lines {first.line} to {last.line})"
+        )
+        text, head = span(self.step.sql, unit), "BEGIN;\n"
+        tail = f"\n;{AS_RUNNER};{self.progress.done(last.index)};COMMIT"
+        tries = 1
+        while True:
+            ran = session.script(head + text + tail)
+            if ran.error is None:
+                self.rows += rows_affected(ran, 1, 1 + len(unit))
+                return None
+            session.rollback_if_open()
+            failure = _group_failure(ran, unit, text, len(head))
+            if ran.error.sqlstate != LOCK_NOT_AVAILABLE:
+                return failure
+            self.blocked_by = self.ctx.activity.blockers() or self.blocked_by
+            if tries >= max(1, policy.attempts):
+                return replace(failure, blocked_by=self.blocked_by)
+            delay = policy.delay(tries)
+            self.ctx.progress(
+                f"{self.step.kind} {self.step.version}, statements {first.index} to"
+                f" {last.index}: lock not available; retrying in {delay:.2f}s"
+            )
+            time.sleep(delay)
+            tries += 1
+            self.attempts += 1
 
     def _settled(self, statement: Statement) -> bool:
         """Whether the catalog shows statement done (its run may have finished unseen)."""
@@ -177,9 +238,11 @@ class _Run:
             if ran.error.sqlstate == LOCK_NOT_AVAILABLE:
                 self.blocked_by = self.ctx.activity.blockers() or self.blocked_by
             if ran.error.sqlstate != LOCK_NOT_AVAILABLE:
-                return _failure(ran, statement, offset)
+                return statement_failure(ran, statement, offset)
             if tries >= max(1, policy.attempts):
-                return replace(_failure(ran, statement, offset), blocked_by=self.blocked_by)
+                return replace(
+                    statement_failure(ran, statement, offset), blocked_by=self.blocked_by
+                )
             session.rollback_if_open()
             delay = policy.delay(tries)
             held = f", held by {self.blocked_by}" if self.blocked_by else ""
@@ -230,7 +293,44 @@ class _Run:
         self.ctx.history.write(progress)
 
 
-def _failure(ran: ScriptOutcome, statement: Statement, offset: int) -> Failure:
+def units(step: Step, statements: Sequence[Statement]) -> list[list[Statement]]:
+    """statements in the units they run in: each batched statement alone; in a migration
+    that is otherwise transactional, the statements between them together, in one
+    transaction each; in a no-transaction migration every statement alone."""
+    found: list[list[Statement]] = []
+    for statement in statements:
+        together = step.source.transactional and statement.index not in step.batches
+        if together and found and found[-1][-1].index not in step.batches:
+            found[-1].append(statement)
+        else:
+            found.append([statement])
+    return found
+
+
+def span(sql: str, unit: Sequence[Statement]) -> str:
+    """The text of sql from the first statement of unit to the end of its last."""
+    starts = [0] + [i + 1 for i, c in enumerate(sql) if c == "\n"]
+    first, last = unit[0], unit[-1]
+    begin = sql.index(first.text, starts[first.line - 1])
+    end = sql.index(last.text, starts[last.line - 1]) + len(last.text)
+    return sql[begin:end]
+
+
+def _group_failure(
+    ran: ScriptOutcome, unit: Sequence[Statement], text: str, offset: int
+) -> Failure:
+    """Where a group's transaction failed: its statement (by result) and line (by position)."""
+    assert ran.error is not None
+    index, line = None, None
+    if ran.failed_at is not None and 1 <= ran.failed_at <= len(unit):
+        index, line = unit[ran.failed_at - 1].index, unit[ran.failed_at - 1].line
+    position = ran.error.position
+    if position is not None and 0 < position - offset <= len(text):
+        line = unit[0].line + text.count("\n", 0, position - offset - 1)
+    return Failure(ran.error, index, line)
+
+
+def statement_failure(ran: ScriptOutcome, statement: Statement, offset: int) -> Failure:
     assert ran.error is not None
     line = statement.line
     position = ran.error.position

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kubemigrate.engine.migrate.history import VersionRecord
+from kubemigrate.engine.migrate.history import BatchCheckpoint, VersionRecord
 from kubemigrate.engine.migrate.results import Kind
 from kubemigrate.engine.migrate.sources import MigrationSource
 from kubemigrate.engine.migrate.step import Step
@@ -65,6 +65,8 @@ class Resume:
     """The statement the stopped run had sent and not known done, if it is ``start``."""
     note: str | None = None
     """What the run says about where it starts, when it does not start afresh."""
+    batch: BatchCheckpoint | None = None
+    """The checkpoint of the batched statement ``start``, when batches of it committed."""
 
 
 FRESH = Resume()
@@ -99,7 +101,10 @@ def resume_of(step: Step, record: VersionRecord | None) -> Resume:
             if doubt is not None and _index(statements[doubt - 1])
             else frozenset()
         )
-        return Resume(start, check, doubt, _note(step, start, doubt))
+        batch = progress.batch
+        if batch is None or batch.statement != start or start not in step.batches:
+            batch = None
+        return Resume(start, check, doubt, _note(step, start, doubt, batch), batch)
     check = frozenset(s.index for s in statements if _index(s))
     return Resume(
         1,
@@ -125,13 +130,18 @@ def _index(statement: Statement) -> bool:
     ) or statement.command == INDEX_DROP
 
 
-def _note(step: Step, start: int, doubt: int | None) -> str:
+def _note(step: Step, start: int, doubt: int | None, batch: BatchCheckpoint | None) -> str:
     assert step.statements is not None
     total = len(step.statements)
     if start > total:
         return f"finishes it: all {total} statements are done"
     statement = step.statements[start - 1]
     head = f"resumes at statement {start} of {total} (line {statement.line}, {statement.command})"
+    if batch is not None:
+        head += (
+            f" after its batch {batch.batches} ({batch.rows} rows done; the committed batches"
+            " are not run again)"
+        )
     if doubt is None:
         return head
     return f"{head}, which was running when the last run stopped: {settle(step, doubt)}"
@@ -221,6 +231,9 @@ def _calls_set_config(node: dict[str, object]) -> bool:
     return names[-1:] == ["set_config"]
 
 
+BATCH_COLUMNS = ("batch_statement", "batches", "batch_rows", "last_key", "batch_size")
+
+
 class ProgressSql:
     """The progress row's SQL for one step of one run (literals: it travels with other
     statements in one message)."""
@@ -232,9 +245,11 @@ class ProgressSql:
         self.run_id = run_id
         self.checksum = sql_checksum
 
-    def start(self, done: int) -> str:
-        """The row of a run starting after its first ``done`` statements."""
+    def start(self, done: int, *, keep_batch: bool = False) -> str:
+        """The row of a run starting after its first ``done`` statements; ``keep_batch``:
+        keep the checkpoint of the batched statement it resumes."""
         step = self.step
+        batch = "" if keep_batch else ", " + ", ".join(f"{c} = NULL" for c in BATCH_COLUMNS)
         total = len(step.statements or ())
         return (
             f"INSERT INTO {self.table} (version_key, version, run_id, kind, checksum,"
@@ -245,7 +260,16 @@ class ProgressSql:
             " version = excluded.version, kind = excluded.kind,"
             " checksum = excluded.checksum, statements = excluded.statements,"
             " done = excluded.done, done_digest = excluded.done_digest, running = NULL,"
-            " updated_at = clock_timestamp()"
+            f" updated_at = clock_timestamp(){batch}"
+        )
+
+    def checkpoint(self) -> str:
+        """The checkpoint of a batch, in the batch's transaction: parameters $1 statement,
+        $2 batches, $3 rows, $4 last key (text), $5 batch size."""
+        return (
+            f"UPDATE {self.table} SET batch_statement = $1::integer, batches = $2::bigint,"
+            " batch_rows = $3::bigint, last_key = $4::text, batch_size = $5::integer,"
+            f" updated_at = clock_timestamp() WHERE version_key = {self.key}"
         )
 
     def running(self, index: int) -> str:
@@ -285,12 +309,12 @@ def unfinished(
         source = sources.get(key)
         if record.state not in ("incomplete", "failed") or source is None:
             continue
-        if record.state == "failed" and source.transactional:
-            continue  # rolled back whole: the next apply simply runs it
         kind: Kind = "rollback" if record.rollback_incomplete else "apply"
         if kind == "rollback" and source.down_sql is None:
             notes[key] = "its rollback stopped midway, and it has no rollback SQL now"
             continue
         step = Step.of(source, kind, server_version)
+        if record.state == "failed" and not step.stepwise:
+            continue  # rolled back whole: the next apply simply runs it
         notes[key] = explain(step, record, resume_of(step, record))
     return notes

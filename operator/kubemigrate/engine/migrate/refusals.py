@@ -16,10 +16,17 @@ _COPY_STDIO = re.compile(r"\b(stdin|stdout)\b", re.IGNORECASE)
 
 
 def refuse_forbidden(steps: Sequence[Step]) -> None:
-    """InvalidSources for SQL with a NUL character (the protocol ends a query at it);
+    """InvalidSources for malformed batch markers (see ``batchspec``) and for SQL with a NUL
+    character (the protocol ends a query at it);
     TransactionForbidden for DISCARD ALL and COPY FROM STDIN / TO STDOUT in any migration,
     and for the first statement a transactional step cannot run."""
     for step in steps:
+        if step.batch_error is not None:
+            where = f" ({step.source.path})" if step.source.path else ""
+            raise InvalidSources(
+                f"migration {step.version}{where}: its {step.kind} SQL has a malformed batched"
+                f" step: {step.batch_error}; nothing was run"
+            )
         if "\x00" in step.sql:
             raise InvalidSources(
                 f"migration {step.version}: its {step.kind} SQL holds a NUL"
@@ -67,7 +74,7 @@ def refuse_undecided(steps: Sequence[Step], records: planning.Records) -> None:
     """NeedsRepair for a no-transaction step whose last run stopped in a statement that the
     catalog cannot settle (see ``progress``)."""
     for step in steps:
-        if step.source.transactional:
+        if not step.stepwise:
             continue
         problem = undecided(step, resume_of(step, records.get(step.key)))
         if problem is not None:

@@ -58,6 +58,11 @@ class MigrationResult:
     blocked_by: str | None = None
     """Sessions seen holding a lock the migration waited for until lock_timeout (its retries,
     ``attempts``), by pid, application and query start: say it, with or without a failure."""
+    batches: int | None = None
+    """For a migration with batched statements: the batches this run committed (a dry run:
+    the one it tried)."""
+    rows_estimate: int | None = None
+    """A dry run of a batched statement: the rows it would change in all, estimated."""
 
     @property
     def ok(self) -> bool:

@@ -74,7 +74,7 @@ class RunLoop:
             self.ctx.activity.doing = f"{step.kind} of migration {step.version}"
             if self.on_progress is not None:
                 self.on_progress(f"{step.kind} {step.version} {step.source.description}".rstrip())
-            if step.source.transactional:
+            if not step.stepwise:
                 done = runner.run(step, defer=index + 1 < len(segment))
             else:
                 done = runner.flush()

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from kubemigrate.engine.migrate.batchspec import MarkerError, markers
 from kubemigrate.engine.migrate.checksum import sql_checksum
 from kubemigrate.engine.migrate.durations import parse_duration
 from kubemigrate.engine.migrate.versions import validate_version, version_key
@@ -44,6 +45,7 @@ _SIMPLE = re.compile(
 )
 _FLYWAY = re.compile(r"(?P<prefix>[VU])(?P<version>[0-9]+(?:[._][0-9]+)*)__(?P<name>.*)\.sql")
 _DIRECTIVE = re.compile(r"--\s*kubemigrate:(?P<body>.*)", re.IGNORECASE)
+_BATCH_WORD = re.compile(r"\s*batch", re.IGNORECASE)
 
 
 class SourceError(ValueError):
@@ -107,8 +109,8 @@ def parse_directives(sql: str) -> Directives:
     found: dict[str, float | None] = {"lock-timeout": None, "statement-timeout": None}
     for line in sql.splitlines():
         m = _DIRECTIVE.fullmatch(line.strip())
-        if not m:
-            break
+        if not m or _BATCH_WORD.match(m["body"]):
+            break  # a batch marker belongs to the statement after it (see ``batchspec``)
         for word in m["body"].replace(",", " ").split():
             name, eq, value = word.partition("=")
             name = name.lower()
@@ -226,6 +228,12 @@ def _build(entry: _Entry, prefix: str, problems: list[str]) -> MigrationSource |
     except ValueError as exc:
         problems.append(f"{entry.up}: {exc}")
         return None
+    for name, text in ((entry.up, up_sql), (entry.down, down_sql)):
+        try:
+            markers(text or "")
+        except MarkerError as exc:
+            problems.append(f"{name}: {exc}")
+            return None
     if entry.down is not None and down_sql is not None:
         try:
             down_directives = parse_directives(down_sql)

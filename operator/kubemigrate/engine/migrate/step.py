@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -21,6 +21,8 @@ from kubemigrate.engine.migrate.sources import MigrationSource
 from kubemigrate.engine.pg.session import ScriptOutcome, Session, SqlError
 
 if TYPE_CHECKING:  # the parser is loaded only when there is SQL to run
+    from kubemigrate.engine.migrate.batchprogress import BatchCallback, PauseCheck
+    from kubemigrate.engine.migrate.batchspec import BatchedStatement
     from kubemigrate.engine.migrate.statements import Statement
 
 LOCK_NOT_AVAILABLE = "55P03"
@@ -65,6 +67,10 @@ class RunContext:
     guard: Session | None = None
     """The guard lock's connection while the lock is held (see ``locking``): idle, for the
     engine's looks at the server while a migration runs."""
+    on_batch: BatchCallback | None = None
+    """Told of every batch of a batched statement (see ``batchprogress``)."""
+    paused: PauseCheck | None = None
+    """Asked before every batch: while it says True, the batched statement waits."""
 
 
 @dataclass(frozen=True)
@@ -81,20 +87,51 @@ class Step:
     checksum: str = ""
     """The source's checksum, computed once (the source computes it on every access)."""
     key: tuple[int, ...] = ()
+    batches: Mapping[int, BatchedStatement] = field(default_factory=dict)
+    """The statements that run in batches, by index (see ``batchspec``)."""
+    batch_error: str | None = None
+    """Why its batch markers are malformed ("line 3: ..."): refused before anything runs."""
+
+    @property
+    def stepwise(self) -> bool:
+        """Whether it runs statement by statement with a progress row, not in one
+        transaction: a no-transaction migration, or one with a batched statement."""
+        return not self.source.transactional or bool(self.batches)
 
     @classmethod
     def of(cls, source: MigrationSource, kind: Kind, server_version: int) -> Step:
+        from kubemigrate.engine.migrate.batchspec import (  # noqa: PLC0415 - pglast only when needed
+            MarkerError,
+            attach,
+            bind,
+            has_batch_syntax,
+            markers,
+        )
         from kubemigrate.engine.migrate.statements import (  # noqa: PLC0415 - pglast only when needed
             ParseError,
             split_statements,
         )
 
         text = source.up_sql if kind != "rollback" else source.down_sql or ""
+        bound, specs, batch_error = None, {}, None
+        if has_batch_syntax(text):
+            bound = bind(text)
+            text = bound.sql
+            try:
+                specs = markers(text)
+            except MarkerError as exc:
+                batch_error = str(exc)
         try:
             statements: list[Statement] | None = split_statements(text, server_version)
             problem = None
         except ParseError as exc:
             statements, problem = None, str(exc)
+        batches: dict[int, BatchedStatement] = {}
+        if bound is not None and statements is not None and batch_error is None:
+            try:
+                batches = attach(statements, specs, bound)
+            except MarkerError as exc:
+                batch_error = str(exc)
         return cls(
             source,
             kind,
@@ -104,6 +141,8 @@ class Step:
             problem,
             source.checksum,
             source.key,
+            batches,
+            batch_error,
         )
 
     @property

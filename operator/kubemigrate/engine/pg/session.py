@@ -196,6 +196,17 @@ class Session:
         self.send(text)
         return self.receive()
 
+    def run_params(self, text: str, params: Sequence[str | None]) -> ScriptOutcome:
+        """Run one statement with ``$n`` parameters bound by the server (sent as text of
+        unknown type, so the server infers each from where it is used); its result."""
+        with self.conn.lock:
+            self.pgconn.send_query_params(
+                text.encode(self.encoding),
+                [None if p is None else p.encode(self.encoding) for p in params],
+            )
+            self.conn.wait(generators.send(self.pgconn))
+        return self.receive()
+
     def send(self, text: str) -> None:
         """Send text as one simple query and return while the server runs it; ``receive``
         collects the results. Nothing else may be sent in between."""
