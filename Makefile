@@ -104,6 +104,7 @@ bench: venv sysdeps image $(VENV)-bench/.stamp ## the benchmarks; results go in 
 	$(PY) bench/engine_bench.py
 	$(PY) bench/backup_bench.py
 	$(PY) bench/operator_bench.py
+	$(PY) bench/objstore_bench.py
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)
@@ -115,6 +116,10 @@ faults-engine: venv sysdeps ## the engine's fault suite in full: 20 kill -9 of a
 bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigrate apply against psql -f (docs/benchmarks.md)
 	$(PY) bench/bigfile_bench.py
 .PHONY: bench-bigfile
+
+bench-objstore: venv sysdeps ## about 1 GB backed up to and restored from a local S3 server (moto), against pg_dump | upload; -j 2 against -j 1
+	$(PY) bench/objstore_bench.py
+.PHONY: bench-objstore
 
 # -- the operator's fault suite (tests/faults/operator); its short version (3 kills, the
 # hostile-manifest corpus, the Secret canary) runs in `make integration` with tests/faults.
