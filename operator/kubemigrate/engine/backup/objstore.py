@@ -122,11 +122,26 @@ def storage_error(exc: BaseException, where: ObjectLocation, doing: str) -> Back
     denied = (obx.PermissionDeniedError, obx.UnauthenticatedError, PermissionError)
     if isinstance(exc, denied) or _denied(exc):
         return StorageDenied(
-            f"object storage refused {doing} {where}: check the credentials "
-            f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the workload identity) and the "
-            f"bucket's policy ({_code(exc)})"
+            f"object storage refused {doing} {where} {_which_credentials()}: check the "
+            f"credentials and the bucket's policy ({_code(exc)})"
         )
     return StorageError(f"object storage failed {doing} {where}: {clean(exc)}")
+
+
+IDENTITY_VARIABLES = (
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+
+
+def _which_credentials() -> str:
+    """Which credentials were used, by name only."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return "with the access key in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    if any(os.environ.get(name) for name in IDENTITY_VARIABLES):
+        return "with the workload identity"
+    return "without credentials (no AWS_ACCESS_KEY_ID, no workload identity found)"
 
 
 _DENIED_CODES = (
