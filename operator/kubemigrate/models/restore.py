@@ -63,10 +63,12 @@ class DatabaseRestoreSpec(SpecModel):
             cel(
                 "has(self.backupRef) != has(self.source)",
                 "a DatabaseRestore needs exactly one of backupRef and source",
+                field_path=".backupRef",
             ),
             cel(
                 "!has(self.source) || has(self.database)",
                 "a restore from source needs database (there is no DatabaseBackup to take it from)",
+                field_path=".database",
             ),
         )
     )
