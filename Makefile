@@ -106,6 +106,7 @@ bench: venv sysdeps image $(VENV)-bench/.stamp ## the benchmarks; results go in 
 	$(PY) bench/operator_bench.py
 	$(PY) bench/set_bench.py
 	$(PY) bench/batch_bench.py
+	$(PY) bench/objstore_bench.py
 
 clean: dev-down ## remove .dev and the venv (the Go build cache stays)
 	rm -rf .dev $(VENV)
@@ -129,6 +130,10 @@ bench-batch: venv sysdeps ## a 10 million row backfill, batched against one UPDA
 bench-bigfile: venv sysdeps ## one 4 MB migration of 40,000 statements: kubemigrate apply against psql -f (docs/benchmarks.md)
 	$(PY) bench/bigfile_bench.py
 .PHONY: bench-bigfile
+
+bench-objstore: venv sysdeps ## about 1 GB backed up to and restored from a local S3 server (moto), against pg_dump | upload; -j 2 against -j 1
+	$(PY) bench/objstore_bench.py
+.PHONY: bench-objstore
 
 # -- the operator's fault suite (tests/faults/operator); its short version (3 kills, the
 # hostile-manifest corpus, the Secret canary) runs in `make integration` with tests/faults.

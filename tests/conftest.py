@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import databases, postgres
+from harness import databases, postgres, s3
 from harness.devenv import read_env
 from harness.paths import DEV_DIR
+from harness.s3 import S3Server
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,3 +70,17 @@ def password_role(pg_admin_url: str) -> Callable[[str], str]:
         return postgres.PASSWORD_ROLE
 
     return set_password
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto in server mode) on loopback, with authentication on:
+    only the credentials in ``s3_server.env()`` are accepted."""
+    with s3.running(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on the test S3 server."""
+    return s3_server.new_bucket()

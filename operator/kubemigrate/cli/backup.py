@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from kubemigrate import jobresult
 from kubemigrate.cli import results
@@ -32,10 +35,11 @@ from kubemigrate.cli.output import Output, format_duration, redacted
 from kubemigrate.engine import (
     ConnectionFailed,
     EngineError,
+    ObjectLocation,
     RestoreResult,
     UnsupportedOption,
     VerifyResult,
-    delete_backup,
+    delete_at,
     restore_backup,
     secrets_of,
     take_backup,
@@ -81,7 +85,8 @@ def _run(args: argparse.Namespace, work: Work) -> int:
         for secret in secrets_of(u)
     ]
     out = Output(verbose=args.verbose, secrets=secrets)
-    result, code = _outcome(args, work, out)
+    with _terminate_as_interrupt():
+        result, code = _outcome(args, work, out)
     result = redacted(result, out.clean)
     if result["error"]:
         out.error(result["error"])
@@ -120,6 +125,25 @@ class _Usage(Exception):
     reason = "InvalidArguments"
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a Job's deadline, a deleted pod) ends the command the way Ctrl-C does, so an
+    upload in progress is aborted and temporary files are removed before the grace period."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _backup(args: argparse.Namespace, out: Output) -> jobresult.Backup:
     out.detail(f"backing up to {args.output} ({args.format} format)")
     result = take_backup(
@@ -130,6 +154,7 @@ def _backup(args: argparse.Namespace, out: Output) -> jobresult.Backup:
         jobs=args.jobs,
         count_rows=_row_counts(args),
         overwrite=args.overwrite,
+        compress=args.compress,
     )
     if not args.json:
         out.say(
@@ -163,6 +188,7 @@ def _restore(args: argparse.Namespace, out: Output) -> jobresult.Restore:
         clean=args.clean,
         no_owner=args.no_owner,
         pg_restore=args.pg_restore,
+        jobs=args.jobs,
     )
     data = results.restore(result)
     if not args.json:
@@ -178,11 +204,10 @@ def _restore(args: argparse.Namespace, out: Output) -> jobresult.Restore:
 
 def _delete(args: argparse.Namespace, out: Output) -> jobresult.DeleteBackup:
     """Remove the dump, its sidecar, and the hidden partial files of an interrupted run."""
-    path = Path(args.file).absolute()
-    found = delete_backup(path, on_removed=lambda victim: out.detail(f"removed {victim}"))
+    where, found = delete_at(args.file, on_removed=lambda victim: out.detail(f"removed {victim}"))
     if not args.json:
-        out.say(f"Deleted backup {path}" if found else f"No backup at {path}: nothing to delete")
-    return {"ok": True, "location": str(path), "removed": [p.name for p in found], "error": None}
+        out.say(f"Deleted backup {where}" if found else f"No backup at {where}: nothing to delete")
+    return {"ok": True, "location": where, "removed": found, "error": None}
 
 
 def _verify(args: argparse.Namespace, out: Output) -> jobresult.VerifyBackup:
@@ -191,7 +216,7 @@ def _verify(args: argparse.Namespace, out: Output) -> jobresult.VerifyBackup:
 
 
 def _check(
-    path: Path, args: argparse.Namespace, out: Output
+    path: Path | ObjectLocation, args: argparse.Namespace, out: Output
 ) -> tuple[VerifyResult, RestoreResult | None]:
     """verify_backup, then a test restore when a scratch server is given; say what was found."""
     checked = verify_backup(path, pg_restore=getattr(args, "pg_restore", "pg_restore"))

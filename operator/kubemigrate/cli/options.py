@@ -175,6 +175,14 @@ FORMATS = ("custom", "plain", "directory")
 arguments (a unit test keeps the two the same)."""
 
 
+def location(text: str) -> Path | str:
+    """A backup's place: ``s3://bucket/key`` as given (the engine parses it), else a path."""
+    return text if text.startswith("s3://") else Path(text)
+
+
+WHERE = "a file or directory, or s3://bucket/prefix/name (credentials from AWS_* variables)"
+
+
 def _pg_restore(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pg-restore",
@@ -190,9 +198,10 @@ def backup(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         metavar="FILE",
-        type=Path,
+        type=location,
         required=True,
-        help="where to write the backup (a directory for --format directory)",
+        help="where to write the backup (a directory for --format directory; or "
+        "s3://bucket/prefix/name, uploaded in parts as pg_dump writes)",
     )
     parser.add_argument(
         "--format", choices=FORMATS, default="custom", help="pg_dump format (default: %(default)s)"
@@ -202,6 +211,12 @@ def backup(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         type=positive_int,
         help="parallel pg_dump workers (directory format only)",
+    )
+    parser.add_argument(
+        "--compress",
+        metavar="METHOD",
+        help="pg_dump --compress: a gzip level 0-9, or (pg_dump 16+) gzip:N, lz4[:N], "
+        "zstd[:N], none (default: pg_dump's)",
     )
     parser.add_argument(
         "--verify",
@@ -242,7 +257,9 @@ def backup(parser: argparse.ArgumentParser) -> None:
 
 
 def restore(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", type=Path, help="the backup to restore")
+    parser.add_argument(
+        "file", metavar="FILE", type=location, help=f"the backup to restore: {WHERE}"
+    )
     database_url_arg(parser)
     parser.add_argument(
         "--clean",
@@ -254,11 +271,18 @@ def restore(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not restore object ownership (restoring as another role)",
     )
+    parser.add_argument(
+        "--jobs",
+        metavar="N",
+        type=positive_int,
+        help="parallel pg_restore workers (directory backups, or custom files on disk); not "
+        "one transaction: a failure leaves the target partly restored",
+    )
     _pg_restore(parser)
 
 
 def verify_backup(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", type=Path, help="the backup to check")
+    parser.add_argument("file", metavar="FILE", type=location, help=f"the backup to check: {WHERE}")
     parser.add_argument(
         "--scratch-url",
         metavar="URL",
@@ -269,7 +293,9 @@ def verify_backup(parser: argparse.ArgumentParser) -> None:
 
 
 def delete_backup(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", type=Path, help="the backup to delete")
+    parser.add_argument(
+        "file", metavar="FILE", type=location, help=f"the backup to delete: {WHERE}"
+    )
 
 
 # -- manifests ---------------------------------------------------------------------------------

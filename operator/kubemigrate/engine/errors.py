@@ -191,6 +191,18 @@ class UnsupportedOption(BackupError):
     reason = "UnsupportedOption"
 
 
+class StorageError(BackupError):
+    """Object storage failed a request (unreachable endpoint, missing bucket, server error)."""
+
+    reason = "ObjectStoreFailed"
+
+
+class StorageDenied(StorageError):
+    """Object storage refused the credentials, or found none: never quotes their values."""
+
+    reason = "ObjectStoreAccessDenied"
+
+
 class ParseError(ValueError):
     """SQL the PostgreSQL grammar rejects; ``line`` is 1-based, ``message`` the parser's."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, StringConstraints
 
 from kubemigrate.models.base import (
     AGE,
@@ -79,8 +79,23 @@ class Retention(SpecModel):
     )
 
 
+Compression = Annotated[
+    str,
+    StringConstraints(max_length=16, pattern=r"^([0-9]|(none|gzip|lz4|zstd)(:[0-9]{1,2})?)$"),
+]
+
+
 class DatabaseBackupSpec(SpecModel):
-    """What to back up and where to."""
+    """What to back up and where to. Reusable as a template: it names no backup of its own."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.jobs) || self.jobs == 1 || self.format == 'directory'",
+                "jobs > 1 needs format: directory (pg_dump -j writes one file per table)",
+            )
+        )
+    )
 
     database: DatabaseRef = Field(
         description="The database to back up. Required; immutable.",
@@ -97,6 +112,23 @@ class DatabaseBackupSpec(SpecModel):
             "or directory. Default: custom. Immutable."
         ),
         json_schema_extra=immutable("spec.format"),
+    )
+    jobs: int | None = Field(
+        None,
+        description=(
+            "Parallel pg_dump workers (pg_dump -j), each with its own database connection; "
+            "needs format: directory. Default: 1."
+        ),
+        ge=1,
+        le=32,
+    )
+    compress: Compression | None = Field(
+        None,
+        description=(
+            "pg_dump --compress: a gzip level 0-9, or with pg_dump 16 and newer gzip:N, lz4[:N], "
+            "zstd[:N] or none (the operator's image decides which pg_dump runs). Default: "
+            "pg_dump's (gzip)."
+        ),
     )
     verify: BackupVerify = Field(
         default=BackupVerify(), description="How to check the backup after taking it."
@@ -115,7 +147,11 @@ class DatabaseBackupStatus(ReconciledStatus):
     phase: BackupPhase | None = Field(None, description="Where the backup is.")
     size_bytes: int | None = Field(None, description="Size of the backup in bytes.")
     location: str | None = Field(
-        None, description="Where the backup is, e.g. pvc://backups/prod/orders-20241220.dump."
+        None,
+        description=(
+            "Where the backup is, e.g. pvc://backups/prod/orders-20241220.dump or "
+            "s3://bucket/prod/orders-1a2b3c4d.dump."
+        ),
     )
     sha256: str | None = Field(None, description="sha256 of the backup file, in hex.")
     server_version: str | None = Field(

@@ -476,9 +476,53 @@ def test_valid_backup_defaults_and_columns(kubectl: Kubectl, namespace: str) -> 
 # --- DatabaseRestore -------------------------------------------------------------------------
 
 
-def test_restore_needs_a_backup_ref(kubectl: Kubectl, namespace: str) -> None:
+def test_restore_needs_a_backup_ref_or_a_source(kubectl: Kubectl, namespace: str) -> None:
     err = refused(kubectl, namespace, without(restore(), "backupRef"))
-    assert "spec.backupRef: Required value" in err
+    assert "a DatabaseRestore needs exactly one of backupRef and source" in err
+    source = {"objectStore": {"bucket": "backups", "key": "shop/x.dump"}}
+    err = refused(kubectl, namespace, restore(source=source))
+    assert "a DatabaseRestore needs exactly one of backupRef and source" in err
+    err = refused(kubectl, namespace, without(restore(source=source), "backupRef"))
+    assert "a restore from source needs database" in err
+    accepted(
+        kubectl,
+        namespace,
+        without(restore(source=source, database={"secretRef": {"name": "db"}}), "backupRef"),
+    )
+
+
+def test_object_storage_fields_are_checked(kubectl: Kubectl, namespace: str) -> None:
+    both = {"persistentVolumeClaim": {"claimName": "c"}, "objectStore": {"bucket": "backups"}}
+    err = refused(kubectl, namespace, backup(storage=both))
+    assert "storage needs exactly one of: persistentVolumeClaim, objectStore" in err
+    err = refused(kubectl, namespace, backup(storage={"objectStore": {"bucket": "Bad_Bucket"}}))
+    assert "spec.storage.objectStore.bucket" in err
+    err = refused(
+        kubectl, namespace, backup(storage={"objectStore": {"bucket": "bkt", "prefix": "a/../b"}})
+    )
+    assert "prefix must not contain" in err
+    err = refused(kubectl, namespace, backup(jobs=2))
+    assert "jobs > 1 needs format: directory" in err
+    err = refused(kubectl, namespace, backup(compress="brotli"))
+    assert "spec.compress" in err
+    accepted(
+        kubectl,
+        namespace,
+        backup(
+            storage={
+                "objectStore": {
+                    "bucket": "backups",
+                    "prefix": "prod",
+                    "endpoint": "http://127.0.0.1:9000",
+                    "forcePathStyle": True,
+                    "secretRef": {"name": "s3"},
+                }
+            },
+            format="directory",
+            jobs=2,
+            compress="zstd:3",
+        ),
+    )
 
 
 def test_restore_spec_is_immutable(kubectl: Kubectl, namespace: str) -> None:

@@ -33,6 +33,15 @@ class Owner:
 
 
 @dataclass(frozen=True)
+class SecretEnv:
+    """An environment variable a Job takes from a Secret's key (the value never leaves it)."""
+
+    name: str
+    secret: str
+    key: str
+
+
+@dataclass(frozen=True)
 class JobRequest:
     """What differs between Jobs: their purpose, CLI arguments, volumes and deadline."""
 
@@ -44,6 +53,7 @@ class JobRequest:
     mounts: list[dict[str, Any]] = field(default_factory=list)
     active_deadline_seconds: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    secret_env: list[SecretEnv] = field(default_factory=list)
     attempt: int = 0
     owned: bool = True
     """False for a Job that must outlive its resource (a backup's file cleanup on deletion)."""
@@ -92,6 +102,10 @@ def build_job(owner: Owner, request: JobRequest, settings: Settings) -> dict[str
             }
         )
     env += [{"name": k, "value": v} for k, v in sorted(request.extra_env.items())]
+    env += [
+        {"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret, "key": e.key}}}
+        for e in request.secret_env
+    ]
     pod_labels = labels(owner, request.component)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",

@@ -18,9 +18,11 @@ from pydantic import ValidationError
 
 from kubemigrate.controller.build.backup_jobs import (
     BACKUP,
-    Place,
+    ObjectPlace,
+    Where,
     backup_fields,
     backup_request,
+    credential_keys,
     place_of,
 )
 from kubemigrate.controller.build.jobs import Owner, build_job, job_failure, job_finished, job_name
@@ -74,7 +76,7 @@ class BackupFlow:
         return await self._follow(obj, spec, place, ctx)
 
     async def _start(
-        self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Place, ctx: StepContext
+        self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Where, ctx: StepContext
     ) -> float | None:
         """Move to Running when it is this backup's turn; else the delay before looking again."""
         meta = obj["metadata"]
@@ -94,10 +96,9 @@ class BackupFlow:
             await ctx.api.secret_value(meta["namespace"], ref.name, ref.key)
         except NotFound as exc:
             return await self._retry(obj, ctx, exc.reason("Secret"), str(exc))
-        if not await ctx.api.pvc_exists(meta["namespace"], place.claim):
-            return await self._retry(
-                obj, ctx, "ClaimNotFound", f"PersistentVolumeClaim {place.claim} not found"
-            )
+        missing = await storage_missing(ctx, meta["namespace"], place)
+        if missing is not None:
+            return await self._retry(obj, ctx, *missing)
         # After a refused login, the next attempt is a new Job of its own.
         refused = self.writer.current(obj).failed_logins or 0
         name = job_name(self._owner(obj), BACKUP, refused)
@@ -119,7 +120,7 @@ class BackupFlow:
         return None
 
     async def _follow(
-        self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Place, ctx: StepContext
+        self, obj: dict[str, Any], spec: DatabaseBackupSpec, place: Where, ctx: StepContext
     ) -> float:
         """Start the Job if it is not there yet; read its result once it finished."""
         meta = obj["metadata"]
@@ -148,7 +149,7 @@ class BackupFlow:
         self,
         obj: dict[str, Any],
         spec: DatabaseBackupSpec,
-        place: Place,
+        place: Where,
         outcome: Outcome,
         ctx: StepContext,
     ) -> float:
@@ -342,6 +343,23 @@ class BackupFlow:
         return IDLE
 
 
-def _fields(outcome: Outcome, place: Place) -> DatabaseBackupStatus:
+async def storage_missing(ctx: StepContext, namespace: str, place: Where) -> tuple[str, str] | None:
+    """(reason, message) when the claim, or the object store's credentials Secret or one of
+    its keys, does not exist (yet): a Job started now could only hang or fail."""
+    if not isinstance(place, ObjectPlace):
+        if await ctx.api.pvc_exists(namespace, place.claim):
+            return None
+        return "ClaimNotFound", f"PersistentVolumeClaim {place.claim} not found"
+    ref = place.store.secret_ref
+    for key in credential_keys(place.store):
+        assert ref is not None
+        try:
+            await ctx.api.secret_value(namespace, ref.name, key)
+        except NotFound as exc:
+            return exc.reason("Secret"), f"object store credentials: {exc}"
+    return None
+
+
+def _fields(outcome: Outcome, place: Where) -> DatabaseBackupStatus:
     """The status fields of a finished backup's Job result, as a change."""
     return DatabaseBackupStatus.model_validate(backup_fields(outcome, place))

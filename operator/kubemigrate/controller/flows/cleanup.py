@@ -1,6 +1,13 @@
 """A DatabaseBackup's file goes with it: on deletion (pruning, TTL or kubectl delete), stop the
 backup's Job, then run a cleanup Job that deletes the file, and wait for it.
 
+A backup in object storage is deleted the same way, by a Job running ``delete-backup s3://...``
+with the backup's own credentials (a Secret, or the Job's workload identity): the operator
+itself never holds bucket credentials or needs bucket permissions, and one code path (the
+CLI's, tested against a real S3 server) deletes local and remote backups. When the
+credentials Secret is gone there is no way to delete the object: the resource goes, the
+object stays, and a Warning Event says so, so the finalizer never wedges.
+
 kopf retries the deletion handler while its finalizer holds the resource, so waiting is
 raising `kopf.TemporaryError`; a cleanup Job that failed is a `kopf.PermanentError`.
 """
@@ -13,6 +20,7 @@ from typing import Any
 import kopf
 
 from kubemigrate.controller.build.backup_jobs import (
+    ObjectPlace,
     cleanup_owner,
     cleanup_request,
     parse_location,
@@ -20,6 +28,7 @@ from kubemigrate.controller.build.backup_jobs import (
 )
 from kubemigrate.controller.build.jobs import build_job, job_failure, job_finished
 from kubemigrate.controller.build.status import status_of
+from kubemigrate.controller.flows.backup import storage_missing
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.kube.api import Forbidden
 from kubemigrate.models.backup import DatabaseBackupSpec, DatabaseBackupStatus
@@ -41,13 +50,14 @@ async def delete_backup_file(body: Mapping[str, Any], ctx: StepContext) -> None:
     pods = await api.job_pods(ns, current.job)
     if any((p.get("status") or {}).get("phase") not in FINISHED_POD_PHASES for p in pods):
         raise kopf.TemporaryError("waiting for the backup Job's pod to stop", delay=1)
-    place = parse_location(current.location) or place_of(
-        DatabaseBackupSpec.model_validate(body.get("spec") or {}), ns, name, uid
-    )
-    if not await api.pvc_exists(ns, place.claim):
-        ctx.logger.info(
-            "PersistentVolumeClaim %s is gone, and %s with it", place.claim, place.location
-        )
+    spec = DatabaseBackupSpec.model_validate(body.get("spec") or {})
+    place = parse_location(current.location, spec.storage) or place_of(spec, ns, name, uid)
+    missing = await storage_missing(ctx, ns, place)
+    if missing is not None:
+        if isinstance(place, ObjectPlace):
+            ctx.emit("Warning", "BackupObjectKept", f"Cannot delete {place.location}: {missing[1]}")
+        else:
+            ctx.logger.info("%s: %s is gone with it", missing[1], place.location)
         return
     manifest = build_job(cleanup_owner(name, ns, uid), cleanup_request(place), ctx.settings)
     try:

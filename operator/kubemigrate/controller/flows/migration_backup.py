@@ -55,7 +55,7 @@ async def backup_first(
             obj,
             "NoBackupStorage",
             "spec.backup.storage is not set (there is no operator-wide "
-            "default yet): set spec.backup.storage.persistentVolumeClaim",
+            "default yet): set spec.backup.storage (persistentVolumeClaim or objectStore)",
             ctx,
         )
     backup = await ctx.api.get_custom(BACKUPS, ns, name)

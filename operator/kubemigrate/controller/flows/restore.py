@@ -4,6 +4,9 @@ The Job runs ``kubemigrate restore``, which refuses a target that is not empty u
 asks for ``clean`` and restores in one transaction, so a refused or failed restore leaves the
 target as it was; the refusal's reason (TargetNotEmpty) becomes the resource's. Afterwards the
 Job counts every table and compares with the counts the backup recorded: status.verification.
+
+Instead of a DatabaseBackup, ``spec.source.objectStore`` names a backup object directly (one
+taken by another cluster, or whose resource is gone); the Job checks it against its sidecar.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pydantic import ValidationError
 
 from kubemigrate.controller.build.backup_jobs import (
     RESTORE,
+    Where,
+    object_place,
     parse_location,
     restore_fields,
     restore_request,
@@ -28,11 +33,12 @@ from kubemigrate.controller.build.status import (
     status_of,
     to_second,
 )
+from kubemigrate.controller.flows.backup import storage_missing
 from kubemigrate.controller.flows.base import StatusWriter
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.kube.api import NotFound
 from kubemigrate.jobresult import read_outcome, termination_message
-from kubemigrate.models.backup import BackupPhase, DatabaseBackupStatus
+from kubemigrate.models.backup import BackupPhase, DatabaseBackupSpec, DatabaseBackupStatus
 from kubemigrate.models.common import DatabaseRef, LastError
 from kubemigrate.models.restore import DatabaseRestoreSpec, DatabaseRestoreStatus, RestorePhase
 
@@ -70,29 +76,13 @@ class RestoreFlow:
     ) -> float | None:
         """Move to Running once the backup is usable; else the delay before looking again."""
         meta = obj["metadata"]
-        backup_name = spec.backup_ref.name
-        backup = await ctx.api.get_custom(BACKUPS, meta["namespace"], backup_name)
-        if backup is None:
-            return await self._retry(
-                obj, ctx, "BackupNotFound", f"DatabaseBackup {backup_name} not found"
-            )
-        found = status_of(DatabaseBackupStatus, backup)
-        if found.phase is BackupPhase.FAILED:
-            return await self._fail(
-                obj,
-                ctx,
-                "BackupFailed",
-                f"DatabaseBackup {backup_name} failed: {found.message or ''}",
-            )
-        if found.phase is not BackupPhase.SUCCEEDED or parse_location(found.location) is None:
-            return await self._retry(
-                obj,
-                ctx,
-                "WaitingForBackup",
-                f"waiting for DatabaseBackup {backup_name} to succeed ({found.phase or 'Pending'})",
-                warn=False,
-            )
-        target = self._target(spec, backup)
+        found = await self._source(obj, spec, ctx)
+        if not isinstance(found, tuple):
+            return found
+        place, target, label = found
+        missing = await storage_missing(ctx, meta["namespace"], place)
+        if missing is not None:
+            return await self._retry(obj, ctx, *missing)
         try:
             await ctx.api.secret_value(
                 meta["namespace"], target.secret_ref.name, target.secret_ref.key
@@ -101,10 +91,7 @@ class RestoreFlow:
             return await self._retry(obj, ctx, exc.reason("Secret"), str(exc))
         name = job_name(self._owner(obj), RESTORE)
         clean = " (clean: dropping the backed-up objects first)" if spec.clean else ""
-        message = (
-            f"restoring backup {backup_name} into the database of Secret "
-            f"{target.secret_ref.name}{clean}"
-        )
+        message = f"restoring {label} into the database of Secret {target.secret_ref.name}{clean}"
         await self.writer.write(
             obj,
             ctx,
@@ -120,6 +107,42 @@ class RestoreFlow:
         ctx.emit("Normal", "RestoreStarted", f"Started restore Job {name}: {message}")
         return None
 
+    async def _source(
+        self, obj: dict[str, Any], spec: DatabaseRestoreSpec, ctx: StepContext
+    ) -> tuple[Where, DatabaseRef, str] | float:
+        """(where the backup is, the database to restore into, how to name it), or the delay
+        before looking again when the DatabaseBackup is not usable (yet)."""
+        if spec.source is not None:
+            assert spec.database is not None  # the model requires it with source
+            given = object_place(spec.source.object_store, spec.source.object_store.key)
+            return given, spec.database, given.location
+        assert spec.backup_ref is not None  # exactly one of backupRef and source
+        backup_name = spec.backup_ref.name
+        backup = await ctx.api.get_custom(BACKUPS, obj["metadata"]["namespace"], backup_name)
+        if backup is None:
+            return await self._retry(
+                obj, ctx, "BackupNotFound", f"DatabaseBackup {backup_name} not found"
+            )
+        found = status_of(DatabaseBackupStatus, backup)
+        if found.phase is BackupPhase.FAILED:
+            return await self._fail(
+                obj,
+                ctx,
+                "BackupFailed",
+                f"DatabaseBackup {backup_name} failed: {found.message or ''}",
+            )
+        storage = DatabaseBackupSpec.model_validate(backup.get("spec") or {}).storage
+        place = parse_location(found.location, storage)
+        if found.phase is not BackupPhase.SUCCEEDED or place is None:
+            return await self._retry(
+                obj,
+                ctx,
+                "WaitingForBackup",
+                f"waiting for DatabaseBackup {backup_name} to succeed ({found.phase or 'Pending'})",
+                warn=False,
+            )
+        return place, self._target(spec, backup), f"backup {backup_name}"
+
     async def _follow(
         self, obj: dict[str, Any], spec: DatabaseRestoreSpec, ctx: StepContext
     ) -> float:
@@ -127,19 +150,17 @@ class RestoreFlow:
         name = current.job or job_name(self._owner(obj), RESTORE)
         job = await ctx.api.job(meta["namespace"], name)
         if job is None:
-            backup = await ctx.api.get_custom(BACKUPS, meta["namespace"], spec.backup_ref.name)
-            place = parse_location(status_of(DatabaseBackupStatus, backup).location)
-            if backup is None or place is None:
-                return await self._fail(
-                    obj, ctx, "BackupNotFound", f"DatabaseBackup {spec.backup_ref.name} is gone"
-                )
-            target = self._target(spec, backup).secret_ref
+            found = await self._source(obj, spec, ctx)
+            if not isinstance(found, tuple):
+                return await self._fail(obj, ctx, "BackupNotFound", "the backup to restore is gone")
+            place, target, _ = found
             request = restore_request(
                 place,
-                target.name,
-                target.key,
+                target.secret_ref.name,
+                target.secret_ref.key,
                 clean=spec.clean,
                 deadline=spec.active_deadline_seconds,
+                jobs=spec.jobs,
             )
             manifest = build_job(self._owner(obj), request, ctx.settings)
             manifest["metadata"]["name"] = name
@@ -157,8 +178,9 @@ class RestoreFlow:
         ended = datetime.now(UTC)
         d = outcome.data
         counts = fields.verification
+        label = f"backup {spec.backup_ref.name}" if spec.backup_ref else "the backup object"
         message = (
-            f"restored backup {spec.backup_ref.name} into database "
+            f"restored {label} into database "
             f"{d.get('database', '?')}: {counts.tables if counts else 0} tables, "
             f"{counts.rows if counts else 0} rows"
             + (", row counts match the backup" if d.get("matched") else "")

@@ -233,6 +233,26 @@ def delete_backup(dump: Path, *, on_removed: Callable[[Path], None] | None = Non
     return found
 
 
+def delete_at(
+    location: Path | str, *, on_removed: Callable[[str], None] | None = None
+) -> tuple[str, list[str]]:
+    """Delete the backup at a local path or an ``s3://`` location: (where, names removed)."""
+    from kubemigrate.engine.backup import objstore  # noqa: PLC0415 - obstore only for s3://
+
+    if objstore.is_remote(location):
+        where = objstore.parse(str(location))
+        keys = objstore.delete_backup(where)
+        for key in keys:
+            if on_removed is not None:
+                on_removed(f"s3://{where.bucket}/{key}")
+        return str(where), [key.rsplit("/", 1)[-1] for key in keys]
+    path = Path(location).absolute()
+    found = delete_backup(
+        path, on_removed=None if on_removed is None else lambda p: on_removed(str(p))
+    )
+    return str(path), [p.name for p in found]
+
+
 def remove(path: Path) -> None:
     """Remove a file or directory if it exists."""
     if path.is_dir() and not path.is_symlink():

@@ -18,9 +18,15 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo, sql
 
-from kubemigrate.engine.backup import pgtools
+from kubemigrate.engine.backup import objrestore, pgtools
 from kubemigrate.engine.backup.dumpfile import BackupMeta, Format, plain_is_complete
-from kubemigrate.engine.backup.restore import RestoreResult, check_backup_file, restore_backup
+from kubemigrate.engine.backup.objstore import ObjectLocation
+from kubemigrate.engine.backup.restore import (
+    RestoreResult,
+    check_backup_file,
+    location,
+    restore_backup,
+)
 from kubemigrate.engine.errors import BackupError, InvalidBackup, ToolFailed
 from kubemigrate.engine.pg.libpq import parse
 from kubemigrate.engine.pg.target import connection_failed
@@ -32,7 +38,7 @@ SCRATCH_PREFIX = "kubemigrate_verify_"
 class VerifyResult:
     """What was checked, and what was wrong (nothing, when ``ok``)."""
 
-    path: Path
+    path: Path | ObjectLocation
     format: Format | None
     checks: tuple[str, ...]
     problems: tuple[str, ...]
@@ -44,9 +50,14 @@ class VerifyResult:
         return not self.problems
 
 
-def verify_backup(path: Path, *, pg_restore: str = "pg_restore") -> VerifyResult:
+def verify_backup(
+    path: Path | str | ObjectLocation, *, pg_restore: str = "pg_restore"
+) -> VerifyResult:
     """Check the backup at path; problems are returned, not raised (ToolMissing is raised)."""
-    path = Path(path).absolute()
+    where = location(path)
+    if isinstance(where, ObjectLocation):
+        return _verify_object(where, pg_restore)
+    path = where
     checks: list[str] = []
     try:
         fmt, meta = check_backup_file(path)
@@ -82,8 +93,34 @@ def verify_backup(path: Path, *, pg_restore: str = "pg_restore") -> VerifyResult
     return VerifyResult(path, fmt, tuple(checks), (), entries=entries, meta=meta)
 
 
+def _verify_object(where: ObjectLocation, pg_restore: str) -> VerifyResult:
+    """An object's check: size against the sidecar, then the whole object read once for its
+    sha256 while pg_restore --list reads the archive (or the plain script's ends are seen)."""
+    try:
+        fmt, meta = objrestore.check(where)
+        entries, complete = objrestore.scan(where, meta, pg_restore)
+    except (InvalidBackup, ToolFailed) as exc:
+        return VerifyResult(where, None, (), (str(exc),))
+    checks = ["size and sha256 match the sidecar"]
+    if not complete:
+        problem = (
+            f"{where} is not a complete pg_dump SQL script (no header or no closing "
+            "'dump complete' line): truncated?"
+        )
+        return VerifyResult(where, fmt, tuple(checks), (problem,), meta=meta)
+    if entries is None:
+        checks.append("plain SQL script is complete")
+    else:
+        checks.append(f"pg_restore --list reads {entries} entries")
+    return VerifyResult(where, fmt, tuple(checks), (), entries=entries, meta=meta)
+
+
 def trial_restore(
-    path: Path, scratch_url: str, *, pg_restore: str = "pg_restore", psql: str = "psql"
+    path: Path | str | ObjectLocation,
+    scratch_url: str,
+    *,
+    pg_restore: str = "pg_restore",
+    psql: str = "psql",
 ) -> RestoreResult:
     """Restore into a new database on scratch_url's server, count, compare, drop it.
 
