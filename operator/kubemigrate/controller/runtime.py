@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from kubemigrate.controller.build.labels import label_value
 from kubemigrate.controller.flows import cleanup, inflight
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.flows.inflight import InFlight
@@ -132,7 +133,8 @@ class Runtime:
             kind, reason, message = inflight.outcome(run)
             logger.warning("%s: %s", reason, message)
             kopf.event(body, type=kind, reason=reason, message=message)
-        await self.api.delete_jobs(meta["namespace"], f"{GROUP}/migration={meta['name']}")
+        selector = f"{GROUP}/migration={label_value(meta['name'])}"
+        await self.api.delete_jobs(meta["namespace"], selector)
 
     async def backup_deleted(self, body: kopf.Body, logger: kopf.Logger) -> None:
         """A backup's file goes with it (see `flows.cleanup`)."""

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubemigrate.controller.build.labels import label_value
 from kubemigrate.jobresult import TERMINATION_LOG
 from kubemigrate.models import API_VERSION, GROUP
 from kubemigrate.settings import Settings
@@ -85,7 +86,7 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
         "app.kubernetes.io/name": "kubemigrate",
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": "kubemigrate",
-        f"{GROUP}/{owner.kind.lower()}": owner.name[:63],
+        f"{GROUP}/{owner.kind.lower()}": label_value(owner.name),
     }
 
 

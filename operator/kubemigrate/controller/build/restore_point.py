@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubemigrate.controller.build.jobs import Owner, job_name, owner_reference
+from kubemigrate.controller.build.labels import label_value
 from kubemigrate.models import API_VERSION, GROUP
 from kubemigrate.models.migration import MigrationSpec, MigrationStatus, RollbackStrategy
 
@@ -42,7 +43,7 @@ def _child(obj: Mapping[str, Any], kind: str, name: str, spec: dict[str, Any]) -
             "namespace": owner.namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": "kubemigrate",
-                f"{GROUP}/migration": owner.name[:63],
+                f"{GROUP}/migration": label_value(owner.name),
             },
             "ownerReferences": [owner_reference(owner)],
         },

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from kubemigrate.controller.build.jobs import Owner, owner_reference
+from kubemigrate.controller.build.labels import label_value
 from kubemigrate.controller.build.status import rfc3339, to_second
 from kubemigrate.controller.scheduling.history import SCHEDULE_LABEL, SCHEDULED_AT
 from kubemigrate.models import API_VERSION
@@ -63,7 +64,7 @@ def backup_manifest(
             "labels": {
                 **template.labels,
                 "app.kubernetes.io/managed-by": "kubemigrate",
-                SCHEDULE_LABEL: me.name[:63].rstrip("-._"),
+                SCHEDULE_LABEL: label_value(me.name),
             },
             "annotations": {**template.annotations, SCHEDULED_AT: rfc3339(to_second(at))},
             "ownerReferences": [owner_reference(me)],

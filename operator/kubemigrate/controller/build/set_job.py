@@ -22,6 +22,7 @@ from kubemigrate.controller.build.jobs import (
     job_name,
     owner_reference,
 )
+from kubemigrate.controller.build.labels import label_value
 from kubemigrate.models import API_VERSION, GROUP
 from kubemigrate.models.base import duration_seconds
 from kubemigrate.models.migration_set import MigrationSetSpec
@@ -185,7 +186,7 @@ def backup_manifest(owner: Owner, spec: MigrationSetSpec, name: str) -> dict[str
             "namespace": owner.namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": "kubemigrate",
-                f"{GROUP}/migrationset": owner.name[:63],
+                f"{GROUP}/migrationset": label_value(owner.name),
             },
             "ownerReferences": [owner_reference(owner)],
         },

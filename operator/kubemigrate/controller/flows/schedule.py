@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kubemigrate.controller.build.labels import label_value
 from kubemigrate.controller.build.scheduled_backup import backup_manifest, backup_name
 from kubemigrate.controller.build.status import rfc3339
 from kubemigrate.controller.flows.context import Backoff, StepContext
@@ -62,7 +63,7 @@ class ScheduleFlow:
         found = await ctx.api.list_custom(
             BACKUPS,
             meta["namespace"],
-            f"{history.SCHEDULE_LABEL}={meta['name'][:63].rstrip('-._')}",
+            f"{history.SCHEDULE_LABEL}={label_value(meta['name'])}",
         )
         kids = history.children(meta["uid"], found)
         await self._prune(obj, spec, kids, ctx)
