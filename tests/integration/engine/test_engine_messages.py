@@ -4,13 +4,15 @@ a migration waits for, and a malformed URL (one error class for every engine cal
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from integration.cli.cli_helpers import run_cli
+from harness.kube import wait_for
+from integration.cli.cli_helpers import Result, start_cli
 from integration.engine.engine_helpers import history, query, src, tables
 from kubemigrate.engine.backup.dump import take_backup
 from kubemigrate.engine.errors import ConnectionLost, InvalidUrl, TransactionForbidden
@@ -172,10 +174,18 @@ def test_the_cli_says_who_blocked_a_migration_that_then_succeeded(
     )
     query(database_url, "CREATE TABLE a (id int)")
     with _hold(database_url, "a", "the-blocker") as holder:
-        release = threading.Timer(0.7, holder.execute, ["ROLLBACK"])
-        release.start()
-        result = run_cli("apply", str(directory), "--database-url", database_url)
-        release.join()
+        cli = start_cli("apply", str(directory), "--database-url", database_url)
+        # Released only once the CLI has waited (and timed out) at least once: a release on a
+        # timer could come before a slow start connects at all.
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        wait_for(lambda: query(database_url, waiting)[0][0] > 0, timeout=60, what="a lock wait")
+        time.sleep(0.5)  # longer than the migration's lock_timeout (200ms)
+        holder.execute("ROLLBACK")
+        stdout, stderr = cli.communicate(timeout=60)
+    result = Result(cli.returncode, stdout, stderr)
     assert result.returncode == 0, result
     assert "attempts" in result.stdout
     assert "waited on a lock held by pid " in result.stdout
