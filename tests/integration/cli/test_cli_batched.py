@@ -3,7 +3,8 @@ that processes every row exactly once (a column the statement increments counts 
 fewer batches after a resume than the whole; malformed markers refused before anything runs;
 JSON lines with ``--json``.
 
-Short by default (200,000 rows, 3 kills of each form, for ``make test``);
+The keys have irregular gaps. Short by default (200,000 rows, 3 kills of each form, for
+``make test``);
 ``KUBEMIGRATE_BATCH_ROWS=2000000 KUBEMIGRATE_BATCH_KILLS=10`` is the long run
 (``make faults-batch``). ``KUBEMIGRATE_BATCH_SEED`` repeats a run's kill points.
 """
@@ -33,6 +34,13 @@ UPDATE big SET n = n + 1
 WHERE id IN (SELECT id FROM big WHERE id > coalesce(:last_key, 0) ORDER BY id LIMIT :batch_size)
 RETURNING id;
 """,
+    "range": f"""-- kubemigrate: batch size={SIZE}
+UPDATE big SET n = n + 1
+WHERE id > coalesce(:last_key, 0)
+  AND id <= (SELECT max(id) FROM (SELECT id FROM big WHERE id > coalesce(:last_key, 0)
+                                  ORDER BY id LIMIT :batch_size) s)
+RETURNING id;
+""",
     "predicate": f"""ALTER TABLE big ADD COLUMN done boolean;
 -- kubemigrate: batch size={SIZE}
 UPDATE big SET n = n + 1, done = true
@@ -59,7 +67,9 @@ def test_kill_9_at_random_points_then_rerun_processes_every_row_once(
     query(
         database_url,
         "CREATE TABLE big (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0);"
-        f"INSERT INTO big (id) SELECT generate_series(1, {ROWS})",
+        # Keys with irregular gaps (4 to 16 apart) and one large one, for the keyset forms.
+        "INSERT INTO big (id) SELECT g * 10 + mod(g::bigint * g, 7)"
+        f" + CASE WHEN g > {ROWS // 2} THEN 10000000 ELSE 0 END FROM generate_series(1, {ROWS}) g",
     )
     migrations.write("1_backfill.up.sql", FORMS[form])
     total = -(-ROWS // SIZE)

@@ -139,6 +139,55 @@ def test_a_failed_run_resumes_from_its_checkpoint(engine: Migrator, database_url
     assert query(database_url, "SELECT count(*) FROM items WHERE cents IS NULL") == [(0,)]
 
 
+RANGE = """ALTER TABLE items ADD COLUMN cents bigint;
+-- kubemigrate: batch size=1000
+UPDATE items SET cents = round(total * 100), hits = hits + 1
+WHERE id > coalesce(:last_key, 0)
+  AND id <= (SELECT max(id) FROM (SELECT id FROM items WHERE id > coalesce(:last_key, 0)
+                                  ORDER BY id LIMIT :batch_size) s)
+RETURNING id;
+"""
+"""The key-range form engine.md recommends: the range up to the largest of the next
+:batch_size keys."""
+
+
+def _gapped_key(g: int) -> int:
+    """The g-th key of GAPPED: irregular gaps of 4 to 16, and one of ten million."""
+    return g * 10 + (g * g) % 7 + (10_000_000 if g > 15_000 else 0)
+
+
+GAPPED = f"""
+CREATE TABLE items (id bigint PRIMARY KEY, total numeric NOT NULL, hits integer NOT NULL DEFAULT 0);
+INSERT INTO items (id, total)
+SELECT g * 10 + (g * g) % 7 + CASE WHEN g > 15000 THEN 10000000 ELSE 0 END, g / 100.0
+FROM generate_series(1, {ROWS}) g;
+"""
+
+
+def test_range_form_with_gaps_runs_every_row_once_and_resumes(
+    engine: Migrator, database_url: str
+) -> None:
+    poison = POISON.replace("NEW.id = 12345", f"NEW.id = {_gapped_key(12_345)}")
+    engine.apply([src("1", GAPPED + poison)]).raise_for_failure()
+    sources = [src("1", GAPPED + poison), src("2", RANGE)]
+    (failed,) = engine.apply(sources).results
+    assert failed.status == "failed"
+    assert failed.error is not None and "poisoned row" in failed.error
+    assert failed.batches == 12  # exactly 1,000 keys a batch, whatever the gaps
+    assert query(database_url, "SELECT count(*), max(id) FROM items WHERE hits = 1") == [
+        (12_000, _gapped_key(12_000))
+    ]
+    assert query(database_url, "SELECT last_key FROM kubemigrate.progress") == [
+        (str(_gapped_key(12_000)),)
+    ]
+    query(database_url, "CREATE TABLE cured ()")
+    again = engine.apply(sources)
+    again.raise_for_failure()
+    assert again.results[0].batches == 8  # resumed after the checkpoint; stopped when empty
+    assert query(database_url, "SELECT min(hits), max(hits), count(*) FROM items") == [(1, 1, ROWS)]
+    assert query(database_url, "SELECT count(*) FROM items WHERE cents IS NULL") == [(0,)]
+
+
 def test_malformed_markers_are_refused_before_anything_runs(
     engine: Migrator, database_url: str, tmp_path: Any
 ) -> None:
