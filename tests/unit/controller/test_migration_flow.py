@@ -325,7 +325,7 @@ def test_a_failing_preflight_backs_off_in_status_whatever_wakes_it(
         status = kube.status(MIGRATIONS, NS, "m1")
         assert status["failedAttempts"] == attempt + 1
         waited = datetime.fromisoformat(status["nextAttemptAt"].replace("Z", "+00:00"))
-        assert waited + timedelta(seconds=1) > datetime.now(UTC)  # status keeps whole seconds
+        assert waited > datetime.now(UTC)  # kept in whole seconds, rounded up
         fresh = MigrationFlow(Backoff(1.0, 10.0), LiveIndex(kube), migrator=engine.open)
         for woken in (flow, fresh):  # the same daemon woken early, or a restarted operator
             assert 0 < step(woken, kube, ctx) <= delays[-1] + 1

@@ -9,7 +9,7 @@ type error, never a silently ignored key. Times are UTC to the second: 2024-12-2
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from kubemigrate.controller.build.conditions import build_conditions, health
@@ -37,6 +37,13 @@ def status_of(model: type[StatusT], obj: Mapping[str, Any] | None) -> StatusT:
 def to_second(moment: datetime) -> datetime:
     """moment in UTC, to the second, as status shows times."""
     return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def up_to_second(moment: datetime) -> datetime:
+    """moment in UTC, rounded up to the second: a retry time kept in status (whole seconds)
+    is never earlier than the backoff asked for, so a wake-up cannot cut the wait short."""
+    whole = to_second(moment)
+    return whole if whole == moment.astimezone(UTC) else whole + timedelta(seconds=1)
 
 
 def rfc3339(moment: datetime) -> str:

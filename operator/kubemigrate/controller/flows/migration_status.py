@@ -14,7 +14,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubemigrate.controller.build.status import MAX_MESSAGE, merged, to_second
+from kubemigrate.controller.build.status import MAX_MESSAGE, merged, up_to_second
 from kubemigrate.controller.flows.base import HasApi, StatusWriter
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.ordering.migrations import Blocker, PeerIndex, next_up, peer_of
@@ -110,7 +110,7 @@ class MigrationStatusWriter(StatusWriter[MigrationStatus]):
         note = note or f"attempt {attempt}; "
         scheduled.message = f"{message} ({note}retrying in {delay:.0f}s)"
         scheduled.failed_attempts = attempt
-        scheduled.next_attempt_at = to_second(datetime.now(UTC) + timedelta(seconds=delay))
+        scheduled.next_attempt_at = up_to_second(datetime.now(UTC) + timedelta(seconds=delay))
         await self.write(obj, ctx, scheduled)
         if (reason, message) != self._reported or attempt % EVENT_EVERY == 0:
             self._reported = (reason, message)

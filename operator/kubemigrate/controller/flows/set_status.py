@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubemigrate.controller.build.status import merged, to_second
+from kubemigrate.controller.build.status import merged, up_to_second
 from kubemigrate.controller.flows.base import StatusWriter
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.models.migration_set import MigrationSetPhase, MigrationSetStatus, SetError
@@ -79,7 +79,7 @@ class SetStatusWriter(StatusWriter[MigrationSetStatus]):
             reason=reason,
             message=f"{message} (attempt {attempt}; retrying in {delay:.0f}s)",
             failed_attempts=attempt,
-            next_attempt_at=to_second(datetime.now(UTC) + timedelta(seconds=delay)),
+            next_attempt_at=up_to_second(datetime.now(UTC) + timedelta(seconds=delay)),
         )
         await self.write(obj, ctx, change if fields is None else merged(fields, change))
         if attempt == 1 or attempt % 10 == 0:
