@@ -54,24 +54,29 @@ class StatusWriter(Generic[StatusT]):
 
     def freshest(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The live body, or our last write if the watch has not delivered it yet."""
-        live = {
-            "metadata": dict(body.get("metadata") or {}),
-            "spec": dict(body.get("spec") or {}),
-            "status": dict(body.get("status") or {}),
-        }
-        latest = self._latest
-        if latest is None:
-            return live
-        try:
-            newer = int(latest["metadata"]["resourceVersion"]) > int(
-                live["metadata"].get("resourceVersion", 0)
-            )
-        except (KeyError, ValueError):
-            newer = False
-        if newer and latest["metadata"].get("generation") == live["metadata"].get("generation"):
-            return {
-                "metadata": dict(latest["metadata"]),
-                "spec": live["spec"],
-                "status": dict(latest.get("status") or {}),
-            }
+        return freshest_of(body, self._latest)
+
+
+def freshest_of(body: Mapping[str, Any], latest: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The live body, or ``latest`` (a writer's last write of its status) when it is newer and
+    of the same generation: the watch may not have delivered our own write yet."""
+    live = {
+        "metadata": dict(body.get("metadata") or {}),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+    if latest is None:
         return live
+    try:
+        newer = int(latest["metadata"]["resourceVersion"]) > int(
+            live["metadata"].get("resourceVersion", 0)
+        )
+    except (KeyError, ValueError):
+        newer = False
+    if newer and latest["metadata"].get("generation") == live["metadata"].get("generation"):
+        return {
+            "metadata": dict(latest["metadata"]),
+            "spec": live["spec"],
+            "status": dict(latest.get("status") or {}),
+        }
+    return live

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from kubemigrate.controller.build.conditions import Health, build_conditions
 from kubemigrate.controller.build.status import clip, now, rfc3339
-from kubemigrate.controller.flows.base import HasApi
+from kubemigrate.controller.flows.base import HasApi, freshest_of
 from kubemigrate.controller.scheduling import history
 from kubemigrate.controller.scheduling.runs import Plan
 from kubemigrate.models.backup import BackupPhase
@@ -171,24 +171,4 @@ class ScheduleWriter:
 
     def freshest(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The live body, or our last write if the watch has not delivered it yet."""
-        live = {
-            "metadata": dict(body.get("metadata") or {}),
-            "spec": dict(body.get("spec") or {}),
-            "status": dict(body.get("status") or {}),
-        }
-        latest = self._latest
-        if latest is None:
-            return live
-        try:
-            newer = int(latest["metadata"]["resourceVersion"]) > int(
-                live["metadata"].get("resourceVersion", 0)
-            )
-        except (KeyError, ValueError):
-            newer = False
-        if newer and latest["metadata"].get("generation") == live["metadata"].get("generation"):
-            return {
-                "metadata": dict(latest["metadata"]),
-                "spec": live["spec"],
-                "status": dict(latest.get("status") or {}),
-            }
-        return live
+        return freshest_of(body, self._latest)
