@@ -141,3 +141,7 @@ bench-objstore: venv sysdeps ## about 1 GB backed up to and restored from a loca
 
 faults: venv sysdeps tools image ## the operator's fault suite in full: 25 kills, outages, hostile manifests, canary (docs/reliability.md)
 	KUBEMIGRATE_FAULTS=full $(PY) -m pytest tests/faults/operator -q -rA -m "not short" $(PYTEST_ARGS)
+
+bench-fleet: venv sysdeps image ## a fleet of 200 tenant databases x 20 migrations and 1,000 schemas until Ready against an xargs -P 10 loop of kubemigrate apply, with the operator's RSS (docs/benchmarks.md)
+	$(PY) bench/fleet_bench.py $(BENCH_ARGS)
+.PHONY: bench-fleet

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from harness import tenants
 from harness.image.store import LocalImage
 from harness.kube import Cluster, Kubectl
 from harness.operator import OperatorProcess
@@ -42,3 +44,19 @@ def start_operator(
 @pytest.fixture
 def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
     return start_operator()
+
+
+@pytest.fixture
+def tenant_databases(pg_admin_url: str) -> Iterator[Callable[..., list[tenants.Tenant]]]:
+    """Make tenant databases on demand (``make(30)``: tenant-000..tenant-029, each a fresh empty
+    database); all dropped after the test."""
+    made: list[tenants.Tenant] = []
+
+    def make(count: int, prefix: str = "tenant") -> list[tenants.Tenant]:
+        tag = f"f{uuid.uuid4().hex[:8]}"
+        fleet = tenants.create_databases(pg_admin_url, tenants.tenant_names(count, prefix), tag)
+        made.extend(fleet)
+        return fleet
+
+    yield make
+    tenants.drop_databases(pg_admin_url, made)

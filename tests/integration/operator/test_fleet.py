@@ -1,0 +1,343 @@
+"""Fleet rollouts end to end (issue 14): a MigrationSet over 30 tenant databases chosen by label
+that halts on a failing tenant and resumes without re-running the others; a canary that fails;
+50 tenant schemas in one database; a tenant added after the rollout; bad input; an operator
+killed mid-rollout; a fleet rolled back by lowering targetVersion."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from harness import migset, tenants
+from harness.kube import Kubectl, wait_for
+from harness.operator import OperatorProcess
+from harness.tenants import Tenant
+from integration.operator.fleets import (
+    applied,
+    applied_twice,
+    apply_secrets,
+    bump,
+    conditions,
+    everything_said,
+    fleet,
+    fleet_set,
+    history_rows,
+    outcome,
+    schema_targets,
+    untouched,
+    user_tables,
+    wait_rollout,
+)
+from integration.operator.manifests import query
+from integration.operator.sets import configmaps
+
+pytestmark = pytest.mark.integration
+
+COUNT = 8
+FULL = [migset.version_of(i) for i in range(1, COUNT + 1)]
+CONFLICT = "CREATE TABLE t00004 (id int)"
+"""A table version 00004 creates: that tenant fails there (42P07), after 00001-00003."""
+
+Tenants = Callable[..., list[Tenant]]
+
+
+def waves(kubectl: Kubectl, namespace: str, name: str) -> list[list[str]]:
+    """The target lists of the set's waves (ConfigMaps <set>-w-<rollout>-<wave>-targets)."""
+    pattern = re.compile(rf"^{re.escape(name)}-w-.+-(\d+)-targets$")
+    found = []
+    for cm in kubectl.json("get", "configmaps", "-n", namespace)["items"]:
+        m = pattern.match(cm["metadata"]["name"])
+        if m:
+            names = (cm.get("data") or {}).get("targets", "").split()
+            found.append((cm["metadata"]["creationTimestamp"], int(m.group(1)), names))
+    return [names for _, _, names in sorted(found)]
+
+
+def jobs(kubectl: Kubectl, namespace: str) -> list[str]:
+    return [j["metadata"]["name"] for j in kubectl.json("get", "jobs", "-n", namespace)["items"]]
+
+
+def start_fleet(
+    kubectl: Kubectl,
+    namespace: str,
+    fleet_: list[Tenant],
+    *,
+    made: dict[str, str] | None = None,
+    **spec: Any,
+) -> None:
+    """The tenants' Secrets, the migrations' ConfigMaps and a set `orders` over them."""
+    apply_secrets(kubectl, namespace, tenants.secrets(fleet_))
+    names = configmaps(kubectl, namespace, "orders", made or migset.files(COUNT))
+    kubectl.apply(fleet_set("orders", names, **spec), "-n", namespace)
+
+
+def snapshot(fleet_: list[Tenant]) -> dict[str, list[tuple[Any, ...]]]:
+    return {t.name: history_rows(t.url) for t in fleet_}
+
+
+def test_a_failing_tenant_halts_the_rollout_and_a_resume_finishes_only_the_rest(
+    kubectl: Kubectl,
+    namespace: str,
+    tenant_databases: Tenants,
+    operator: OperatorProcess,
+) -> None:
+    fleet_ = tenant_databases(30)
+    bad = fleet_[4]
+    query(bad.url, CONFLICT)
+    rollout = {"canary": 1, "maxParallel": 3, "maxFailures": 0}
+    start_fleet(kubectl, namespace, fleet_, rollout=rollout)
+    st = wait_rollout(kubectl, namespace, "orders", timeout=300)
+    assert (st["phase"], st["reason"]) == ("Halted", "TooManyFailures"), st
+    assert conditions(st)["Ready"] == "False"
+    [failed] = st["failedTargets"]
+    assert failed["name"] == bad.name
+    assert failed["sqlstate"] == "42P07" and "t00004" in failed["message"], failed
+    counts = st["targets"]
+    assert (counts["total"], counts["failed"], counts["running"]) == (30, 1, 0), counts
+    assert counts["succeeded"] + counts["failed"] + counts["pending"] == 30, counts
+    by = outcome(fleet_, FULL)
+    assert by["partial"] == [bad.name], by  # every other tenant: all of it or nothing
+    assert applied(bad.url) == FULL[:3]
+    assert fleet_[0].name in by["migrated"]  # the canary
+    assert len(by["migrated"]) == counts["succeeded"]
+    # Nothing new started after the failure: most tenants were never reached.
+    assert len(by["untouched"]) == counts["pending"] >= 15, (by, counts)
+    assert all(not untouched(t) for t in fleet_[:5])
+    before = snapshot([t for t in fleet_ if t.name in by["migrated"]])
+
+    # Fix the tenant, bump the spec: the rest run, the succeeded ones do not.
+    query(bad.url, "DROP TABLE t00004")
+    bump(kubectl, namespace, "orders", {"rollout": {**rollout, "maxParallel": 4}})
+    st = wait_rollout(kubectl, namespace, "orders", timeout=300)
+    assert st["phase"] == "Succeeded", st
+    assert conditions(st)["Ready"] == "True"
+    assert st["targets"] == {
+        "total": 30,
+        "succeeded": 30,
+        "failed": 0,
+        "running": 0,
+        "pending": 0,
+    }
+    assert not st.get("failedTargets")
+    assert st["currentVersion"] == FULL[-1]
+    assert outcome(fleet_, FULL)["migrated"] == [t.name for t in fleet_]
+    assert snapshot([t for t in fleet_ if t.name in before]) == before
+    assert all(applied_twice(t.url) == [] for t in fleet_)
+    runs = Counter(n for wave in waves(kubectl, namespace, "orders") for n in wave)
+    assert runs[bad.name] == 2 and set(runs) == {t.name for t in fleet_}
+    assert all(runs[n] == 1 for n in before), runs  # a succeeded tenant was in one wave only
+
+
+def test_a_failing_canary_halts_before_any_other_tenant(
+    kubectl: Kubectl,
+    namespace: str,
+    tenant_databases: Tenants,
+    operator: OperatorProcess,
+) -> None:
+    fleet_ = tenant_databases(5)
+    query(fleet_[0].url, CONFLICT)
+    start_fleet(kubectl, namespace, fleet_, rollout={"canary": 1, "maxFailures": 3})
+    st = wait_rollout(kubectl, namespace, "orders", timeout=180)
+    assert (st["phase"], st["reason"]) == ("Halted", "CanaryFailed"), st
+    assert [f["name"] for f in st["failedTargets"]] == [fleet_[0].name]
+    assert st["targets"]["pending"] == 4
+    assert all(untouched(t) for t in fleet_[1:])  # maxFailures does not apply to the canary
+    assert waves(kubectl, namespace, "orders") == [[fleet_[0].name]]
+
+
+def test_fifty_tenant_schemas_in_one_database(
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
+    operator: OperatorProcess,
+) -> None:
+    schemas = tenants.schema_names(50)
+    tenants.create_schemas(database_url, schemas)
+    pick = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' ORDER BY 1"
+    names = configmaps(kubectl, namespace, "orders", migset.files(COUNT))
+    targets = schema_targets(db_secret, query=pick)
+    manifest = fleet_set("orders", names, targets=targets, rollout={"maxParallel": 10})
+    kubectl.apply(manifest, "-n", namespace)
+    st = wait_rollout(kubectl, namespace, "orders", timeout=300)
+    assert st["phase"] == "Succeeded", st
+    assert (st["targets"]["total"], st["targets"]["succeeded"]) == (50, 50)
+    assert st["currentVersion"] == FULL[-1]
+    for schema in schemas:  # each its own history, its tables in its schema
+        assert applied(database_url, schema) == FULL, schema
+        assert applied_twice(database_url, schema) == []
+        assert {"base", "t00004", "t00008", "history"} <= user_tables(database_url, schema)
+    assert user_tables(database_url) == set()  # nothing in public
+    assert not query(database_url, "SELECT 1 FROM pg_namespace WHERE nspname = 'kubemigrate'")
+
+
+def test_a_tenant_added_after_the_rollout_is_migrated_by_itself(
+    kubectl: Kubectl,
+    namespace: str,
+    tenant_databases: Tenants,
+    operator: OperatorProcess,
+) -> None:
+    fleet_ = tenant_databases(4)
+    first, late = fleet_[:3], fleet_[3]
+    start_fleet(kubectl, namespace, first, rollout={"maxParallel": 2})
+    st = wait_rollout(kubectl, namespace, "orders", timeout=180)
+    assert st["phase"] == "Succeeded" and st["targets"]["total"] == 3, st
+    before = snapshot(first)
+    earlier = waves(kubectl, namespace, "orders")
+
+    apply_secrets(kubectl, namespace, tenants.secrets([late]))
+
+    def migrated() -> dict[str, Any] | None:
+        s = fleet(kubectl, namespace, "orders").get("status") or {}
+        done = (s.get("targets") or {}).get("succeeded") == 4 and s.get("phase") == "Succeeded"
+        return s if done else None
+
+    st = wait_for(migrated, timeout=180, interval=0.5, what="the new tenant to be migrated")
+    assert st["targets"]["total"] == 4
+    assert applied(late.url) == FULL
+    assert snapshot(first) == before
+    assert waves(kubectl, namespace, "orders") == [*earlier, [late.name]]  # a wave of its own
+
+
+def test_bad_input(
+    kubectl: Kubectl,
+    namespace: str,
+    db_secret: str,
+    database_url: str,
+    tenant_databases: Tenants,
+    operator: OperatorProcess,
+) -> None:
+    names = configmaps(kubectl, namespace, "orders", migset.files(COUNT))
+    [good, nokey] = tenant_databases(2)
+    label = {"app": "bad-input"}
+    canary_url = nokey.url.replace("postgresql://", "postgresql://canary-Xyzzy-1@", 1)
+    canary_text = "canary-Xyzzy-2 is not a URL"
+    apply_secrets(
+        kubectl,
+        namespace,
+        [
+            tenants.secret("a-good", {"url": good.url}, label),
+            tenants.secret("b-nokey", {"uri": canary_url}, label),
+            tenants.secret("c-noturl", {"url": canary_text}, label),
+        ],
+    )
+    tenants.create_schemas(database_url, ["tenant_a"])
+    sets = {
+        "nomatch": {"targets": {"secretSelector": {"matchLabels": {"app": "nobody"}}}},
+        "keys": {
+            "targets": {"secretSelector": {"matchLabels": label}},
+            "rollout": {"maxFailures": 2},
+        },
+        "schemas": {
+            "targets": schema_targets(db_secret, names=["tenant_a", "nope_schema"]),
+            "rollout": {"maxFailures": 1},
+        },
+    }
+    for name, spec in sets.items():
+        kubectl.apply(fleet_set(name, names, **spec), "-n", namespace)
+
+    def no_targets() -> dict[str, Any] | None:
+        obj = fleet(kubectl, namespace, "nomatch")
+        s = obj.get("status") or {}
+        current = s.get("observedGeneration") == obj["metadata"]["generation"]
+        return s if current and s.get("reason") == "NoTargets" else None
+
+    st = wait_for(no_targets, timeout=60, interval=0.5, what="nomatch to say NoTargets")
+    assert conditions(st).get("Ready") != "True" and st.get("message"), st
+    assert not [j for j in jobs(kubectl, namespace) if j.startswith("nomatch-")]
+
+    st = wait_rollout(kubectl, namespace, "keys", timeout=180)
+    failed = {f["name"]: f for f in st["failedTargets"]}
+    assert set(failed) == {"b-nokey", "c-noturl"}, st
+    assert all(f["message"] for f in failed.values())
+    assert "url" in failed["b-nokey"]["message"]  # names the missing key
+    assert (st["targets"]["succeeded"], st["targets"]["failed"]) == (1, 2)
+    assert applied(good.url) == FULL and untouched(nokey)
+
+    st = wait_rollout(kubectl, namespace, "schemas", timeout=180)
+    assert [f["name"] for f in st["failedTargets"]] == ["nope_schema"], st
+    assert applied(database_url, "tenant_a") == FULL
+    assert not query(database_url, "SELECT 1 FROM pg_namespace WHERE nspname = 'nope_schema'")
+
+    said = everything_said(kubectl, namespace, operator.text())
+    assert "canary-Xyzzy" not in said  # no Secret value in status, events, Jobs, ledgers, logs
+
+    # What the API's schema can refuse, it refuses.
+    refused = {
+        "zero": fleet_set("zero", names, rollout={"maxParallel": 0}),
+        "both": fleet_set("both", names, database={"secretRef": {"name": db_secret}}),
+        "neither": fleet_set("neither", names).replace("targets:", "targetz:"),
+    }
+    for name, manifest in refused.items():
+        done = kubectl.apply(manifest, "-n", namespace, check=False)
+        assert done.returncode != 0, (name, done.stdout)
+    assert "maxParallel" in kubectl.apply(refused["zero"], "-n", namespace, check=False).stderr
+    assert not [
+        s
+        for s in kubectl.json("get", "migrationsets", "-n", namespace)["items"]
+        if s["metadata"]["name"] in refused
+    ]
+
+
+def test_an_operator_killed_mid_rollout_applies_nothing_twice(
+    kubectl: Kubectl,
+    namespace: str,
+    tenant_databases: Tenants,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    fleet_ = tenant_databases(12)
+    made = migset.files(COUNT)
+    slow = next(k for k in made if k.startswith("00005_") and k.endswith(".up.sql"))
+    made[slow] = "SELECT pg_sleep(1.5);\n" + made[slow]
+    first = start_operator()
+    start_fleet(kubectl, namespace, fleet_, made=made, rollout={"maxParallel": 3})
+
+    def midway() -> dict[str, Any] | None:
+        counts = (fleet(kubectl, namespace, "orders").get("status") or {}).get("targets") or {}
+        return counts if counts.get("succeeded", 0) >= 2 and counts.get("pending", 0) > 0 else None
+
+    wait_for(midway, timeout=180, interval=0.3, what="the rollout midway")
+    first.kill()
+    wait_for(
+        lambda: any(not untouched(t) and applied(t.url) != FULL for t in fleet_),
+        timeout=30,
+        interval=0.2,
+        what="a tenant migrating while no operator runs",
+    )
+    start_operator()
+    st = wait_rollout(kubectl, namespace, "orders", timeout=300)
+    assert st["phase"] == "Succeeded", st
+    assert st["targets"]["succeeded"] == 12
+    for t in fleet_:
+        assert applied(t.url) == FULL, t.name
+        assert applied_twice(t.url) == [], t.name
+        assert not [r for r in history_rows(t.url) if r[4] == "failed"], t.name
+    runs = Counter(n for wave in waves(kubectl, namespace, "orders") for n in wave)
+    assert runs == Counter({t.name: 1 for t in fleet_}), runs  # each tenant in one wave
+    started = [j for j in jobs(kubectl, namespace) if j.startswith("orders-w-")]
+    assert len(started) == len(waves(kubectl, namespace, "orders")), started  # none twice
+
+
+def test_a_fleet_rolls_back_by_lowering_target_version(
+    kubectl: Kubectl,
+    namespace: str,
+    tenant_databases: Tenants,
+    operator: OperatorProcess,
+) -> None:
+    fleet_ = tenant_databases(4)
+    start_fleet(kubectl, namespace, fleet_, rollout={"maxParallel": 2})
+    st = wait_rollout(kubectl, namespace, "orders", timeout=180)
+    assert st["phase"] == "Succeeded" and st["currentVersion"] == FULL[-1], st
+    bump(kubectl, namespace, "orders", {"targetVersion": "00005"})
+    st = wait_rollout(kubectl, namespace, "orders", timeout=180)
+    assert st["phase"] == "Succeeded" and st["currentVersion"] == "00005", st
+    assert st["targets"]["succeeded"] == 4
+    for t in fleet_:
+        assert applied(t.url) == FULL[:5], t.name
+        rollbacks = [r[2] for r in history_rows(t.url) if r[3] == "rollback" and r[4] == "success"]
+        assert rollbacks == ["00008", "00007", "00006"], t.name  # newest first
+        assert "t00008" not in user_tables(t.url) and "t00004" in user_tables(t.url)
