@@ -143,10 +143,20 @@ Secrets are not here: their `get` is granted separately so that it can be narrow
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# application: preflight plans, spec.sqlFrom sources and a MigrationSet's source ConfigMaps.
+# application: preflight plans, spec.sqlFrom sources and a MigrationSet's source ConfigMaps;
+# a fleet's wave ledgers, which its workers update (so the operator must hold update to grant
+# it) and the operator patches (pause, closed).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete", "update", "patch"]
+# application: a fleet wave's identity: a ServiceAccount per wave, bound to a Role that names
+# exactly the wave's Secrets and its ledger (RBAC lets the operator grant only what it holds).
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create", "delete"]
 # application: backup volumes.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
@@ -160,11 +170,12 @@ Secrets are not here: their `get` is granted separately so that it can be narrow
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* The Secret rule: get only (database URLs), never list or watch. */}}
+{{/* The Secret rule: get (database URLs) and list (a fleet's selector), never watch. */}}
 {{- define "kubemigrate.secretRules" -}}
-# application: the database URL of a resource's spec.database.secretRef; `get` only, never
-# list or watch, so the operator can read a Secret it is pointed at but not enumerate them.
+# application: the database URL of a resource's spec.database.secretRef (`get`), and the
+# Secrets a fleet's spec.targets.secretSelector matches (`list`, asked for as metadata only, so
+# no value is fetched); never watch.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "list"]
 {{- end }}

@@ -34,6 +34,7 @@ from kubemigrate.engine.errors import (
     NoRollbackSql,
     OutOfOrder,
     ParseError,
+    SchemaQueryFailed,
     StorageDenied,
     StorageError,
     TargetNotEmpty,
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.pg.cancel import cancel_sessions
     from kubemigrate.engine.pg.libpq import password_of
     from kubemigrate.engine.pg.redact import redact
+    from kubemigrate.engine.pg.schemas import query_schemas
     from kubemigrate.engine.pg.target import secrets_of
 
 _LAZY = {
@@ -116,6 +118,7 @@ _LAZY = {
     "kubemigrate.engine.pg.cancel": ("cancel_sessions",),
     "kubemigrate.engine.pg.libpq": ("password_of",),
     "kubemigrate.engine.pg.redact": ("redact",),
+    "kubemigrate.engine.pg.schemas": ("query_schemas",),
     "kubemigrate.engine.pg.target": ("secrets_of",),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
@@ -152,6 +155,7 @@ __all__ = [
     "PreflightReport",
     "RestoreResult",
     "RunReport",
+    "SchemaQueryFailed",
     "SourceError",
     "StorageDenied",
     "StorageError",
@@ -173,6 +177,7 @@ __all__ = [
     "load_directory",
     "parse_duration",
     "password_of",
+    "query_schemas",
     "read_sidecar",
     "redact",
     "restore_backup",

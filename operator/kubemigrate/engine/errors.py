@@ -212,3 +212,9 @@ class ParseError(ValueError):
         self.column = column
         where = f"line {line}" + (f", column {column}" if column else "")
         super().__init__(f"{where}: {message}")
+
+
+class SchemaQueryFailed(EngineError):
+    """A fleet's schemas query failed, or returned something that is not schema names."""
+
+    reason = "SchemaQueryFailed"

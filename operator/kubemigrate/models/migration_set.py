@@ -27,6 +27,13 @@ from kubemigrate.models.base import (
     validations,
 )
 from kubemigrate.models.common import DatabaseRef, LocalObjectReference, ReconciledStatus
+from kubemigrate.models.fleet import (
+    MAX_FAILED_TARGETS,
+    FailedTarget,
+    Rollout,
+    TargetCounts,
+    Targets,
+)
 from kubemigrate.models.migration import (
     IDENTIFIER_PATTERN,
     MAX_VERSION_LENGTH,
@@ -45,6 +52,7 @@ MAX_PULL_SECRETS = 16
 MAX_VERSIONS = 20000
 """Versions listed in status.versions: far more than any application keeps."""
 ONE_SOURCE = "exactly one of spec.source.configMaps and spec.source.image must be set"
+ONE_TARGET = "exactly one of spec.database and spec.targets must be set"
 IMAGE_PATH_PATTERN = r"^/[^\x00]*$"
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
@@ -60,6 +68,7 @@ class MigrationSetPhase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     DRY_RUN_SUCCEEDED = "DryRunSucceeded"
+    HALTED = "Halted"
 
 
 class ConfigMapSource(SpecModel):
@@ -120,9 +129,30 @@ class SetSource(SpecModel):
 
 
 class MigrationSetSpec(SpecModel):
-    """Which files, which database, and up (or down) to which version."""
+    """Which files, which database (or fleet of them), and up (or down) to which version."""
 
-    database: DatabaseRef = Field(description="The database to migrate.")
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(exactly_one("database", "targets"), ONE_TARGET),
+            cel(
+                "!has(self.rollout) || has(self.targets)",
+                "spec.rollout needs spec.targets (a single database has no rollout)",
+            ),
+            cel(
+                "!has(self.targets) || !has(self.backup)",
+                "spec.backup is for one database; back up a fleet's databases with "
+                "DatabaseBackupSchedules",
+            ),
+        )
+    )
+
+    database: DatabaseRef | None = Field(None, description="The database to migrate.")
+    targets: Targets | None = Field(
+        None, description="Many databases, or many schemas of one database, instead of one."
+    )
+    rollout: Rollout | None = Field(
+        None, description="For targets: canary, parallelism, failures tolerated, pause."
+    )
     source: SetSource = Field(description="Where the migration files are.")
     target_version: str | None = Field(
         None,
@@ -163,9 +193,24 @@ class MigrationSetSpec(SpecModel):
         description="Apply pending versions lower than the newest applied one. Default: false.",
     )
 
+    @model_validator(mode="after")
+    def _one_target(self) -> MigrationSetSpec:
+        if (self.database is None) == (self.targets is None):
+            raise ValueError(ONE_TARGET)
+        if self.rollout is not None and self.targets is None:
+            raise ValueError("spec.rollout needs spec.targets")
+        if self.targets is not None and self.backup is not None:
+            raise ValueError("spec.backup is for one database, not for spec.targets")
+        return self
+
     @property
     def backup_enabled(self) -> bool:
-        return self.backup is not None and self.backup.enabled
+        return self.database is not None and self.backup is not None and self.backup.enabled
+
+    @property
+    def plan(self) -> Rollout:
+        """The rollout, with its defaults when not given."""
+        return self.rollout or Rollout()
 
 
 class SetRun(StatusModel):
@@ -258,6 +303,16 @@ class MigrationSetStatus(ReconciledStatus):
         None, description="Consecutive failures time may cure; the retry delay doubles."
     )
     next_attempt_at: datetime | None = Field(None, description="When the next attempt is due.")
+    targets: TargetCounts | None = Field(None, description="For targets: counts by state.")
+    failed_targets: list[FailedTarget] = Field(
+        default_factory=list,
+        description=f"For targets: the first {MAX_FAILED_TARGETS} failed targets and why.",
+        max_length=MAX_FAILED_TARGETS,
+    )
+    wave: int | None = Field(None, description="For targets: the current wave (0: the canary).")
+    rollout_key: str | None = Field(
+        None, description="For targets: what the rollout is for (source checksum, target)."
+    )
 
 
 class MigrationSet(SpecModel):
@@ -284,5 +339,9 @@ RESOURCE = Resource(
         column("Phase", "string", ".status.phase", "Where the set is."),
         AGE,
         column("Reason", "string", ".status.reason", "Why it is in this phase.", priority=1),
+        column("Targets", "integer", ".status.targets.total", "Fleet: targets.", priority=1),
+        column("Done", "integer", ".status.targets.succeeded", "Fleet: succeeded.", priority=1),
+        column("Failed", "integer", ".status.targets.failed", "Fleet: failed.", priority=1),
+        column("Wave", "integer", ".status.wave", "Fleet: the current wave.", priority=1),
     ),
 )

@@ -26,7 +26,8 @@ DONE_PHASES: frozenset[str] = frozenset(
     {MigrationPhase.SUCCEEDED, MigrationPhase.ROLLED_BACK, MigrationPhase.DRY_RUN_SUCCEEDED}
 )
 #: phases that only a change of spec gets out of
-STALLED_PHASES: frozenset[str] = frozenset({MigrationPhase.FAILED})
+STALLED_PHASES: frozenset[str] = frozenset({MigrationPhase.FAILED, "Halted"})
+"""Halted: a fleet rollout past its maxFailures, until the spec changes."""
 
 
 @dataclass(frozen=True)

@@ -131,12 +131,12 @@ def set_job(
     """The run's Job: keys maps each ConfigMap to its file names (empty for an image source)."""
     image = spec.source.image
     volume = _configmap_volume(keys) if image is None else {"name": SOURCE_VOLUME, "emptyDir": {}}
-    secret = spec.database.secret_ref
+    secret = spec.database.secret_ref if spec.database is not None else None
     request = JobRequest(
         f"{COMPONENT}-{run}",
         _args(owner, spec, target, settings),
-        secret.name,
-        secret.key,
+        secret.name if secret is not None else "",  # a fleet's workers read their own
+        secret.key if secret is not None else "",
         [volume],
         [{"name": SOURCE_VOLUME, "mountPath": SOURCE_DIR, "readOnly": image is None}],
         settings.job_active_deadline_seconds,
@@ -178,6 +178,7 @@ def backup_name(owner: Owner) -> str:
 def backup_manifest(owner: Owner, spec: MigrationSetSpec, name: str) -> dict[str, Any]:
     """The DatabaseBackup taken once before a run (spec.backup.storage must be set)."""
     assert spec.backup is not None and spec.backup.storage is not None
+    assert spec.database is not None
     return {
         "apiVersion": API_VERSION,
         "kind": "DatabaseBackup",

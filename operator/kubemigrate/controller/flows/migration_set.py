@@ -22,6 +22,7 @@ from kubemigrate.controller.build.jobs import Owner, job_failure, job_finished, 
 from kubemigrate.controller.build.set_status import Progress, progress, run_fields
 from kubemigrate.controller.build.status import merged, seconds, status_of
 from kubemigrate.controller.flows.context import Backoff, StepContext
+from kubemigrate.controller.flows.fleet import FleetFlow
 from kubemigrate.controller.flows.set_source import ReadSource, Refusal, read
 from kubemigrate.controller.flows.set_status import RESYNC, SetStatusWriter
 from kubemigrate.controller.kube.api import Forbidden, Invalid, NotFound
@@ -64,6 +65,7 @@ def conflicts(
     obj: Mapping[str, Any], spec: MigrationSetSpec, versions: Collection[str], index: PeerIndex
 ) -> str | None:
     """A message naming the Migrations of this database whose version is also in the set."""
+    assert spec.database is not None
     meta, ref = obj["metadata"], spec.database.secret_ref
     database = DatabaseKey(meta["namespace"], ref.name, ref.key, spec.history_schema)
     mine = {version_key(v) for v in versions}
@@ -85,6 +87,7 @@ class MigrationSetFlow:
     def __init__(self, backoff: Backoff, index: PeerIndex) -> None:
         self.backoff, self.index = backoff, index
         self.writer = SetStatusWriter(backoff)
+        self.fleet = FleetFlow(self.writer)
         self._late: dict[str, int] = {}
         self._source: ReadSource | None = None
 
@@ -116,6 +119,9 @@ class MigrationSetFlow:
         source: ReadSource | None,
         ctx: StepContext,
     ) -> float:
+        if spec.targets is not None:
+            return await self.fleet.step(obj, spec, source, ctx, self._refuse)
+        assert spec.database is not None
         generation = obj["metadata"].get("generation", 1)
         target = spec.target_version or (source.newest if source is not None else None)
         image = spec.source.image
@@ -461,6 +467,7 @@ class MigrationSetFlow:
         if not data:  # no result at all (the deadline killed the pod): the Job's own reason
             fields.last_error = SetError(message=(message or reason)[:1024])
         url = None
+        assert spec.database is not None
         ref = spec.database.secret_ref
         try:
             url = await ctx.api.secret_value(obj["metadata"]["namespace"], ref.name, ref.key)

@@ -59,7 +59,7 @@ class Invalid(ValueError):
     will never pass. The message is the API server's, which names the object and the rule."""
 
 
-def _refused(e: ApiException) -> Exception | None:
+def refusal_of(e: ApiException) -> Exception | None:
     """Our error for a refused create, or None for any other failure."""
     if e.status == 403:
         return Forbidden(str(e.reason))
@@ -85,6 +85,10 @@ class KubeApi:
         self.batch = kubernetes.client.BatchV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self._client = client
+
+    def serialized(self, obj: Any) -> dict[str, Any]:
+        """A client model object as plain JSON data."""
+        return cast(dict[str, Any], self._client.sanitize_for_serialization(obj))
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -133,7 +137,7 @@ class KubeApi:
                 self.core.create_namespaced_config_map, manifest["metadata"]["namespace"], manifest
             )
         except ApiException as e:
-            if (refused := _refused(e)) is not None:
+            if (refused := refusal_of(e)) is not None:
                 raise refused from e
             if e.status != 409:
                 raise
@@ -145,7 +149,7 @@ class KubeApi:
             created = await self._call(self.batch.create_namespaced_job, ns, manifest)
             return self._client.sanitize_for_serialization(created)
         except ApiException as e:
-            if (refused := _refused(e)) is not None:
+            if (refused := refusal_of(e)) is not None:
                 raise refused from e
             if e.status != 409:
                 raise

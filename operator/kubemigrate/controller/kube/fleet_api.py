@@ -1,0 +1,87 @@
+"""The API calls of a fleet rollout: Secret names by selector, a wave's objects, its ledgers.
+
+Secrets are listed as metadata only (``PartialObjectMetadataList``), so selecting a fleet's
+databases never brings their values into the operator's memory.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from kubemigrate.controller.kube.api import KubeApi, refusal_of
+
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+PAGE = 500
+
+
+class FleetApi:
+    """A fleet's calls, over the operator's client."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+        self.rbac = kubernetes.client.RbacAuthorizationV1Api(api.core.api_client)
+
+    async def secret_names(self, namespace: str, selector: str) -> list[str]:
+        """Names of the Secrets matching selector, sorted; values are never fetched."""
+        names: list[str] = []
+        token = ""
+        while True:
+            page = await self.api._call(self._secret_page, namespace, selector, token)
+            names += [i["metadata"]["name"] for i in page.get("items") or []]
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return sorted(names)
+
+    def _secret_page(self, namespace: str, selector: str, token: str) -> dict[str, Any]:
+        query: list[tuple[str, Any]] = [("labelSelector", selector), ("limit", PAGE)]
+        if token:
+            query.append(("continue", token))
+        client = self.api.core.api_client
+        response = client.call_api(
+            f"/api/v1/namespaces/{namespace}/secrets",
+            "GET",
+            query_params=query,
+            header_params={"Accept": METADATA_ONLY},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        raw = response[0] if isinstance(response, tuple) else response
+        result: dict[str, Any] = json.loads(raw.data)
+        return result
+
+    async def configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Every ConfigMap matching selector, whole."""
+        found = await self.api._call(
+            self.api.core.list_namespaced_config_map, namespace, label_selector=selector
+        )
+        items = self.api.serialized(found).get("items") or []
+        return list(items)
+
+    async def patch_configmap(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch a ConfigMap (a ledger's pause flag, its closed mark); gone is fine."""
+        try:
+            await self.api._call(self.api.core.patch_namespaced_config_map, name, namespace, patch)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def ensure(self, manifest: dict[str, Any]) -> None:
+        """Create a wave's object unless it exists (its content is deterministic)."""
+        ns = manifest["metadata"]["namespace"]
+        create: Any = {
+            "ConfigMap": self.api.core.create_namespaced_config_map,
+            "ServiceAccount": self.api.core.create_namespaced_service_account,
+            "Role": self.rbac.create_namespaced_role,
+            "RoleBinding": self.rbac.create_namespaced_role_binding,
+        }[manifest["kind"]]
+        try:
+            await self.api._call(create, ns, manifest)
+        except ApiException as e:
+            if (refused := refusal_of(e)) is not None:
+                raise refused from e
+            if e.status != 409:
+                raise
