@@ -186,12 +186,12 @@ def check(b: Bench, pairs: list[tuple[str, str]]) -> None:
             raise RuntimeError(f"{url.rsplit('/', 1)[-1]} {schema}: {n} of {b.count} applied")
 
 
-def xargs_loop(lines: list[str], command: str, parallel: int) -> float:
-    """Seconds for `xargs -P parallel` to run command once per line of input ({} = the line)."""
+def xargs_loop(words: list[str], per: int, command: str, parallel: int) -> float:
+    """Seconds for `xargs -P parallel -n per command` over words (per words to each run)."""
     start = time.perf_counter()
     subprocess.run(
-        ["bash", "-c", f"xargs -P {parallel} -I{{}} {command} >/dev/null"],
-        input="\n".join(lines) + "\n",
+        ["bash", "-c", f"xargs -P {parallel} -n {per} {command} >/dev/null"],
+        input="\n".join(words) + "\n",
         text=True,
         check=True,
     )
@@ -206,8 +206,8 @@ def new_fleet(b: Bench, n: int, tag: str) -> list[tenants.Tenant]:
 def loop_databases(b: Bench, n: int) -> float:
     fleet = new_fleet(b, n, "bfl")
     try:
-        command = f"{CLI} apply {b.directory} --database-url {{}}"
-        took = xargs_loop([t.url for t in fleet], command, b.parallel)
+        command = f"{CLI} apply {b.directory} --database-url"
+        took = xargs_loop([t.url for t in fleet], 1, command, b.parallel)
         check(b, [(t.url, "kubemigrate") for t in fleet])
     finally:
         tenants.drop_databases(b.stack.database.url, fleet)
@@ -237,9 +237,9 @@ def loop_schemas(b: Bench, n: int) -> float:
     names = tenants.schema_names(n)
     try:
         tenants.create_schemas(url, names)
-        lines = [f"{tenants.schema_url(url, x)} {x}" for x in names]
+        words = [w for x in names for w in (tenants.schema_url(url, x), x)]
         apply = f'{CLI} apply {b.directory} --database-url "$0" --history-schema "$1"'
-        took = xargs_loop(lines, f"sh -c '{apply}' {{}}", b.parallel)
+        took = xargs_loop(words, 2, f"sh -c '{apply}'", b.parallel)
         check(b, [(url, x) for x in names])
     finally:
         databases.drop(b.stack.database.url, url)

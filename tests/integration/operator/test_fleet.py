@@ -5,12 +5,12 @@ killed mid-rollout; a fleet rolled back by lowering targetVersion."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from harness import migset, tenants
 from harness.kube import Kubectl, wait_for
@@ -42,23 +42,33 @@ FULL = [migset.version_of(i) for i in range(1, COUNT + 1)]
 CONFLICT = "CREATE TABLE t00004 (id int)"
 """A table version 00004 creates: that tenant fails there (42P07), after 00001-00003."""
 
+COUNTS = ("total", "succeeded", "failed", "running", "pending")
 Tenants = Callable[..., list[Tenant]]
 
 
 def waves(kubectl: Kubectl, namespace: str, name: str) -> list[list[str]]:
-    """The target lists of the set's waves (ConfigMaps <set>-w-<rollout>-<wave>-targets)."""
-    pattern = re.compile(rf"^{re.escape(name)}-w-.+-(\d+)-targets$")
+    """The target lists of the set's waves, oldest first (its ConfigMaps of part `targets`)."""
     found = []
-    for cm in kubectl.json("get", "configmaps", "-n", namespace)["items"]:
-        m = pattern.match(cm["metadata"]["name"])
-        if m:
-            names = (cm.get("data") or {}).get("targets", "").split()
-            found.append((cm["metadata"]["creationTimestamp"], int(m.group(1)), names))
+    selector = f"kubemigrate.dev/migrationset={name},kubemigrate.dev/part=targets"
+    for cm in kubectl.json("get", "configmaps", "-n", namespace, "-l", selector)["items"]:
+        meta = cm["metadata"]
+        number = int(meta["labels"]["kubemigrate.dev/wave"])
+        names = (cm.get("data") or {}).get("targets", "").split()
+        found.append((meta["creationTimestamp"], number, names))
     return [names for _, _, names in sorted(found)]
 
 
-def jobs(kubectl: Kubectl, namespace: str) -> list[str]:
-    return [j["metadata"]["name"] for j in kubectl.json("get", "jobs", "-n", namespace)["items"]]
+def counts(st: dict[str, Any]) -> dict[str, int]:
+    """status.targets with every count present (0 when left out)."""
+    given = st.get("targets") or {}
+    return {k: int(given.get(k) or 0) for k in COUNTS}
+
+
+def wave_jobs(kubectl: Kubectl, namespace: str, name: str) -> list[str]:
+    """The names of the set's wave Jobs."""
+    selector = f"kubemigrate.dev/migrationset={name},kubemigrate.dev/part=job"
+    found = kubectl.json("get", "jobs", "-n", namespace, "-l", selector)["items"]
+    return [j["metadata"]["name"] for j in found]
 
 
 def start_fleet(
@@ -73,6 +83,12 @@ def start_fleet(
     apply_secrets(kubectl, namespace, tenants.secrets(fleet_))
     names = configmaps(kubectl, namespace, "orders", made or migset.files(COUNT))
     kubectl.apply(fleet_set("orders", names, **spec), "-n", namespace)
+
+
+def without_targets(manifest: str) -> str:
+    body = yaml.safe_load(manifest)
+    del body["spec"]["targets"]
+    return yaml.safe_dump(body)
 
 
 def snapshot(fleet_: list[Tenant]) -> dict[str, list[tuple[Any, ...]]]:
@@ -96,16 +112,16 @@ def test_a_failing_tenant_halts_the_rollout_and_a_resume_finishes_only_the_rest(
     [failed] = st["failedTargets"]
     assert failed["name"] == bad.name
     assert failed["sqlstate"] == "42P07" and "t00004" in failed["message"], failed
-    counts = st["targets"]
-    assert (counts["total"], counts["failed"], counts["running"]) == (30, 1, 0), counts
-    assert counts["succeeded"] + counts["failed"] + counts["pending"] == 30, counts
+    n = counts(st)
+    assert (n["total"], n["failed"], n["running"]) == (30, 1, 0), n
+    assert n["succeeded"] + n["failed"] + n["pending"] == 30, n
     by = outcome(fleet_, FULL)
     assert by["partial"] == [bad.name], by  # every other tenant: all of it or nothing
     assert applied(bad.url) == FULL[:3]
     assert fleet_[0].name in by["migrated"]  # the canary
-    assert len(by["migrated"]) == counts["succeeded"]
+    assert len(by["migrated"]) == n["succeeded"]
     # Nothing new started after the failure: most tenants were never reached.
-    assert len(by["untouched"]) == counts["pending"] >= 15, (by, counts)
+    assert len(by["untouched"]) == n["pending"] >= 15, (by, n)
     assert all(not untouched(t) for t in fleet_[:5])
     before = snapshot([t for t in fleet_ if t.name in by["migrated"]])
 
@@ -113,9 +129,9 @@ def test_a_failing_tenant_halts_the_rollout_and_a_resume_finishes_only_the_rest(
     query(bad.url, "DROP TABLE t00004")
     bump(kubectl, namespace, "orders", {"rollout": {**rollout, "maxParallel": 4}})
     st = wait_rollout(kubectl, namespace, "orders", timeout=300)
-    assert st["phase"] == "Succeeded", st
+    assert (st["phase"], st["reason"]) == ("Succeeded", "RolledOut"), st
     assert conditions(st)["Ready"] == "True"
-    assert st["targets"] == {
+    assert counts(st) == {
         "total": 30,
         "succeeded": 30,
         "failed": 0,
@@ -144,7 +160,7 @@ def test_a_failing_canary_halts_before_any_other_tenant(
     st = wait_rollout(kubectl, namespace, "orders", timeout=180)
     assert (st["phase"], st["reason"]) == ("Halted", "CanaryFailed"), st
     assert [f["name"] for f in st["failedTargets"]] == [fleet_[0].name]
-    assert st["targets"]["pending"] == 4
+    assert counts(st)["pending"] == 4
     assert all(untouched(t) for t in fleet_[1:])  # maxFailures does not apply to the canary
     assert waves(kubectl, namespace, "orders") == [[fleet_[0].name]]
 
@@ -165,7 +181,7 @@ def test_fifty_tenant_schemas_in_one_database(
     kubectl.apply(manifest, "-n", namespace)
     st = wait_rollout(kubectl, namespace, "orders", timeout=300)
     assert st["phase"] == "Succeeded", st
-    assert (st["targets"]["total"], st["targets"]["succeeded"]) == (50, 50)
+    assert (counts(st)["total"], counts(st)["succeeded"]) == (50, 50)
     assert st["currentVersion"] == FULL[-1]
     for schema in schemas:  # each its own history, its tables in its schema
         assert applied(database_url, schema) == FULL, schema
@@ -185,7 +201,7 @@ def test_a_tenant_added_after_the_rollout_is_migrated_by_itself(
     first, late = fleet_[:3], fleet_[3]
     start_fleet(kubectl, namespace, first, rollout={"maxParallel": 2})
     st = wait_rollout(kubectl, namespace, "orders", timeout=180)
-    assert st["phase"] == "Succeeded" and st["targets"]["total"] == 3, st
+    assert st["phase"] == "Succeeded" and counts(st)["total"] == 3, st
     before = snapshot(first)
     earlier = waves(kubectl, namespace, "orders")
 
@@ -193,11 +209,11 @@ def test_a_tenant_added_after_the_rollout_is_migrated_by_itself(
 
     def migrated() -> dict[str, Any] | None:
         s = fleet(kubectl, namespace, "orders").get("status") or {}
-        done = (s.get("targets") or {}).get("succeeded") == 4 and s.get("phase") == "Succeeded"
+        done = counts(s)["succeeded"] == 4 and s.get("phase") == "Succeeded"
         return s if done else None
 
     st = wait_for(migrated, timeout=180, interval=0.5, what="the new tenant to be migrated")
-    assert st["targets"]["total"] == 4
+    assert counts(st)["total"] == 4
     assert applied(late.url) == FULL
     assert snapshot(first) == before
     assert waves(kubectl, namespace, "orders") == [*earlier, [late.name]]  # a wave of its own
@@ -233,7 +249,7 @@ def test_bad_input(
             "rollout": {"maxFailures": 2},
         },
         "schemas": {
-            "targets": schema_targets(db_secret, names=["tenant_a", "nope_schema"]),
+            "targets": schema_targets(db_secret, names=["tenant_a", "tenant_nope"]),
             "rollout": {"maxFailures": 1},
         },
     }
@@ -248,20 +264,21 @@ def test_bad_input(
 
     st = wait_for(no_targets, timeout=60, interval=0.5, what="nomatch to say NoTargets")
     assert conditions(st).get("Ready") != "True" and st.get("message"), st
-    assert not [j for j in jobs(kubectl, namespace) if j.startswith("nomatch-")]
+    assert not wave_jobs(kubectl, namespace, "nomatch")
 
     st = wait_rollout(kubectl, namespace, "keys", timeout=180)
     failed = {f["name"]: f for f in st["failedTargets"]}
     assert set(failed) == {"b-nokey", "c-noturl"}, st
     assert all(f["message"] for f in failed.values())
     assert "url" in failed["b-nokey"]["message"]  # names the missing key
-    assert (st["targets"]["succeeded"], st["targets"]["failed"]) == (1, 2)
+    assert (st["phase"], st["reason"]) == ("Failed", "TargetsFailed"), st
+    assert (counts(st)["succeeded"], counts(st)["failed"]) == (1, 2)
     assert applied(good.url) == FULL and untouched(nokey)
 
     st = wait_rollout(kubectl, namespace, "schemas", timeout=180)
-    assert [f["name"] for f in st["failedTargets"]] == ["nope_schema"], st
+    assert [f["name"] for f in st["failedTargets"]] == ["tenant_nope"], st
     assert applied(database_url, "tenant_a") == FULL
-    assert not query(database_url, "SELECT 1 FROM pg_namespace WHERE nspname = 'nope_schema'")
+    assert not query(database_url, "SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_nope'")
 
     said = everything_said(kubectl, namespace, operator.text())
     assert "canary-Xyzzy" not in said  # no Secret value in status, events, Jobs, ledgers, logs
@@ -270,7 +287,7 @@ def test_bad_input(
     refused = {
         "zero": fleet_set("zero", names, rollout={"maxParallel": 0}),
         "both": fleet_set("both", names, database={"secretRef": {"name": db_secret}}),
-        "neither": fleet_set("neither", names).replace("targets:", "targetz:"),
+        "neither": without_targets(fleet_set("neither", names)),
     }
     for name, manifest in refused.items():
         done = kubectl.apply(manifest, "-n", namespace, check=False)
@@ -296,29 +313,30 @@ def test_an_operator_killed_mid_rollout_applies_nothing_twice(
     first = start_operator()
     start_fleet(kubectl, namespace, fleet_, made=made, rollout={"maxParallel": 3})
 
-    def midway() -> dict[str, Any] | None:
-        counts = (fleet(kubectl, namespace, "orders").get("status") or {}).get("targets") or {}
-        return counts if counts.get("succeeded", 0) >= 2 and counts.get("pending", 0) > 0 else None
+    def midway() -> dict[str, int] | None:
+        n = counts(fleet(kubectl, namespace, "orders").get("status") or {})
+        return n if n["succeeded"] >= 2 and n["pending"] > 0 else None
 
     wait_for(midway, timeout=180, interval=0.3, what="the rollout midway")
     first.kill()
+    at_kill = len(outcome(fleet_, FULL)["migrated"])
     wait_for(
-        lambda: any(not untouched(t) and applied(t.url) != FULL for t in fleet_),
-        timeout=30,
-        interval=0.2,
-        what="a tenant migrating while no operator runs",
+        lambda: len(outcome(fleet_, FULL)["migrated"]) > at_kill,
+        timeout=60,
+        interval=0.5,
+        what="the wave to go on migrating tenants while no operator runs",
     )
     start_operator()
     st = wait_rollout(kubectl, namespace, "orders", timeout=300)
     assert st["phase"] == "Succeeded", st
-    assert st["targets"]["succeeded"] == 12
+    assert counts(st)["succeeded"] == 12
     for t in fleet_:
         assert applied(t.url) == FULL, t.name
         assert applied_twice(t.url) == [], t.name
         assert not [r for r in history_rows(t.url) if r[4] == "failed"], t.name
     runs = Counter(n for wave in waves(kubectl, namespace, "orders") for n in wave)
     assert runs == Counter({t.name: 1 for t in fleet_}), runs  # each tenant in one wave
-    started = [j for j in jobs(kubectl, namespace) if j.startswith("orders-w-")]
+    started = wave_jobs(kubectl, namespace, "orders")
     assert len(started) == len(waves(kubectl, namespace, "orders")), started  # none twice
 
 
@@ -335,7 +353,7 @@ def test_a_fleet_rolls_back_by_lowering_target_version(
     bump(kubectl, namespace, "orders", {"targetVersion": "00005"})
     st = wait_rollout(kubectl, namespace, "orders", timeout=180)
     assert st["phase"] == "Succeeded" and st["currentVersion"] == "00005", st
-    assert st["targets"]["succeeded"] == 4
+    assert counts(st)["succeeded"] == 4
     for t in fleet_:
         assert applied(t.url) == FULL[:5], t.name
         rollbacks = [r[2] for r in history_rows(t.url) if r[3] == "rollback" and r[4] == "success"]
