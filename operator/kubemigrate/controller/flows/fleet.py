@@ -25,7 +25,9 @@ from kubemigrate.controller.flows.set_source import ReadSource, Refusal
 from kubemigrate.controller.flows.set_status import RESYNC, SetStatusWriter
 from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.kube.fleet_api import FleetApi
+from kubemigrate.controller.metrics import Metrics
 from kubemigrate.engine import version_key
+from kubemigrate.models.fleet import TargetCounts
 from kubemigrate.models.migration_set import MigrationSetPhase, MigrationSetSpec, MigrationSetStatus
 
 POLL = 2.0
@@ -110,7 +112,7 @@ class FleetFlow:
         key = rollout_key(spec, source, target)
         waves = await self._waves(fleet, owner, key)
         done = fleet_status.fold(waves)
-        run = _Run(owner, spec, source, target, key, resolved, fleet)
+        run = _Run(owner, spec, source, target, key, resolved, fleet, ctx.metrics)
         active = [w for w in waves if not w.closed]
         if active:
             return await self._follow(obj, run, active[-1], done, ctx)
@@ -151,6 +153,7 @@ class FleetFlow:
         await fleet.patch_configmap(
             ns, ledger, {"metadata": {"annotations": {fleet_wave.CLOSED: "true"}}}
         )
+        ctx.metrics.fleet_waves.labels(ns, "completed" if finished else "failed").inc()
         if not finished:
             message = f"wave {wave.number} (Job {name}) failed: {job_failure(job)}"
             return await self.writer.transient(obj, "WaveFailed", message, ctx)
@@ -260,6 +263,7 @@ class FleetFlow:
             return await self.writer.transient(
                 obj, "WaveForbidden", f"cannot start wave {wave.number}: {exc}", ctx
             )
+        ctx.metrics.fleet_waves.labels(owner.namespace, "started").inc()
         what = "canary" if wave.number == 0 and spec.plan.canary > 0 else "wave"
         ctx.emit(
             "Normal",
@@ -298,6 +302,7 @@ class FleetFlow:
             ),
         )
         ctx.emit("Warning", reason, message)
+        ctx.metrics.fleet_waves.labels(run.owner.namespace, "halted").inc()
         return RESYNC
 
     async def _settled(self, obj: dict[str, Any], run: _Run, done: Fold, ctx: StepContext) -> float:
@@ -337,8 +342,11 @@ class FleetFlow:
         return RESYNC
 
     def _fields(self, run: _Run, done: Fold, wave: int | None) -> MigrationSetStatus:
+        """The fleet's status fields; the metrics follow the same counts."""
+        counts = done.counts(run.resolved)
+        self._ctx_metrics(run, counts)
         fields = MigrationSetStatus(
-            targets=done.counts(run.resolved),
+            targets=counts,
             failed_targets=list(done.errors),
             wave=wave,
             rollout_key=run.key,
@@ -350,6 +358,14 @@ class FleetFlow:
         if run.target is not None:
             fields.target_version = run.target
         return fields
+
+    def _ctx_metrics(self, run: _Run, counts: TargetCounts) -> None:
+        if run.metrics is not None:
+            run.metrics.fleet(
+                run.owner.namespace,
+                run.owner.name,
+                counts.model_dump(include={"succeeded", "failed", "running", "pending"}),
+            )
 
     def _direction(self, run: _Run, done: Fold) -> MigrationSetPhase:
         if (
@@ -372,6 +388,7 @@ class _Run:
     key: str
     resolved: list[str]
     fleet: FleetApi
+    metrics: Metrics | None = None
 
 
 def _workers(number: int, canary: int, max_parallel: int, targets: int) -> int:

@@ -7,7 +7,7 @@ databases never brings their values into the operator's memory.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -37,20 +37,15 @@ class FleetApi:
                 return sorted(names)
 
     def _secret_page(self, namespace: str, selector: str, token: str) -> dict[str, Any]:
-        query: list[tuple[str, Any]] = [("labelSelector", selector), ("limit", PAGE)]
-        if token:
-            query.append(("continue", token))
-        client = self.api.core.api_client
-        response = client.call_api(
-            f"/api/v1/namespaces/{namespace}/secrets",
-            "GET",
-            query_params=query,
-            header_params={"Accept": METADATA_ONLY},
-            auth_settings=["BearerToken"],
+        response = self.api.core.list_namespaced_secret(
+            namespace,
+            label_selector=selector,
+            limit=PAGE,
+            _continue=token or None,
+            _headers={"Accept": METADATA_ONLY},
             _preload_content=False,
         )
-        raw = response[0] if isinstance(response, tuple) else response
-        result: dict[str, Any] = json.loads(raw.data)
+        result: dict[str, Any] = json.loads(cast(Any, response).data)
         return result
 
     async def configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
