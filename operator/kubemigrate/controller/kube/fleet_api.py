@@ -56,6 +56,43 @@ class FleetApi:
         items = self.api.serialized(found).get("items") or []
         return list(items)
 
+    async def configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data, or None when it is gone."""
+        found = await self.api._maybe(self.api.core.read_namespaced_config_map, name, namespace)
+        return None if found is None else dict(found.get("data") or {})
+
+    async def jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        found = await self.api._call(
+            self.api.batch.list_namespaced_job, namespace, label_selector=selector
+        )
+        return list(self.api.serialized(found).get("items") or [])
+
+    async def retire(self, namespace: str, selector: str) -> int:
+        """Delete what the selector matches of a fleet's wave objects; how many were found."""
+        listings = (
+            (self.api.batch.list_namespaced_job, self.api.batch.delete_namespaced_job),
+            (self.api.core.list_namespaced_config_map, self.api.core.delete_namespaced_config_map),
+            (self.rbac.list_namespaced_role_binding, self.rbac.delete_namespaced_role_binding),
+            (self.rbac.list_namespaced_role, self.rbac.delete_namespaced_role),
+            (
+                self.api.core.list_namespaced_service_account,
+                self.api.core.delete_namespaced_service_account,
+            ),
+        )
+        count = 0
+        for listing, delete in listings:
+            found = await self.api._call(listing, namespace, label_selector=selector)
+            for item in self.api.serialized(found).get("items") or []:
+                count += 1
+                try:
+                    await self.api._call(
+                        delete, item["metadata"]["name"], namespace, propagation_policy="Background"
+                    )
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+        return count
+
     async def patch_configmap(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch a ConfigMap (a ledger's pause flag, its closed mark); gone is fine."""
         try:
