@@ -1,4 +1,5 @@
--- Argo CD health check for kubemigrate.dev Migration, DatabaseBackup and DatabaseRestore.
+-- Argo CD health check for every kubemigrate.dev kind (Migration, MigrationSet, DatabaseBackup,
+-- DatabaseRestore, DatabaseBackupSchedule).
 --
 -- The operator writes kstatus conditions (Ready, Reconciling, Stalled), each with the
 -- observedGeneration it describes, plus status.observedGeneration and status.phase:

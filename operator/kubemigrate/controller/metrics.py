@@ -5,7 +5,7 @@ schedule runs next. A database is labelled by its Secret's name and key, never a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -104,6 +104,24 @@ class Metrics:
             ["namespace", "migration"],
             registry=self.registry,
         )
+
+        self.fleet_targets = Gauge(
+            "kubemigrate_fleet_targets",
+            "A fleet rollout's targets by state (succeeded, failed, running, pending).",
+            ["namespace", "migrationset", "state"],
+            registry=self.registry,
+        )
+        self.fleet_waves = Counter(
+            "kubemigrate_fleet_waves_total",
+            "Fleet waves by outcome (started, completed, failed, halted).",
+            ["namespace", "outcome"],
+            registry=self.registry,
+        )
+
+    def fleet(self, namespace: str, migration_set: str, counts: Mapping[str, int]) -> None:
+        """A fleet's counts by state, as its status shows them."""
+        for state, value in counts.items():
+            self.fleet_targets.labels(namespace, migration_set, state).set(value)
 
     def batch(self, namespace: str, migration: str, progress: BatchProgress) -> None:
         """A batched step's progress, after each batch (thread-safe: the engine's thread)."""

@@ -15,6 +15,7 @@ import yaml
 
 from harness.kube import Kubectl, wait_for
 from integration.helm.helm_helpers import CHART, Helm
+from kubemigrate.controller.build import fleet_wave
 from kubemigrate.controller.build.backup_jobs import backup_request, cleanup_request, place_of
 from kubemigrate.controller.build.jobs import JobRequest, Owner, build_job
 from kubemigrate.controller.build.preflight import job_request
@@ -88,6 +89,16 @@ def _jobs(namespace: str) -> dict[str, dict[str, Any]]:
         )
         keys = {"a": ["1_x.up.sql"], "b": ["2_y.up.sql"]} if "configMaps" in source else {}
         built[name] = set_job(set_owner, spec, settings, keys=keys, target=None, run="r1")
+    fleet = MigrationSetSpec.model_validate(
+        {
+            "targets": {"secretSelector": {"matchLabels": {"app": "orders"}}},
+            "source": {"configMaps": [{"name": "a"}]},
+        }
+    )
+    wave = fleet_wave.Wave("r1", 0, ["t-a", "t-b"], 2, 0)
+    built["fleet-wave"] = fleet_wave.worker_job(
+        set_owner, fleet, settings, wave=wave, keys={"a": ["1_x.up.sql"]}, target=None
+    )
     for job in built.values():
         job["metadata"]["ownerReferences"] = []
     return built
@@ -196,6 +207,35 @@ IMAGE_SOURCE_HOSTILE: dict[str, Change] = {
         {**_init(j), "name": "steal", "image": "evil:1"}
     ),
 }
+
+
+FLEET_HOSTILE: dict[str, tuple[Change, str]] = {
+    "another-accounts-token": (
+        lambda j: _pod(j).update(serviceAccountName="cluster-admin-sa"),
+        "automountServiceAccountToken",
+    ),
+    "a-token-for-another-command": (
+        lambda j: _pod(j)["containers"][0].update(args=["apply", "/sql"]),
+        "automountServiceAccountToken",
+    ),
+    "a-secret-volume": (
+        lambda j: _pod(j)["volumes"].append({"name": "s", "secret": {"secretName": "any"}}),
+        "volumes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FLEET_HOSTILE, ids=list(FLEET_HOSTILE))
+def test_a_fleet_waves_token_is_admitted_only_for_its_own_account(
+    kubectl: Kubectl, namespace: str, installed: str, case: str
+) -> None:
+    """A wave's workers carry a token, of the ServiceAccount named as their Job only."""
+    change, names = FLEET_HOSTILE[case]
+    job = copy.deepcopy(_jobs(namespace)["fleet-wave"])
+    change(job)
+    refusal = _create(kubectl, job, namespace, installed)
+    assert "ValidatingAdmissionPolicy" in refusal, refusal
+    assert names in refusal, refusal
 
 
 @pytest.mark.parametrize("case", IMAGE_SOURCE_HOSTILE, ids=list(IMAGE_SOURCE_HOSTILE))

@@ -69,5 +69,12 @@ def test_argocd_cm_patch_carries_the_script_for_each_kind() -> None:
     patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     prefix = "resource.customizations.health.kubemigrate.dev_"
     assert patch["data"] == {
-        f"{prefix}{kind}": SCRIPT for kind in ("Migration", "DatabaseBackup", "DatabaseRestore")
+        f"{prefix}{kind}": SCRIPT
+        for kind in (
+            "Migration",
+            "MigrationSet",
+            "DatabaseBackup",
+            "DatabaseRestore",
+            "DatabaseBackupSchedule",
+        )
     }

@@ -90,6 +90,14 @@ def rollout_selector(owner: Owner, rollout: str, part: str) -> str:
     )
 
 
+def other_rollouts(owner: Owner, rollout: str) -> str:
+    """The label selector of this set's wave objects that belong to any other rollout."""
+    return (
+        f"{GROUP}/{owner.kind.lower()}={label_value(owner.name)},"
+        f"app.kubernetes.io/component={COMPONENT},{ROLLOUT_LABEL}!={rollout}"
+    )
+
+
 def targets_configmap(owner: Owner, wave: Wave) -> dict[str, Any]:
     """The wave's targets, one name a line, in the order the workers claim them (immutable)."""
     name = targets_name(owner, wave.rollout, wave.number)

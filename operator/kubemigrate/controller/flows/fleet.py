@@ -11,7 +11,7 @@ the same ledgers and adopts the same Job.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubemigrate import fleetledger
@@ -25,7 +25,9 @@ from kubemigrate.controller.flows.set_source import ReadSource, Refusal
 from kubemigrate.controller.flows.set_status import RESYNC, SetStatusWriter
 from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.kube.fleet_api import FleetApi
+from kubemigrate.controller.metrics import Metrics
 from kubemigrate.engine import version_key
+from kubemigrate.models.fleet import TargetCounts
 from kubemigrate.models.migration_set import MigrationSetPhase, MigrationSetSpec, MigrationSetStatus
 
 POLL = 2.0
@@ -55,28 +57,28 @@ def rollout_key(spec: MigrationSetSpec, source: ReadSource | None, target: str |
     )
 
 
-def _view(
-    owner: Owner, ledgers: Sequence[dict[str, Any]], lists: Sequence[dict[str, Any]]
-) -> list[WaveView]:
-    by_wave = {(cm["metadata"].get("labels") or {}).get(fleet_wave.WAVE_LABEL): cm for cm in lists}
+def _view(ledgers: Sequence[dict[str, Any]], lists: Mapping[str, list[str]]) -> list[WaveView]:
+    """The waves whose ledger and target list are both there, in order."""
     views = []
     for cm in ledgers:
         meta = cm["metadata"]
         number = (meta.get("labels") or {}).get(fleet_wave.WAVE_LABEL, "")
         notes = meta.get("annotations") or {}
-        names = ((by_wave.get(number) or {}).get("data") or {}).get(fleetledger.TARGETS_KEY, "")
+        if number not in lists:
+            continue
         try:
-            views.append(
-                WaveView(
-                    number=int(number),
-                    targets=names.split("\n") if names else [],
-                    ledger=fleetledger.read_ledger(cm.get("data")),
-                    generation=int(notes.get(fleet_wave.GENERATION, "0")),
-                    closed=notes.get(fleet_wave.CLOSED) == "true",
-                )
-            )
+            generation = int(notes.get(fleet_wave.GENERATION, "0"))
         except ValueError:
-            continue  # not one of ours
+            generation = 0
+        views.append(
+            WaveView(
+                number=int(number),
+                targets=lists[number],
+                ledger=fleetledger.read_ledger(cm.get("data")),
+                generation=generation,
+                closed=notes.get(fleet_wave.CLOSED) == "true",
+            )
+        )
     return sorted(views, key=lambda w: w.number)
 
 
@@ -85,6 +87,8 @@ class FleetFlow:
 
     def __init__(self, writer: SetStatusWriter) -> None:
         self.writer = writer
+        self._lists: dict[str, list[str]] = {}
+        """Wave target lists by ConfigMap name (immutable ConfigMaps: read once)."""
 
     async def step(
         self,
@@ -110,20 +114,31 @@ class FleetFlow:
         key = rollout_key(spec, source, target)
         waves = await self._waves(fleet, owner, key)
         done = fleet_status.fold(waves)
-        run = _Run(owner, spec, source, target, key, resolved, fleet)
+        run = _Run(owner, spec, source, target, key, resolved, fleet, ctx.metrics)
         active = [w for w in waves if not w.closed]
         if active:
             return await self._follow(obj, run, active[-1], done, ctx)
         return await self._next(obj, run, waves, done, ctx)
 
     async def _waves(self, fleet: FleetApi, owner: Owner, key: str) -> list[WaveView]:
+        """The rollout's waves: each ledger, with its target list (immutable, so read once)."""
         ledgers = await fleet.configmaps(
             owner.namespace, fleet_wave.rollout_selector(owner, key, "ledger")
         )
-        lists = await fleet.configmaps(
-            owner.namespace, fleet_wave.rollout_selector(owner, key, "targets")
-        )
-        return _view(owner, ledgers, lists)
+        lists: dict[str, list[str]] = {}
+        for cm in ledgers:
+            number = (cm["metadata"].get("labels") or {}).get(fleet_wave.WAVE_LABEL, "")
+            if not number.isdigit():
+                continue
+            name = fleet_wave.targets_name(owner, key, int(number))
+            if name not in self._lists:
+                data = await fleet.configmap_data(owner.namespace, name)
+                if data is None:
+                    continue  # the operator stopped between the two ConfigMaps: started again
+                text = data.get(fleetledger.TARGETS_KEY, "")
+                self._lists[name] = text.split("\n") if text else []
+            lists[number] = self._lists[name]
+        return _view(ledgers, lists)
 
     # -- a wave under way ------------------------------------------------------------------
 
@@ -151,6 +166,7 @@ class FleetFlow:
         await fleet.patch_configmap(
             ns, ledger, {"metadata": {"annotations": {fleet_wave.CLOSED: "true"}}}
         )
+        ctx.metrics.fleet_waves.labels(ns, "completed" if finished else "failed").inc()
         if not finished:
             message = f"wave {wave.number} (Job {name}) failed: {job_failure(job)}"
             return await self.writer.transient(obj, "WaveFailed", message, ctx)
@@ -214,6 +230,10 @@ class FleetFlow:
         if run.spec.plan.paused:
             await self._progress(obj, run, done, last.number if last else 0, ctx)
             return RESYNC
+        if (
+            waiting := await self._previous_rollout(obj, run, first=last is None, ctx=ctx)
+        ) is not None:
+            return waiting
         plan = run.spec.plan
         number = last.number + 1 if last is not None else 0
         canary = number == 0 and plan.canary > 0
@@ -229,29 +249,70 @@ class FleetFlow:
         )
         return await self._start(obj, run, wave, ctx)
 
+    async def _previous_rollout(
+        self, obj: dict[str, Any], run: _Run, *, first: bool, ctx: StepContext
+    ) -> float | None:
+        """One rollout at a time: a wave of an earlier rollout (other files or target) still
+        running is paused (it starts no new target) and waited for; before this rollout's
+        first wave, the earlier rollouts' objects are deleted (the history is the record)."""
+        ns, others = run.owner.namespace, fleet_wave.other_rollouts(run.owner, run.key)
+        jobs = await run.fleet.jobs(ns, f"{others},{fleet_wave.PART_LABEL}=job")
+        running = [j for j in jobs if job_finished(j) is None]
+        for job in running:
+            ledger = f"{job['metadata']['name']}-ledger"
+            await run.fleet.patch_configmap(ns, ledger, {"data": {"paused": "true"}})
+        if running:
+            message = (
+                f"waiting for Job {running[0]['metadata']['name']} of the previous rollout to "
+                "finish its running targets (it starts no new one)"
+            )
+            current = self.writer.current(obj)
+            if current.message != message:
+                await self.writer.write(
+                    obj,
+                    ctx,
+                    MigrationSetStatus(
+                        phase=MigrationSetPhase.PENDING, reason="PreviousRollout", message=message
+                    ),
+                )
+            return POLL
+        if first:
+            await run.fleet.retire(ns, others)
+        return None
+
     async def _start(self, obj: dict[str, Any], run: _Run, wave: Wave, ctx: StepContext) -> float:
+        """Create the wave's objects (each only if missing), the Job last."""
         owner, spec, fleet = run.owner, run.spec, run.fleet
         assert spec.targets is not None
-        schemas = spec.targets.schemas
-        secrets = list(wave.targets) if schemas is None else [schemas.database.secret_ref.name]
-        job = fleet_wave.worker_job(
-            owner,
-            spec,
-            ctx.settings,
-            wave=wave,
-            keys={k: list(v) for k, v in (run.source.keys if run.source else {}).items()},
-            target=run.target,
-        )
         try:
+            await fleet.ensure(fleet_wave.targets_configmap(owner, wave))
+            # An operator stopped after this ConfigMap and before the ledger starts the wave
+            # again with the list it wrote then (immutable), whatever the selector says now.
+            stored = await fleet.configmap_data(
+                owner.namespace, fleet_wave.targets_name(owner, wave.rollout, wave.number)
+            )
+            listed = (stored or {}).get(fleetledger.TARGETS_KEY)
+            if listed is not None and listed.split("\n") != list(wave.targets):
+                wave = replace(wave, targets=listed.split("\n"))
+            schemas = spec.targets.schemas
+            secrets = list(wave.targets) if schemas is None else [schemas.database.secret_ref.name]
             for manifest in (
-                fleet_wave.targets_configmap(owner, wave),
                 fleet_wave.ledger_configmap(owner, wave),
                 fleet_wave.service_account(owner, wave),
                 fleet_wave.role(owner, wave, secrets),
                 fleet_wave.role_binding(owner, wave),
             ):
                 await fleet.ensure(manifest)
-            await ctx.api.ensure_job(job)
+            await ctx.api.ensure_job(
+                fleet_wave.worker_job(
+                    owner,
+                    spec,
+                    ctx.settings,
+                    wave=wave,
+                    keys={k: list(v) for k, v in (run.source.keys if run.source else {}).items()},
+                    target=run.target,
+                )
+            )
         except Invalid as exc:
             return await self.writer.failed(
                 obj, "WaveInvalid", f"the API server refused wave {wave.number}: {exc}", ctx
@@ -260,6 +321,7 @@ class FleetFlow:
             return await self.writer.transient(
                 obj, "WaveForbidden", f"cannot start wave {wave.number}: {exc}", ctx
             )
+        ctx.metrics.fleet_waves.labels(owner.namespace, "started").inc()
         what = "canary" if wave.number == 0 and spec.plan.canary > 0 else "wave"
         ctx.emit(
             "Normal",
@@ -298,6 +360,7 @@ class FleetFlow:
             ),
         )
         ctx.emit("Warning", reason, message)
+        ctx.metrics.fleet_waves.labels(run.owner.namespace, "halted").inc()
         return RESYNC
 
     async def _settled(self, obj: dict[str, Any], run: _Run, done: Fold, ctx: StepContext) -> float:
@@ -337,8 +400,11 @@ class FleetFlow:
         return RESYNC
 
     def _fields(self, run: _Run, done: Fold, wave: int | None) -> MigrationSetStatus:
+        """The fleet's status fields; the metrics follow the same counts."""
+        counts = done.counts(run.resolved)
+        self._ctx_metrics(run, counts)
         fields = MigrationSetStatus(
-            targets=done.counts(run.resolved),
+            targets=counts,
             failed_targets=list(done.errors),
             wave=wave,
             rollout_key=run.key,
@@ -350,6 +416,14 @@ class FleetFlow:
         if run.target is not None:
             fields.target_version = run.target
         return fields
+
+    def _ctx_metrics(self, run: _Run, counts: TargetCounts) -> None:
+        if run.metrics is not None:
+            run.metrics.fleet(
+                run.owner.namespace,
+                run.owner.name,
+                counts.model_dump(include={"succeeded", "failed", "running", "pending"}),
+            )
 
     def _direction(self, run: _Run, done: Fold) -> MigrationSetPhase:
         if (
@@ -372,6 +446,7 @@ class _Run:
     key: str
     resolved: list[str]
     fleet: FleetApi
+    metrics: Metrics | None = None
 
 
 def _workers(number: int, canary: int, max_parallel: int, targets: int) -> int:

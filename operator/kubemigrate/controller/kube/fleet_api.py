@@ -7,7 +7,7 @@ databases never brings their values into the operator's memory.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -37,20 +37,15 @@ class FleetApi:
                 return sorted(names)
 
     def _secret_page(self, namespace: str, selector: str, token: str) -> dict[str, Any]:
-        query: list[tuple[str, Any]] = [("labelSelector", selector), ("limit", PAGE)]
-        if token:
-            query.append(("continue", token))
-        client = self.api.core.api_client
-        response = client.call_api(
-            f"/api/v1/namespaces/{namespace}/secrets",
-            "GET",
-            query_params=query,
-            header_params={"Accept": METADATA_ONLY},
-            auth_settings=["BearerToken"],
+        response = self.api.core.list_namespaced_secret(
+            namespace,
+            label_selector=selector,
+            limit=PAGE,
+            _continue=token or None,
+            _headers={"Accept": METADATA_ONLY},
             _preload_content=False,
         )
-        raw = response[0] if isinstance(response, tuple) else response
-        result: dict[str, Any] = json.loads(raw.data)
+        result: dict[str, Any] = json.loads(cast(Any, response).data)
         return result
 
     async def configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -60,6 +55,43 @@ class FleetApi:
         )
         items = self.api.serialized(found).get("items") or []
         return list(items)
+
+    async def configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data, or None when it is gone."""
+        found = await self.api._maybe(self.api.core.read_namespaced_config_map, name, namespace)
+        return None if found is None else dict(found.get("data") or {})
+
+    async def jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        found = await self.api._call(
+            self.api.batch.list_namespaced_job, namespace, label_selector=selector
+        )
+        return list(self.api.serialized(found).get("items") or [])
+
+    async def retire(self, namespace: str, selector: str) -> int:
+        """Delete what the selector matches of a fleet's wave objects; how many were found."""
+        listings = (
+            (self.api.batch.list_namespaced_job, self.api.batch.delete_namespaced_job),
+            (self.api.core.list_namespaced_config_map, self.api.core.delete_namespaced_config_map),
+            (self.rbac.list_namespaced_role_binding, self.rbac.delete_namespaced_role_binding),
+            (self.rbac.list_namespaced_role, self.rbac.delete_namespaced_role),
+            (
+                self.api.core.list_namespaced_service_account,
+                self.api.core.delete_namespaced_service_account,
+            ),
+        )
+        count = 0
+        for listing, delete in listings:
+            found = await self.api._call(listing, namespace, label_selector=selector)
+            for item in self.api.serialized(found).get("items") or []:
+                count += 1
+                try:
+                    await self.api._call(
+                        delete, item["metadata"]["name"], namespace, propagation_policy="Background"
+                    )
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+        return count
 
     async def patch_configmap(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch a ConfigMap (a ledger's pause flag, its closed mark); gone is fine."""
