@@ -104,6 +104,12 @@ def bump(kubectl: Kubectl, namespace: str, name: str, spec: dict[str, Any]) -> N
     )
 
 
+def execute(url: str, statement: str) -> None:
+    """Run one statement that returns no rows (a tenant's DDL set up or fixed by the test)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement.encode())
+
+
 def _rows(url: str, query: sql.Composable) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(query).fetchall()

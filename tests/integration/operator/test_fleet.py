@@ -23,6 +23,7 @@ from integration.operator.fleets import (
     bump,
     conditions,
     everything_said,
+    execute,
     fleet,
     fleet_set,
     history_rows,
@@ -103,7 +104,7 @@ def test_a_failing_tenant_halts_the_rollout_and_a_resume_finishes_only_the_rest(
 ) -> None:
     fleet_ = tenant_databases(30)
     bad = fleet_[4]
-    query(bad.url, CONFLICT)
+    execute(bad.url, CONFLICT)
     rollout = {"canary": 1, "maxParallel": 3, "maxFailures": 0}
     start_fleet(kubectl, namespace, fleet_, rollout=rollout)
     st = wait_rollout(kubectl, namespace, "orders", timeout=300)
@@ -126,7 +127,7 @@ def test_a_failing_tenant_halts_the_rollout_and_a_resume_finishes_only_the_rest(
     before = snapshot([t for t in fleet_ if t.name in by["migrated"]])
 
     # Fix the tenant, bump the spec: the rest run, the succeeded ones do not.
-    query(bad.url, "DROP TABLE t00004")
+    execute(bad.url, "DROP TABLE t00004")
     bump(kubectl, namespace, "orders", {"rollout": {**rollout, "maxParallel": 4}})
     st = wait_rollout(kubectl, namespace, "orders", timeout=300)
     assert (st["phase"], st["reason"]) == ("Succeeded", "RolledOut"), st
@@ -155,7 +156,7 @@ def test_a_failing_canary_halts_before_any_other_tenant(
     operator: OperatorProcess,
 ) -> None:
     fleet_ = tenant_databases(5)
-    query(fleet_[0].url, CONFLICT)
+    execute(fleet_[0].url, CONFLICT)
     start_fleet(kubectl, namespace, fleet_, rollout={"canary": 1, "maxFailures": 3})
     st = wait_rollout(kubectl, namespace, "orders", timeout=180)
     assert (st["phase"], st["reason"]) == ("Halted", "CanaryFailed"), st
