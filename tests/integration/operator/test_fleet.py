@@ -1,10 +1,11 @@
 """Fleet rollouts end to end (issue 14): a MigrationSet over 30 tenant databases chosen by label
 that halts on a failing tenant and resumes without re-running the others; a canary that fails;
-50 tenant schemas in one database; a tenant added after the rollout; bad input; an operator
-killed mid-rollout; a fleet rolled back by lowering targetVersion."""
+50 tenant schemas in one database; a tenant added after the rollout; bad input; a paused
+rollout; an operator killed mid-rollout; a fleet rolled back by lowering targetVersion."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -301,6 +302,51 @@ def test_bad_input(
     ]
 
 
+def slow_files(seconds: float) -> dict[str, str]:
+    """The migrations, version 00005 sleeping first: a tenant takes a while."""
+    made = migset.files(COUNT)
+    slow = next(k for k in made if k.startswith("00005_") and k.endswith(".up.sql"))
+    made[slow] = f"SELECT pg_sleep({seconds});\n" + made[slow]
+    return made
+
+
+def test_a_paused_rollout_starts_nothing_new_and_resumes_when_unpaused(
+    kubectl: Kubectl,
+    namespace: str,
+    tenant_databases: Tenants,
+    operator: OperatorProcess,
+) -> None:
+    fleet_ = tenant_databases(12)
+    rollout = {"maxParallel": 2}
+    start_fleet(kubectl, namespace, fleet_, made=slow_files(1), rollout=rollout)
+
+    def midway() -> dict[str, int] | None:
+        n = counts(fleet(kubectl, namespace, "orders").get("status") or {})
+        return n if n["succeeded"] >= 2 and n["pending"] > 2 else None
+
+    wait_for(midway, timeout=180, interval=0.3, what="the rollout midway")
+    bump(kubectl, namespace, "orders", {"rollout": {**rollout, "paused": True}})
+
+    def paused() -> dict[str, Any] | None:
+        s = fleet(kubectl, namespace, "orders").get("status") or {}
+        return s if s.get("reason") == "Paused" and counts(s)["running"] == 0 else None
+
+    st = wait_for(paused, timeout=120, interval=0.5, what="the rollout to pause")
+    assert counts(st)["pending"] > 0 and "paused" in st["message"], st
+    by = outcome(fleet_, FULL)
+    assert by["partial"] == [] and len(by["migrated"]) == counts(st)["succeeded"], (by, st)
+    time.sleep(6)  # unpaused, two workers would finish several tenants in this time
+    assert outcome(fleet_, FULL) == by
+    assert counts(fleet(kubectl, namespace, "orders")["status"]) == counts(st)
+
+    bump(kubectl, namespace, "orders", {"rollout": {**rollout, "paused": False}})
+    st = wait_rollout(kubectl, namespace, "orders", timeout=300)
+    assert (st["phase"], counts(st)["succeeded"]) == ("Succeeded", 12), st
+    assert outcome(fleet_, FULL)["migrated"] == [t.name for t in fleet_]
+    runs = Counter(n for wave in waves(kubectl, namespace, "orders") for n in wave)
+    assert runs == Counter({t.name: 1 for t in fleet_}), runs  # none run again after the pause
+
+
 def test_an_operator_killed_mid_rollout_applies_nothing_twice(
     kubectl: Kubectl,
     namespace: str,
@@ -308,11 +354,8 @@ def test_an_operator_killed_mid_rollout_applies_nothing_twice(
     start_operator: Callable[..., OperatorProcess],
 ) -> None:
     fleet_ = tenant_databases(12)
-    made = migset.files(COUNT)
-    slow = next(k for k in made if k.startswith("00005_") and k.endswith(".up.sql"))
-    made[slow] = "SELECT pg_sleep(1.5);\n" + made[slow]
     first = start_operator()
-    start_fleet(kubectl, namespace, fleet_, made=made, rollout={"maxParallel": 3})
+    start_fleet(kubectl, namespace, fleet_, made=slow_files(1.5), rollout={"maxParallel": 3})
 
     def midway() -> dict[str, int] | None:
         n = counts(fleet(kubectl, namespace, "orders").get("status") or {})
