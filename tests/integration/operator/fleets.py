@@ -12,7 +12,7 @@ import yaml
 from psycopg import sql
 
 from harness import tenants
-from harness.kube import Kubectl, wait_for
+from harness.kube import Cluster, Kubectl, wait_for
 from harness.tenants import Tenant
 
 SETTLED = ("Succeeded", "Failed", "Halted")
@@ -171,16 +171,26 @@ def untouched(tenant: Tenant) -> bool:
     return not has_history(tenant.url) and "base" not in user_tables(tenant.url)
 
 
-def everything_said(kubectl: Kubectl, namespace: str, *extra: str) -> str:
+def pod_logs(cluster: Cluster, namespace: str) -> list[str]:
+    """Every pod's output in namespace: the node runner's log files on the local stack (which
+    has no kubelet to serve `kubectl logs`), else `kubectl logs`."""
+    if cluster.local and cluster.state_dir is not None:
+        logs = cluster.state_dir / "node" / "logs"
+        return [p.read_text(errors="replace") for p in sorted(logs.glob(f"{namespace}_*.log"))]
+    kubectl = cluster.kubectl
+    pods = kubectl.run("get", "pods", "-n", namespace, "-o", "name").stdout.split()
+    return [
+        kubectl.run("logs", pod, "-n", namespace, "--all-containers", check=False).stdout
+        for pod in pods
+    ]
+
+
+def everything_said(cluster: Cluster, namespace: str, *extra: str) -> str:
     """Every place a value could leak to in the namespace: the sets, events, Jobs, pods,
-    ConfigMaps (the ledgers) and the pods' logs, plus extra text (the operator's log)."""
+    ConfigMaps (the ledgers) and the pods' output, plus extra text (the operator's log)."""
     kinds = ("migrationsets", "events", "jobs", "pods", "configmaps")
-    said = [kubectl.run("get", k, "-n", namespace, "-o", "yaml").stdout for k in kinds]
-    for pod in kubectl.run("get", "pods", "-n", namespace, "-o", "name").stdout.split():
-        said.append(
-            kubectl.run("logs", pod, "-n", namespace, "--all-containers", check=False).stdout
-        )
-    return "\n".join([*said, *extra])
+    said = [cluster.kubectl.run("get", k, "-n", namespace, "-o", "yaml").stdout for k in kinds]
+    return "\n".join([*said, *pod_logs(cluster, namespace), *extra])
 
 
 def outcome(tenant_list: Iterable[Tenant], full: list[str]) -> dict[str, list[str]]:

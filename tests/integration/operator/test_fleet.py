@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from harness import migset, tenants
-from harness.kube import Kubectl, wait_for
+from harness.kube import Cluster, Kubectl, wait_for
 from harness.operator import OperatorProcess
 from harness.tenants import Tenant
 from integration.operator.fleets import (
@@ -29,6 +29,7 @@ from integration.operator.fleets import (
     fleet_set,
     history_rows,
     outcome,
+    pod_logs,
     schema_targets,
     untouched,
     user_tables,
@@ -222,6 +223,7 @@ def test_a_tenant_added_after_the_rollout_is_migrated_by_itself(
 
 
 def test_bad_input(
+    cluster: Cluster,
     kubectl: Kubectl,
     namespace: str,
     db_secret: str,
@@ -282,7 +284,8 @@ def test_bad_input(
     assert applied(database_url, "tenant_a") == FULL
     assert not query(database_url, "SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_nope'")
 
-    said = everything_said(kubectl, namespace, operator.text())
+    said = everything_said(cluster, namespace, operator.text())
+    assert any("c-noturl" in log for log in pod_logs(cluster, namespace))  # logs are read
     assert "canary-Xyzzy" not in said  # no Secret value in status, events, Jobs, ledgers, logs
 
     # What the API's schema can refuse, it refuses.
