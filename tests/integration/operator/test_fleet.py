@@ -67,6 +67,11 @@ def counts(st: dict[str, Any]) -> dict[str, int]:
     return {k: int(given.get(k) or 0) for k in COUNTS}
 
 
+def runs_per_target(kubectl: Kubectl, namespace: str, name: str) -> Counter[str]:
+    """How many waves of the set each target was in (one per run of it)."""
+    return Counter(target for wave in waves(kubectl, namespace, name) for target in wave)
+
+
 def wave_jobs(kubectl: Kubectl, namespace: str, name: str) -> list[str]:
     """The names of the set's wave Jobs."""
     selector = f"kubemigrate.dev/migrationset={name},kubemigrate.dev/part=job"
@@ -146,7 +151,7 @@ def test_a_failing_tenant_halts_the_rollout_and_a_resume_finishes_only_the_rest(
     assert outcome(fleet_, FULL)["migrated"] == [t.name for t in fleet_]
     assert snapshot([t for t in fleet_ if t.name in before]) == before
     assert all(applied_twice(t.url) == [] for t in fleet_)
-    runs = Counter(n for wave in waves(kubectl, namespace, "orders") for n in wave)
+    runs = runs_per_target(kubectl, namespace, "orders")
     assert runs[bad.name] == 2 and set(runs) == {t.name for t in fleet_}
     assert all(runs[n] == 1 for n in before), runs  # a succeeded tenant was in one wave only
 
@@ -346,7 +351,7 @@ def test_a_paused_rollout_starts_nothing_new_and_resumes_when_unpaused(
     st = wait_rollout(kubectl, namespace, "orders", timeout=300)
     assert (st["phase"], counts(st)["succeeded"]) == ("Succeeded", 12), st
     assert outcome(fleet_, FULL)["migrated"] == [t.name for t in fleet_]
-    runs = Counter(n for wave in waves(kubectl, namespace, "orders") for n in wave)
+    runs = runs_per_target(kubectl, namespace, "orders")
     assert runs == Counter({t.name: 1 for t in fleet_}), runs  # none run again after the pause
 
 
@@ -381,7 +386,7 @@ def test_an_operator_killed_mid_rollout_applies_nothing_twice(
         assert applied(t.url) == FULL, t.name
         assert applied_twice(t.url) == [], t.name
         assert not [r for r in history_rows(t.url) if r[4] == "failed"], t.name
-    runs = Counter(n for wave in waves(kubectl, namespace, "orders") for n in wave)
+    runs = runs_per_target(kubectl, namespace, "orders")
     assert runs == Counter({t.name: 1 for t in fleet_}), runs  # each tenant in one wave
     started = wave_jobs(kubectl, namespace, "orders")
     assert len(started) == len(waves(kubectl, namespace, "orders")), started  # none twice
