@@ -33,6 +33,7 @@ def check_url(url: str) -> None:
 def in_schema(url: str, schema: str) -> str:
     """url with the session's search_path set to schema at start-up (InvalidUrl if url is no
     connection string). Any ``options`` url had are kept, before ours."""
+    check_url(url)
     params = parse(url)
     name = schema if _PLAIN.fullmatch(schema) else '"' + schema.replace('"', '""') + '"'
     escaped = name.replace("\\", "\\\\").replace(" ", "\\ ")
