@@ -143,7 +143,8 @@ def fleet_worker(parser: argparse.ArgumentParser) -> None:
     mode.add_argument(
         "--schemas-secret",
         metavar="NAME",
-        help="each target is a schema of the database whose URL this Secret holds",
+        help="each target is a schema of the database whose URL this Secret holds, run with "
+        "its search_path and its history table in that schema",
     )
     parser.add_argument(
         "--schemas-key",

@@ -138,7 +138,7 @@ def test_two_workers_on_one_ledger_never_claim_a_target_twice(
         wave.secret(name, {"url": url})
     wave.ledger(0, names)
     sa_dir = wave.service_account(names)
-    migrations = items(Migrations(tmp_path / "migrations"), sleep=0.5)
+    migrations = items(Migrations(tmp_path / "migrations"), sleep=1.0)
 
     workers = [wave.start(migrations, sa_dir, "--secret-key", "url") for _ in range(2)]
     results = [finish(w) for w in workers]
