@@ -72,8 +72,21 @@ class Wave:
         return data
 
     def service_account(self, secrets: Sequence[str]) -> Path:
+        """The wave's ServiceAccount (``rbac``), and a directory as a pod mounts it: a token
+        minted with the TokenRequest API, ca.crt, namespace."""
+        self.rbac(secrets)
+        ns = self.namespace
+        token = self.kubectl.run("create", "token", SA, "-n", ns, "--duration=30m").stdout
+        directory = self.workdir / "serviceaccount"
+        directory.mkdir(exist_ok=True)
+        (directory / "token").write_text(token.strip(), encoding="utf-8")
+        (directory / "namespace").write_text(ns, encoding="utf-8")
+        (directory / "ca.crt").write_bytes(self._ca())
+        return directory
+
+    def rbac(self, secrets: Sequence[str]) -> None:
         """The wave's ServiceAccount, Role (get on exactly these Secrets; get and update on the
-        ledger) and RoleBinding, and a directory as a pod mounts it: token, ca.crt, namespace."""
+        ledger) and RoleBinding."""
         rules = [
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
              "resourceNames": list(secrets)},
@@ -92,13 +105,6 @@ class Wave:
              "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": ns}]},
         ]  # fmt: skip
         self.kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-        token = self.kubectl.run("create", "token", SA, "-n", ns, "--duration=30m").stdout
-        directory = self.workdir / "serviceaccount"
-        directory.mkdir(exist_ok=True)
-        (directory / "token").write_text(token.strip(), encoding="utf-8")
-        (directory / "namespace").write_text(ns, encoding="utf-8")
-        (directory / "ca.crt").write_bytes(self._ca())
-        return directory
 
     def _cluster(self) -> dict[str, Any]:
         config = yaml.safe_load(self.kubectl.kubeconfig.read_text(encoding="utf-8"))
