@@ -16,7 +16,11 @@ from kubemigrate.cli import build_parser, ledger_store, main
 from kubemigrate.cli.fleet_worker import read_targets
 from kubemigrate.cli.incluster import ApiError, InCluster, NotInCluster, object_path
 from kubemigrate.cli.ledger_store import LedgerStore
+from kubemigrate.controller.build import fleet_wave
+from kubemigrate.controller.build.jobs import Owner
 from kubemigrate.engine import InvalidUrl
+from kubemigrate.models.migration_set import MigrationSetSpec
+from kubemigrate.settings import Settings
 
 # -- finding the API server --------------------------------------------------------------------
 
@@ -86,6 +90,48 @@ def test_a_mode_is_required_and_only_one() -> None:
     assert (args.schemas_secret, args.schemas_key, args.target) == ("db", "url", "3")
     assert args.history_schema == "kubemigrate" and args.preflight is True
     assert not hasattr(args, "database_url")
+
+
+@pytest.mark.parametrize(
+    ("targets", "mode"),
+    [
+        ({"secretSelector": {"matchLabels": {"app": "orders"}}, "key": "dsn"}, ("dsn", None)),
+        (
+            {"schemas": {"database": {"secretRef": {"name": "shared"}}, "names": ["tenant_a"]}},
+            (None, "shared"),
+        ),
+    ],
+)
+def test_the_operators_worker_job_parses(targets: dict[str, Any], mode: tuple[Any, ...]) -> None:
+    """The args the operator's wave Job passes are the args this subcommand takes."""
+    owner = Owner("MigrationSet", "orders", "shop", "uid-1", 7)
+    spec = MigrationSetSpec.model_validate(
+        {"targets": targets, "source": {"configMaps": [{"name": "orders-0"}]}, "dryRun": True}
+    )
+    wave = fleet_wave.Wave("abc123", 1, ["t-a", "t-b"], 2, 0)
+    job = fleet_wave.worker_job(
+        owner, spec, Settings(image="img:1"), wave=wave, keys={"orders-0": ["1_a.sql"]},
+        target="3",
+    )  # fmt: skip
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args([*container.get("command", [])[1:], *container["args"]])
+    assert args.declared.name == "fleet-worker"
+    assert (args.secret_key, args.schemas_secret) == mode
+    assert args.ledger == fleet_wave.ledger_name(owner, "abc123", 1)
+    assert str(args.targets_file) == fleet_wave.TARGETS_FILE
+    assert (args.target, args.dry_run, args.resource_name) == ("3", True, "orders")
+    assert args.termination_log is not None
+
+
+def test_the_termination_log_says_why_the_worker_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    log = tmp_path / "log"
+    argv = ["fleet-worker", str(tmp_path), "--targets-file", "t", "--ledger", "l"]
+    assert main([*argv, "--secret-key", "url", "--termination-log", str(log)]) == 1
+    result = json.loads(log.read_text())
+    assert (result["ok"], result["reason"], result["ran"]) == (False, "NotInCluster", 0)
 
 
 def test_read_targets_skips_blank_lines(tmp_path: Path) -> None:

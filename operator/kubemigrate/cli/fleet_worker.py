@@ -44,17 +44,16 @@ def run_fleet_worker(args: argparse.Namespace, out: Output) -> int:
     try:
         api = InCluster.from_environment(args.service_account_dir)
     except NotInCluster as exc:
-        out.error(f"not in a pod: {exc}")
-        return EXIT_FAILED
+        return _finish(args, _result("NotInCluster", f"not in a pod: {exc}"), out)
     namespace = args.namespace or api.namespace
     if not namespace:
-        out.error("no namespace: pass --namespace or mount the ServiceAccount's")
-        return EXIT_USAGE
+        why = "no namespace: pass --namespace or mount the ServiceAccount's"
+        return _finish(args, _result("InvalidArguments", why), out)
     try:
         names = read_targets(args.targets_file)
     except (OSError, UnicodeDecodeError) as exc:
-        out.error(f"cannot read the targets file: {exc}")
-        return EXIT_USAGE
+        why = f"cannot read the targets file: {exc}"
+        return _finish(args, _result("InvalidArguments", why), out)
     targets: SecretTargets | SchemaTargets = (
         SecretTargets(api, namespace, args.secret_key, args.history_schema)
         if args.secret_key is not None
@@ -65,9 +64,30 @@ def run_fleet_worker(args: argparse.Namespace, out: Output) -> int:
         while (index := worker.ledger.claim(len(names))) is not None:
             worker.one(index, names[index])
     except ApiError as exc:
-        out.error(f"the worker cannot go on: {exc}")
-        return EXIT_FAILED
-    print(f"fleet-worker: stopped: {worker.ledger.stopped}", file=sys.stderr, flush=True)
+        why = f"the worker cannot go on: {exc}"
+        return _finish(args, _result("ApiError", why, worker.ran, worker.failed), out)
+    stopped = worker.ledger.stopped or "done"
+    return _finish(args, _result(stopped, None, worker.ran, worker.failed), out)
+
+
+def _result(reason: str, error: str | None, ran: int = 0, failed: int = 0) -> jobresult.FleetWorker:
+    return {"ok": error is None, "reason": reason, "ran": ran, "failed": failed, "error": error}
+
+
+def _finish(args: argparse.Namespace, result: jobresult.FleetWorker, out: Output) -> int:
+    """Write result to --termination-log, say how the loop ended on stderr; the exit status."""
+    path: Path | None = args.termination_log
+    if path is not None:
+        jobresult.write(path, redacted(result, out.clean))
+    if result["error"] is not None:
+        out.error(result["error"])
+        return EXIT_USAGE if result["reason"] == "InvalidArguments" else EXIT_FAILED
+    print(
+        f"fleet-worker: stopped: {result['reason']} ({result['ran']} target(s) run here, "
+        f"{result['failed']} failed)",
+        file=sys.stderr,
+        flush=True,
+    )
     return EXIT_OK
 
 
@@ -77,17 +97,21 @@ def read_targets(path: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Worker:
     args: argparse.Namespace
     targets: SecretTargets | SchemaTargets
     ledger: LedgerStore
     out: Output
+    ran: int = 0
+    failed: int = 0
 
     def one(self, index: int, name: str) -> None:
         """Run target index, record it in the ledger, and print its line."""
         clock = time.monotonic()
         outcome = run_target(self.args, name, self.targets)
+        self.ran += 1
+        self.failed += 0 if outcome.ok else 1
         self.ledger.record(
             index,
             name=name,

@@ -125,6 +125,12 @@ def fleet_worker(parser: argparse.ArgumentParser) -> None:
     """A fleet wave's worker: a set run on each target it claims from the wave's ledger."""
     set_run(parser)
     parser.add_argument(
+        "--termination-log",
+        metavar="PATH",
+        type=Path,
+        help="also write how the loop ended as JSON here (the targets' outcomes are in the ledger)",
+    )
+    parser.add_argument(
         "--targets-file",
         metavar="PATH",
         type=Path,

@@ -97,10 +97,15 @@ def test_a_worker_runs_every_target_and_records_each_failure_without_a_secret(
     sa_dir = wave.service_account(allowed)
     migrations = items(Migrations(tmp_path / "migrations"))
 
-    result = finish(wave.start(migrations, sa_dir, "--secret-key", "url", "-v"))
+    log = tmp_path / "termination-log"
+    result = finish(
+        wave.start(migrations, sa_dir, "--secret-key", "url", "-v", "--termination-log", str(log))
+    )
 
     assert result.returncode == 0, str(result)
     assert "stopped: done" in result.stderr
+    summary = json.loads(log.read_text())
+    assert summary == {"ok": True, "reason": "done", "ran": 7, "failed": 5, "error": None}
     reasons = {line["name"]: line["reason"] for line in lines(result)}
     assert reasons == {
         "tenant-a": "Applied",
