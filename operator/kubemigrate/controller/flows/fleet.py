@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from kubemigrate import fleetledger
@@ -158,7 +159,13 @@ class FleetFlow:
         job = await ctx.api.job(ns, name)
         if job is None:  # the operator stopped between the ledger and the Job: finish starting
             return await self._start(obj, run, self._wave_of(run, wave), ctx)
-        finished = job_finished(job)
+        finished, why = job_finished(job), job_failure(job)
+        bound = ctx.settings.job_active_deadline_seconds
+        if finished is None and wave.ledger.next == 0 and _age(job) > bound:
+            # Its pods never started a target (unschedulable, image not pulled, ...): the
+            # wave fails within the same bound as any Job, and is retried with backoff.
+            await ctx.api.delete_job(ns, name)
+            finished, why = False, f"no worker started a target within {bound}s"
         if finished is None:
             await self.report.progress(obj, run, done, wave.number, ctx)
             return POLL
@@ -167,7 +174,7 @@ class FleetFlow:
         )
         ctx.metrics.fleet_waves.labels(ns, "completed" if finished else "failed").inc()
         if not finished:
-            message = f"wave {wave.number} (Job {name}) failed: {job_failure(job)}"
+            message = f"wave {wave.number} (Job {name}) failed: {why}"
             return await self.writer.transient(obj, "WaveFailed", message, ctx)
         ctx.emit("Normal", "WaveFinished", f"Wave {wave.number} finished")
         return 0.5
@@ -309,6 +316,15 @@ class FleetFlow:
             f"{wave.workers} at once, {wave.budget} failure(s) tolerated",
         )
         return POLL
+
+
+def _age(job: Mapping[str, Any]) -> float:
+    """Seconds since the Job was created (0 when the API did not say)."""
+    created = (job.get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return 0.0
+    when = created if isinstance(created, datetime) else datetime.fromisoformat(str(created))
+    return (datetime.now(UTC) - when).total_seconds()
 
 
 def _workers(number: int, canary: int, max_parallel: int, targets: int) -> int:
