@@ -1,18 +1,39 @@
-"""PLACEHOLDER: replaced by the fleetworker branch's module (same contract)."""
+"""The ledger of a fleet wave: which targets are claimed, done, failed, and whether to go on.
+
+A wave's worker pods share one mutable ConfigMap (``<set>-w-<R>-<w>-ledger``) and update it with
+optimistic concurrency; the operator reads it for status. Both sides load this module, so it is
+plain data like ``jobresult``: no pydantic, no Kubernetes client, no engine. Every value in the
+ConfigMap is a string; ``read_ledger`` forgives junk (an edited or truncated ConfigMap gives
+defaults, never an exception), and no function here does I/O.
+
+Claiming a target and checking the halt are one change of the ledger: once more targets have
+failed than the wave's budget, no worker starts another one; targets already running finish.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
 
 TARGETS_KEY = "targets"
+"""The data key of a wave's targets ConfigMap: the target names, one a line, in claim order."""
 MAX_ERRORS = 20
+"""Failed targets the ledger names (the first ones); the rest are only counted."""
 MAX_MESSAGE = 512
+"""Characters of a failed target's message kept."""
+MAX_INDEX = 1_000_000
+"""Indexes at or above this are junk: a wave never has that many targets, and a range like
+``0-999999999`` must not fill memory."""
 
 
 @dataclass(frozen=True)
 class TargetError:
+    """Why one target failed: its name, the version it stopped at, the SQLSTATE if any, and a
+    message that quotes no Secret value."""
+
     name: str
     version: str | None
     sqlstate: str | None
@@ -21,6 +42,8 @@ class TargetError:
 
 @dataclass(frozen=True)
 class Ledger:
+    """One wave's progress, as the ConfigMap holds it (see the design's "The ledger")."""
+
     next: int = 0
     budget: int = 0
     paused: bool = False
@@ -32,64 +55,77 @@ class Ledger:
     rows: int = 0
 
 
+# -- index ranges ------------------------------------------------------------------------------
+
+
 def parse_ranges(text: str) -> frozenset[int]:
-    out: set[int] = set()
+    """``"0-3,7,9-10"`` as the indexes it names; parts that are not an index or a range in
+    order (``x``, ``5-3``, ``-1``) are skipped."""
+    found: set[int] = set()
     for part in (text or "").split(","):
-        lo, _, hi = part.strip().partition("-")
-        try:
-            a = int(lo)
-            b = int(hi) if hi else a
-        except ValueError:
-            continue
-        out.update(range(a, b + 1))
-    return frozenset(out)
+        low, dash, high = part.strip().partition("-")
+        first, last = _index(low), _index(high) if dash else _index(low)
+        if first is not None and last is not None and first <= last:
+            found.update(range(first, last + 1))
+    return frozenset(found)
+
+
+def _index(text: str) -> int | None:
+    text = text.strip()
+    if not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value < MAX_INDEX else None
 
 
 def format_ranges(indexes: Iterable[int]) -> str:
+    """The indexes as ``"0-3,7,9-10"``, in order; ``""`` for none."""
     parts: list[str] = []
-    items = sorted(set(indexes))
-    i = 0
-    while i < len(items):
-        j = i
-        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
-            j += 1
-        parts.append(str(items[i]) if i == j else f"{items[i]}-{items[j]}")
-        i = j + 1
+    run: list[int] = []
+    for i in sorted(set(indexes)):
+        if run and i != run[-1] + 1:
+            parts.append(_run(run))
+            run = []
+        run.append(i)
+    if run:
+        parts.append(_run(run))
     return ",".join(parts)
 
 
+def _run(run: list[int]) -> str:
+    return str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
+
+
+# -- the ConfigMap's data ----------------------------------------------------------------------
+
+
 def new_ledger(budget: int, paused: bool = False) -> dict[str, str]:
-    return ledger_data(Ledger(budget=budget, paused=paused))
+    """The data of a wave's ledger before any worker ran."""
+    return ledger_data(Ledger(budget=max(0, budget), paused=paused))
 
 
 def read_ledger(data: Mapping[str, str] | None) -> Ledger:
+    """The ledger in a ConfigMap's data; a missing or junk value reads as its default."""
     data = data or {}
-    try:
-        errors = tuple(TargetError(**e) for e in json.loads(data.get("errors") or "[]"))
-        versions = {str(k): int(v) for k, v in json.loads(data.get("versions") or "{}").items()}
-    except (ValueError, TypeError):
-        errors, versions = (), {}
-
-    def num(key: str) -> int:
-        try:
-            return int(data.get(key) or 0)
-        except ValueError:
-            return 0
-
     return Ledger(
-        next=num("next"),
-        budget=num("budget"),
-        paused=data.get("paused") == "true",
-        running=parse_ranges(data.get("running", "")),
-        succeeded=parse_ranges(data.get("succeeded", "")),
-        failed=parse_ranges(data.get("failed", "")),
-        errors=errors,
-        versions=versions,
-        rows=num("rows"),
+        next=_count(data.get("next")),
+        budget=_count(data.get("budget")),
+        paused=str(data.get("paused", "")).strip().lower() == "true",
+        running=parse_ranges(str(data.get("running") or "")),
+        succeeded=parse_ranges(str(data.get("succeeded") or "")),
+        failed=parse_ranges(str(data.get("failed") or "")),
+        errors=_errors(data.get("errors")),
+        versions=MappingProxyType(_versions(data.get("versions"))),
+        rows=_count(data.get("rows")),
     )
 
 
 def ledger_data(ledger: Ledger) -> dict[str, str]:
+    """The ledger as a ConfigMap's data (all strings)."""
+    errors = [
+        {"name": e.name, "version": e.version, "sqlstate": e.sqlstate, "message": e.message}
+        for e in ledger.errors
+    ]
     return {
         "next": str(ledger.next),
         "budget": str(ledger.budget),
@@ -97,13 +133,64 @@ def ledger_data(ledger: Ledger) -> dict[str, str]:
         "running": format_ranges(ledger.running),
         "succeeded": format_ranges(ledger.succeeded),
         "failed": format_ranges(ledger.failed),
-        "errors": json.dumps([e.__dict__ for e in ledger.errors]),
-        "versions": json.dumps(dict(ledger.versions), sort_keys=True),
+        "errors": json.dumps(errors, separators=(",", ":"), ensure_ascii=False),
+        "versions": json.dumps(dict(sorted(ledger.versions.items())), separators=(",", ":")),
         "rows": str(ledger.rows),
     }
 
 
+def _count(value: object) -> int:
+    try:
+        return max(0, int(str(value).strip()))
+    except ValueError:
+        return 0
+
+
+def _load(value: object) -> Any:
+    try:
+        return json.loads(str(value or ""))
+    except ValueError:
+        return None
+
+
+def _errors(value: object) -> tuple[TargetError, ...]:
+    items = _load(value)
+    if not isinstance(items, list):
+        return ()
+    found = (_error(item) for item in items if isinstance(item, dict))
+    return tuple(e for e in found if e is not None)[:MAX_ERRORS]
+
+
+def _error(item: dict[str, Any]) -> TargetError | None:
+    name, message = item.get("name"), item.get("message")
+    if not isinstance(name, str) or not isinstance(message, str):
+        return None
+    version, sqlstate = item.get("version"), item.get("sqlstate")
+    return TargetError(
+        name=name,
+        version=version if isinstance(version, str) else None,
+        sqlstate=sqlstate if isinstance(sqlstate, str) else None,
+        message=_cut(message),
+    )
+
+
+def _versions(value: object) -> dict[str, int]:
+    items = _load(value)
+    if not isinstance(items, dict):
+        return {}
+    return {str(k): v for k, v in items.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+
+
+# -- what the workers do -----------------------------------------------------------------------
+
+
 def stop_reason(ledger: Ledger, total: int) -> str | None:
+    """Why no worker may start another target: ``halted`` (more failures than the budget),
+    ``paused``, ``done`` (every target claimed); None to go on."""
     if len(ledger.failed) > ledger.budget:
         return "halted"
     if ledger.paused:
@@ -114,10 +201,12 @@ def stop_reason(ledger: Ledger, total: int) -> str | None:
 
 
 def claim(ledger: Ledger, total: int) -> tuple[Ledger, int] | None:
+    """The ledger with the next target claimed (running), and its index; None when
+    ``stop_reason`` says to stop."""
     if stop_reason(ledger, total) is not None:
         return None
-    i = ledger.next
-    return replace(ledger, next=i + 1, running=ledger.running | {i}), i
+    index = ledger.next
+    return replace(ledger, next=index + 1, running=ledger.running | {index}), index
 
 
 def record(
@@ -130,17 +219,23 @@ def record(
     rows: int = 0,
     error: TargetError | None = None,
 ) -> Ledger:
+    """The ledger with target index finished: succeeded, or failed (named in ``errors`` while
+    fewer than MAX_ERRORS are); its version counted and its rows added. A target already
+    recorded (a retried pod recording twice) leaves the ledger as it is."""
+    if index in ledger.succeeded or index in ledger.failed:
+        return ledger
     versions = dict(ledger.versions)
     versions[version or ""] = versions.get(version or "", 0) + 1
-    errors = ledger.errors
-    if not ok and error is not None and len(errors) < MAX_ERRORS:
-        errors = (*errors, replace(error, message=error.message[:MAX_MESSAGE]))
-    return replace(
+    changed = replace(
         ledger,
         running=ledger.running - {index},
-        succeeded=ledger.succeeded | {index} if ok else ledger.succeeded,
-        failed=ledger.failed | {index} if not ok else ledger.failed,
-        errors=errors,
-        versions=versions,
-        rows=ledger.rows + rows,
+        versions=MappingProxyType(versions),
+        rows=ledger.rows + max(0, rows),
     )
+    if ok:
+        return replace(changed, succeeded=ledger.succeeded | {index})
+    errors = ledger.errors
+    if len(errors) < MAX_ERRORS:
+        why = error or TargetError(name=name, version=version, sqlstate=None, message="failed")
+        errors = (*errors, replace(why, message=_cut(why.message)))
+    return replace(changed, failed=ledger.failed | {index}, errors=errors)

@@ -194,8 +194,21 @@ class SetRun(TypedDict):
     error: str | None
 
 
+class FleetWorker(TypedDict):
+    """``kubemigrate fleet-worker``'s result: how one worker pod's loop ended. The targets'
+    outcomes are in the wave's ledger (``fleetledger``), not here. ``reason`` is the ledger's
+    stop reason (done, halted, paused) or why the worker could not go on (NotInCluster,
+    ApiError, InvalidArguments)."""
+
+    ok: bool
+    reason: str
+    ran: int
+    failed: int
+    error: str | None
+
+
 BackupCommandResult = Backup | VerifyBackup | Restore | DeleteBackup | Failure
-JobResult = Preflight | BackupCommandResult | SetRun
+JobResult = Preflight | BackupCommandResult | SetRun | FleetWorker
 
 
 def write(path: Path, result: JobResult) -> None:

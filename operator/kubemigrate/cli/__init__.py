@@ -22,7 +22,7 @@ errors. No password is ever printed: everything goes through ``engine.redact``.
 
 The package: ``command`` (what a subcommand is, exit statuses), ``subcommands`` (every one's
 arguments), ``output`` (tables, JSON, redaction); and the code each subcommand runs, imported
-only when it runs: ``migrate``, ``preflight``, ``backup``.
+only when it runs: ``migrate``, ``migrate_set``, ``preflight``, ``backup``, ``fleet_worker``.
 """
 
 from __future__ import annotations

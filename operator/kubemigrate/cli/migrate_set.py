@@ -49,8 +49,9 @@ PLAN = 100
 class _Run:
     """One run's facts, gathered as it goes, and its result."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, url: str) -> None:
         self.args = args
+        self.url = url
         self.started = datetime.now(UTC)
         self.clock = time.monotonic()
         self.checksum: str | None = None
@@ -139,18 +140,18 @@ def _statement(sql: str, index: int) -> str:
     return found.text.strip()[:500] if found is not None else f"statement {index}"
 
 
-def _finish(run: _Run, data: jobresult.SetRun, out: Output) -> int:
-    path: Path | None = run.args.termination_log
+def _finish(args: argparse.Namespace, data: jobresult.SetRun, out: Output) -> int:
+    path: Path | None = args.termination_log
     if path is not None:
         jobresult.write(path, redacted(data, out.clean))
-    if run.args.json:
+    if args.json:
         out.json(redacted(data, out.clean))
     if data["ok"]:
-        verb = "Rolled back" if run.direction == "rollback" else "Applied"
+        down = data["direction"] == "rollback"
+        verb = "Rolled back" if down else "Applied"
+        count = data["rolledBack"] if down else data["applied"]
         if data["dryRun"]:
             verb = f"Dry-ran ({verb.lower()})"
-        count = data["rolledBack"] if run.direction == "rollback" else data["applied"]
-        if data["dryRun"]:
             count = len(data.get("versions") or [])
         out.say(
             f"{verb} {count} migration(s) in {format_duration(data['durationSeconds'])}; "
@@ -185,22 +186,33 @@ def _touched(
 
 def run_set(args: argparse.Namespace, out: Output) -> int:
     """One MigrationSet run over args.directory; the result also goes to --termination-log."""
-    run = _Run(args)
+    return _finish(args, set_run(args, args.database_url, args.history_schema, out), out)
+
+
+def set_run(
+    args: argparse.Namespace, url: str, history_schema: str, out: Output
+) -> jobresult.SetRun:
+    """One set run of args.directory on the database at url, its history in history_schema:
+    what ``run-set`` reports, and what a fleet worker runs on each target. Engine errors are
+    the result's reason; the result is not yet redacted (the caller's Output knows the
+    secrets)."""
+    run = _Run(args, url)
     try:
         run.checksum = engine.files_checksum(engine.directory_files(args.directory))
         sources = engine.load_directory(args.directory)
     except (SourceError, OSError) as exc:
-        return _finish(run, run.result("InvalidSource", error=str(exc)), out)
+        return run.result("InvalidSource", error=str(exc))
     if not sources:
-        return _finish(run, run.result("EmptySource", error="the source holds no migrations"), out)
+        return run.result("EmptySource", error="the source holds no migrations")
     target: str | None = args.target
     known = {s.version for s in sources}
     if target is not None and target != "0" and target not in known:
-        message = f"targetVersion {target} is not a version of the source"
-        return _finish(run, run.result("InvalidTarget", error=message), out)
+        return run.result(
+            "InvalidTarget", error=f"targetVersion {target} is not a version of the source"
+        )
     migrator = Migrator(
-        args.database_url,
-        history_schema=args.history_schema,
+        url,
+        history_schema=history_schema,
         application_name="kubemigrate-set",
         lock_wait_seconds=args.lock_wait,
         default_lock_timeout=args.lock_timeout,
@@ -215,14 +227,14 @@ def run_set(args: argparse.Namespace, out: Output) -> int:
         return _run(run, migrator, sources, target, out)
     except (ConnectionFailed, LockTimeout) as exc:
         reason = getattr(exc, "reason", type(exc).__name__)
-        return _finish(run, run.result(reason, transient=True, error=str(exc)), out)
+        return run.result(reason, transient=True, error=str(exc))
     except EngineError as exc:
-        return _finish(run, run.result(type(exc).__name__, error=str(exc)), out)
+        return run.result(type(exc).__name__, error=str(exc))
 
 
 def _run(
     run: _Run, migrator: Migrator, sources: list[MigrationSource], target: str | None, out: Output
-) -> int:
+) -> jobresult.SetRun:
     args = run.args
     state = migrator.validate(sources, target=target, allow_out_of_order=True)
     down = _is_rollback(target, state.schema_version) or target == "0"
@@ -231,7 +243,7 @@ def _run(
     if args.preflight:
         report, _ = engine.run_set_preflight(
             migrator,
-            args.database_url,
+            run.url,
             sources,
             touched,
             target=None if down else target,
@@ -249,7 +261,7 @@ def _run(
             reason = report.reason or next(
                 (r for n, r in PREFLIGHT_REASONS if n in names), "PreflightFailed"
             )
-            return _finish(run, run.result(reason, transient=report.retryable, error=why), out)
+            return run.result(reason, transient=report.retryable, error=why)
     if down:
         assert target is not None
         result = migrator.rollback(sources, target=target, dry_run=args.dry_run)
@@ -264,8 +276,6 @@ def _run(
     if failed is not None:
         where = f" (statement {failed.statement_index})" if failed.statement_index else ""
         message = f"migration {failed.version}{where}: {failed.sqlstate or 'error'}: {failed.error}"
-        return _finish(
-            run, run.result("SQLError", error=message, report=result, sources=sources), out
-        )
+        return run.result("SQLError", error=message, report=result, sources=sources)
     reason = "RolledBack" if down else "Applied"
-    return _finish(run, run.result(reason, ok=True, report=result, sources=sources), out)
+    return run.result(reason, ok=True, report=result, sources=sources)

@@ -110,7 +110,70 @@ def preflight(parser: argparse.ArgumentParser) -> None:
 
 
 def run_set(parser: argparse.ArgumentParser) -> None:
-    """A MigrationSet's run: where to stop, how, and which resource asked (for the history)."""
+    """A MigrationSet's run, with where its result goes (the Job's termination message)."""
+    set_run(parser)
+    parser.add_argument(
+        "--termination-log",
+        metavar="PATH",
+        type=Path,
+        help="also write the result as JSON here (a Job's termination message)",
+    )
+    json_flag(parser)
+
+
+def fleet_worker(parser: argparse.ArgumentParser) -> None:
+    """A fleet wave's worker: a set run on each target it claims from the wave's ledger."""
+    set_run(parser)
+    parser.add_argument(
+        "--termination-log",
+        metavar="PATH",
+        type=Path,
+        help="also write how the loop ended as JSON here (the targets' outcomes are in the ledger)",
+    )
+    parser.add_argument(
+        "--targets-file",
+        metavar="PATH",
+        type=Path,
+        required=True,
+        help="the wave's target names, one a line, in the order to run them",
+    )
+    parser.add_argument(
+        "--ledger", metavar="NAME", required=True, help="the wave's ledger ConfigMap"
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument(
+        "--secret-key",
+        metavar="KEY",
+        help="each target is a Secret of this name holding its database URL under KEY",
+    )
+    mode.add_argument(
+        "--schemas-secret",
+        metavar="NAME",
+        help="each target is a schema of the database whose URL this Secret holds, run with "
+        "its search_path and its history table in that schema",
+    )
+    parser.add_argument(
+        "--schemas-key",
+        metavar="KEY",
+        default="url",
+        help="the key of --schemas-secret (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--namespace",
+        metavar="NAME",
+        help="where the ledger and the Secrets are (default: the pod's namespace)",
+    )
+    parser.add_argument(
+        "--service-account-dir",
+        metavar="DIR",
+        type=Path,
+        default=Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+        help="the ServiceAccount's token, ca.crt and namespace (default: %(default)s)",
+    )
+
+
+def set_run(parser: argparse.ArgumentParser) -> None:
+    """A set run: where to stop, how, and which resource asked (for the history)."""
     parser.add_argument(
         "--target",
         metavar="VERSION",
@@ -158,13 +221,6 @@ def run_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resource-generation", metavar="N", type=int, help="its metadata.generation"
     )
-    parser.add_argument(
-        "--termination-log",
-        metavar="PATH",
-        type=Path,
-        help="also write the result as JSON here (a Job's termination message)",
-    )
-    json_flag(parser)
 
 
 # -- the backup commands -----------------------------------------------------------------------

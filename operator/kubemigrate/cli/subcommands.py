@@ -41,17 +41,36 @@ ConfigMaps are named <name>-migrations[-<n>]-<hash of their files> and immutable
 file is a changed MigrationSet spec: a new run, and a reviewable diff in git.
 """
 
+FLEET_EPILOG = """\
+exit status: 0 the wave's ledger says stop (every target claimed, halted or paused), failed
+targets included; 1 the worker itself cannot go on (no API server, no ledger).
+
+Each target's database URL is read from its Secret through the API with the pod's
+ServiceAccount token; no URL is ever printed. One JSON line per target on stdout.
+"""
+
 Options = Callable[[argparse.ArgumentParser], None]
 
 
-def migrating(name: str, help: str, own: Options, runs: str, *, directory: bool = True) -> Command:
+def migrating(
+    name: str,
+    help: str,
+    own: Options,
+    runs: str,
+    *,
+    directory: bool = True,
+    database: bool = True,
+    epilog: str = MIGRATE_EPILOG,
+) -> Command:
     """A command of the migration engine: the migrations DIR (unless ``directory=False``), the
-    database and its history table, the lock wait, --verbose, then the options ``own`` adds."""
+    database (unless ``database=False``: the command finds its own) and its history table, the
+    lock wait, --verbose, then the options ``own`` adds."""
 
     def arguments(parser: argparse.ArgumentParser) -> None:
         if directory:
             parser.add_argument("directory", metavar="DIR", help="the migrations directory")
-        database_url_arg(parser)
+        if database:
+            database_url_arg(parser)
         parser.add_argument(
             "--history-schema",
             metavar="SCHEMA",
@@ -70,7 +89,7 @@ def migrating(name: str, help: str, own: Options, runs: str, *, directory: bool 
         )
         own(parser)
 
-    return Command(name, help, arguments, runs, MIGRATE_EPILOG)
+    return Command(name, help, arguments, runs, epilog, needs_database=database)
 
 
 def backing_up(name: str, help: str, own: Options, runs: str) -> Command:
@@ -147,6 +166,15 @@ SUBCOMMANDS: tuple[Command, ...] = (
         "operator's MigrationSet Job)",
         options.run_set,
         "kubemigrate.cli.migrate_set:run_set",
+    ),
+    migrating(
+        "fleet-worker",
+        "run a directory on each target of a fleet wave, claimed from its ledger ConfigMap "
+        "(run by the operator's fleet Jobs)",
+        options.fleet_worker,
+        "kubemigrate.cli.fleet_worker:run_fleet_worker",
+        database=False,
+        epilog=FLEET_EPILOG,
     ),
     backing_up(
         "backup",

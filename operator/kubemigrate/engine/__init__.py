@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from kubemigrate.engine.pg.redact import redact
     from kubemigrate.engine.pg.schemas import query_schemas
     from kubemigrate.engine.pg.target import secrets_of
+    from kubemigrate.engine.pg.tenant import check_url, in_schema, schema_exists
 
 _LAZY = {
     "kubemigrate.engine.backup.dump": ("BackupResult", "take_backup"),
@@ -120,6 +121,7 @@ _LAZY = {
     "kubemigrate.engine.pg.redact": ("redact",),
     "kubemigrate.engine.pg.schemas": ("query_schemas",),
     "kubemigrate.engine.pg.target": ("secrets_of",),
+    "kubemigrate.engine.pg.tenant": ("check_url", "in_schema", "schema_exists"),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -169,10 +171,12 @@ __all__ = [
     "VerifyResult",
     "VersionState",
     "cancel_sessions",
+    "check_url",
     "delete_at",
     "delete_backup",
     "directory_files",
     "files_checksum",
+    "in_schema",
     "is_remote",
     "load_directory",
     "parse_duration",
@@ -183,6 +187,7 @@ __all__ = [
     "restore_backup",
     "run_preflight",
     "run_set_preflight",
+    "schema_exists",
     "secrets_of",
     "split_statements",
     "take_backup",

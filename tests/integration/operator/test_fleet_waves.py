@@ -6,6 +6,7 @@ are refused by the API server."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -128,3 +129,25 @@ def test_bad_fleet_specs_are_refused(
     refused = kubectl.apply(json.dumps(manifest), "-n", namespace, check=False)
     assert refused.returncode != 0, refused.stdout
     assert says in refused.stderr, refused.stderr
+
+
+def test_a_wave_whose_pods_never_start_fails_within_the_bound(
+    kubectl: Kubectl, namespace: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    """An image that cannot be pulled keeps the workers Waiting: the wave fails with a reason
+    within the Job bound, and is retried with backoff, never Applying forever."""
+    start_operator(
+        KUBEMIGRATE_IMAGE="localhost/kubemigrate:not-there",
+        KUBEMIGRATE_JOB_ACTIVE_DEADLINE_SECONDS="15",
+    )
+    cms = configmaps(kubectl, namespace, "stuck", migset.files(2))
+    tenant_secret(kubectl, namespace, "t-a", "stuck")
+    kubectl.apply(fleet("stuck", cms), "-n", namespace)
+
+    def failed() -> dict[str, Any] | None:
+        st = set_status(kubectl, namespace, "stuck")
+        return st if st.get("reason") == "WaveFailed" else None
+
+    st = wait_for(failed, timeout=120, interval=1, what="the wave to fail")
+    assert "wave 0" in st["message"]
+    assert st.get("failedAttempts", 0) >= 1 and st.get("nextAttemptAt")

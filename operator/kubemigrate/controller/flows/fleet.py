@@ -11,7 +11,8 @@ the same ledgers and adopts the same Job.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from kubemigrate import fleetledger
@@ -20,14 +21,12 @@ from kubemigrate.controller.build.fleet_status import Fold, WaveView
 from kubemigrate.controller.build.fleet_wave import Wave
 from kubemigrate.controller.build.jobs import Owner, job_failure, job_finished
 from kubemigrate.controller.flows.context import StepContext
+from kubemigrate.controller.flows.fleet_report import FleetReport, FleetRun
 from kubemigrate.controller.flows.fleet_targets import resolve
 from kubemigrate.controller.flows.set_source import ReadSource, Refusal
 from kubemigrate.controller.flows.set_status import RESYNC, SetStatusWriter
 from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.kube.fleet_api import FleetApi
-from kubemigrate.controller.metrics import Metrics
-from kubemigrate.engine import version_key
-from kubemigrate.models.fleet import TargetCounts
 from kubemigrate.models.migration_set import MigrationSetPhase, MigrationSetSpec, MigrationSetStatus
 
 POLL = 2.0
@@ -87,6 +86,7 @@ class FleetFlow:
 
     def __init__(self, writer: SetStatusWriter) -> None:
         self.writer = writer
+        self.report = FleetReport(writer)
         self._lists: dict[str, list[str]] = {}
         """Wave target lists by ConfigMap name (immutable ConfigMaps: read once)."""
 
@@ -114,7 +114,7 @@ class FleetFlow:
         key = rollout_key(spec, source, target)
         waves = await self._waves(fleet, owner, key)
         done = fleet_status.fold(waves)
-        run = _Run(owner, spec, source, target, key, resolved, fleet, ctx.metrics)
+        run = FleetRun(owner, spec, source, target, key, resolved, fleet, ctx.metrics)
         active = [w for w in waves if not w.closed]
         if active:
             return await self._follow(obj, run, active[-1], done, ctx)
@@ -145,7 +145,7 @@ class FleetFlow:
     async def _follow(
         self,
         obj: dict[str, Any],
-        run: _Run,
+        run: FleetRun,
         wave: WaveView,
         done: Fold,
         ctx: StepContext,
@@ -159,21 +159,27 @@ class FleetFlow:
         job = await ctx.api.job(ns, name)
         if job is None:  # the operator stopped between the ledger and the Job: finish starting
             return await self._start(obj, run, self._wave_of(run, wave), ctx)
-        finished = job_finished(job)
+        finished, why = job_finished(job), job_failure(job)
+        bound = ctx.settings.job_active_deadline_seconds
+        if finished is None and wave.ledger.next == 0 and _age(job) > bound:
+            # Its pods never started a target (unschedulable, image not pulled, ...): the
+            # wave fails within the same bound as any Job, and is retried with backoff.
+            await ctx.api.delete_job(ns, name)
+            finished, why = False, f"no worker started a target within {bound}s"
         if finished is None:
-            await self._progress(obj, run, done, wave.number, ctx)
+            await self.report.progress(obj, run, done, wave.number, ctx)
             return POLL
         await fleet.patch_configmap(
             ns, ledger, {"metadata": {"annotations": {fleet_wave.CLOSED: "true"}}}
         )
         ctx.metrics.fleet_waves.labels(ns, "completed" if finished else "failed").inc()
         if not finished:
-            message = f"wave {wave.number} (Job {name}) failed: {job_failure(job)}"
+            message = f"wave {wave.number} (Job {name}) failed: {why}"
             return await self.writer.transient(obj, "WaveFailed", message, ctx)
         ctx.emit("Normal", "WaveFinished", f"Wave {wave.number} finished")
         return 0.5
 
-    def _wave_of(self, run: _Run, view: WaveView) -> Wave:
+    def _wave_of(self, run: FleetRun, view: WaveView) -> Wave:
         plan = run.spec.plan
         return Wave(
             run.key,
@@ -184,34 +190,12 @@ class FleetFlow:
             plan.paused,
         )
 
-    async def _progress(
-        self, obj: dict[str, Any], run: _Run, done: Fold, wave: int, ctx: StepContext
-    ) -> None:
-        """Status follows the ledgers while a wave runs, written only when a count moved."""
-        counts = done.counts(run.resolved)
-        current = self.writer.current(obj)
-        if current.targets == counts and current.wave == wave and current.rollout_key == run.key:
-            return
-        phase = self._direction(run, done)
-        paused = run.spec.plan.paused
-        await self.writer.write(
-            obj,
-            ctx,
-            self._fields(run, done, wave).model_copy(
-                update={
-                    "phase": phase,
-                    "reason": "Paused" if paused else ("Canary" if wave == 0 else "RollingOut"),
-                    "message": _summary(counts, wave, paused),
-                }
-            ),
-        )
-
     # -- between waves ---------------------------------------------------------------------
 
     async def _next(
         self,
         obj: dict[str, Any],
-        run: _Run,
+        run: FleetRun,
         waves: list[WaveView],
         done: Fold,
         ctx: StepContext,
@@ -223,12 +207,12 @@ class FleetFlow:
             and len(last.ledger.failed) > last.ledger.budget
             and last.generation >= generation
         ):
-            return await self._halted(obj, run, done, last, ctx)
+            return await self.report.halted(obj, run, done, last, ctx)
         todo = fleet_status.remaining(run.resolved, done, generation)
         if not todo:
-            return await self._settled(obj, run, done, ctx)
+            return await self.report.settled(obj, run, done, ctx)
         if run.spec.plan.paused:
-            await self._progress(obj, run, done, last.number if last else 0, ctx)
+            await self.report.progress(obj, run, done, last.number if last else 0, ctx)
             return RESYNC
         if (
             waiting := await self._previous_rollout(obj, run, first=last is None, ctx=ctx)
@@ -250,7 +234,7 @@ class FleetFlow:
         return await self._start(obj, run, wave, ctx)
 
     async def _previous_rollout(
-        self, obj: dict[str, Any], run: _Run, *, first: bool, ctx: StepContext
+        self, obj: dict[str, Any], run: FleetRun, *, first: bool, ctx: StepContext
     ) -> float | None:
         """One rollout at a time: a wave of an earlier rollout (other files or target) still
         running is paused (it starts no new target) and waited for; before this rollout's
@@ -280,7 +264,9 @@ class FleetFlow:
             await run.fleet.retire(ns, others)
         return None
 
-    async def _start(self, obj: dict[str, Any], run: _Run, wave: Wave, ctx: StepContext) -> float:
+    async def _start(
+        self, obj: dict[str, Any], run: FleetRun, wave: Wave, ctx: StepContext
+    ) -> float:
         """Create the wave's objects (each only if missing), the Job last."""
         owner, spec, fleet = run.owner, run.spec, run.fleet
         assert spec.targets is not None
@@ -331,136 +317,20 @@ class FleetFlow:
         )
         return POLL
 
-    async def _halted(
-        self, obj: dict[str, Any], run: _Run, done: Fold, last: WaveView, ctx: StepContext
-    ) -> float:
-        counts = done.counts(run.resolved)
-        reason = (
-            "CanaryFailed" if last.number == 0 and run.spec.plan.canary > 0 else "TooManyFailures"
-        )
-        names = ", ".join(e.name for e in done.errors[:5])
-        message = (
-            f"halted: {counts.failed} target(s) failed ({names}), more than the "
-            f"{last.ledger.budget} tolerated; {counts.succeeded} of {counts.total} succeeded, "
-            f"{counts.pending} not started; fix the failed targets, then change the spec "
-            "(or set rollout.paused true, then false) to resume"
-        )
-        current = self.writer.current(obj)
-        if (current.phase, current.reason, current.targets) == (
-            MigrationSetPhase.HALTED,
-            reason,
-            counts,
-        ):
-            return RESYNC
-        await self.writer.write(
-            obj,
-            ctx,
-            self._fields(run, done, last.number).model_copy(
-                update={"phase": MigrationSetPhase.HALTED, "reason": reason, "message": message}
-            ),
-        )
-        ctx.emit("Warning", reason, message)
-        ctx.metrics.fleet_waves.labels(run.owner.namespace, "halted").inc()
-        return RESYNC
 
-    async def _settled(self, obj: dict[str, Any], run: _Run, done: Fold, ctx: StepContext) -> float:
-        counts = done.counts(run.resolved)
-        wave = self.writer.current(obj).wave
-        if counts.failed:
-            phase, reason = MigrationSetPhase.FAILED, "TargetsFailed"
-            message = (
-                f"{counts.failed} of {counts.total} target(s) failed (at most "
-                f"{run.spec.plan.max_failures} tolerated), {counts.succeeded} succeeded; fix "
-                "them, then change the spec to retry them"
-            )
-        else:
-            phase = (
-                MigrationSetPhase.DRY_RUN_SUCCEEDED
-                if run.spec.dry_run
-                else MigrationSetPhase.SUCCEEDED
-            )
-            reason = "DryRunSucceeded" if run.spec.dry_run else "RolledOut"
-            message = f"all {counts.total} target(s) at version {done.version or 'none'}"
-        current = self.writer.current(obj)
-        if (current.phase, current.reason, current.targets, current.rollout_key) == (
-            phase,
-            reason,
-            counts,
-            run.key,
-        ) and current.observed_generation == run.owner.generation:
-            return RESYNC
-        change = self._fields(run, done, wave)
-        await self.writer.write(
-            obj,
-            ctx,
-            change.model_copy(update={"phase": phase, "reason": reason, "message": message}),
-        )
-        ctx.emit("Warning" if counts.failed else "Normal", reason, message)
-        self.writer.backoff.reset()
-        return RESYNC
-
-    def _fields(self, run: _Run, done: Fold, wave: int | None) -> MigrationSetStatus:
-        """The fleet's status fields; the metrics follow the same counts."""
-        counts = done.counts(run.resolved)
-        self._ctx_metrics(run, counts)
-        fields = MigrationSetStatus(
-            targets=counts,
-            failed_targets=list(done.errors),
-            wave=wave,
-            rollout_key=run.key,
-            current_version=done.version,
-            source_checksum=run.source.checksum if run.source else None,
-            phase=MigrationSetPhase.APPLYING,
-            reason="RollingOut",
-        )
-        if run.target is not None:
-            fields.target_version = run.target
-        return fields
-
-    def _ctx_metrics(self, run: _Run, counts: TargetCounts) -> None:
-        if run.metrics is not None:
-            run.metrics.fleet(
-                run.owner.namespace,
-                run.owner.name,
-                counts.model_dump(include={"succeeded", "failed", "running", "pending"}),
-            )
-
-    def _direction(self, run: _Run, done: Fold) -> MigrationSetPhase:
-        if (
-            run.target is not None
-            and done.version
-            and version_key(run.target) < version_key(done.version)
-        ):
-            return MigrationSetPhase.ROLLING_BACK
-        return MigrationSetPhase.APPLYING
-
-
-@dataclass(frozen=True)
-class _Run:
-    """What one step of a rollout works with."""
-
-    owner: Owner
-    spec: MigrationSetSpec
-    source: ReadSource | None
-    target: str | None
-    key: str
-    resolved: list[str]
-    fleet: FleetApi
-    metrics: Metrics | None = None
+def _age(job: Mapping[str, Any]) -> float:
+    """Seconds since the Job was created (0 when the API did not say)."""
+    created = (job.get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return 0.0
+    when = created if isinstance(created, datetime) else datetime.fromisoformat(str(created))
+    return (datetime.now(UTC) - when).total_seconds()
 
 
 def _workers(number: int, canary: int, max_parallel: int, targets: int) -> int:
     """Pods of a wave: the canary's targets all at once, else at most maxParallel."""
     limit = canary if number == 0 and canary > 0 else max_parallel
     return max(1, min(limit, targets))
-
-
-def _summary(counts: Any, wave: int, paused: bool) -> str:
-    state = "paused: no new target starts; " if paused else ""
-    return (
-        f"{state}wave {wave}: {counts.succeeded} of {counts.total} target(s) succeeded, "
-        f"{counts.failed} failed, {counts.running} running, {counts.pending} pending"
-    )
 
 
 def _owner(obj: Mapping[str, Any]) -> Owner:
