@@ -1,9 +1,10 @@
 """A batched statement's run: batch after batch, each in its own short transaction together
 with its checkpoint, until a batch changes no rows.
 
-Each batch is ``BEGIN``; the statement with ``$1`` = the batch size and ``$2`` = the last key
-(bound by the server); the checkpoint (batches, rows, last key, size) in the progress row, as
-the runner; ``COMMIT``. A kill therefore leaves every batch either committed with its
+Each batch is ``BEGIN`` (with ``SET LOCAL synchronous_commit`` when the marker asks); the
+statement with ``$1`` = the batch size and ``$2`` = the last key (bound by the server); the
+checkpoint (batches, rows, last key, size) in the progress row, as the runner, and ``COMMIT``,
+in one message: three round trips. A kill therefore leaves every batch either committed with its
 checkpoint or not run at all, and the next run starts after the last committed one: no batch
 is run twice, none skipped. The batch that changes nothing also records the statement done.
 
