@@ -147,3 +147,14 @@ def stop(datadir: Path) -> None:
         check=False,
         capture_output=True,
     )
+
+
+def crash(datadir: Path) -> None:
+    """Stop the server in datadir as a crash would (immediate shutdown: no checkpoint, and
+    WAL still in its buffers is lost); the next start recovers from the WAL on disk."""
+    subprocess.run(
+        (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
+        + [str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"],
+        check=True,
+        capture_output=True,
+    )

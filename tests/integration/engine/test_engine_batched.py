@@ -331,3 +331,74 @@ def test_a_layout_2_history_is_upgraded_and_keeps_working(
     engine.apply([src("1", TABLE), src("2", KEYSET)]).raise_for_failure()
     assert query(database_url, "SELECT layout_version FROM kubemigrate.schema_info") == [(3,)]
     assert query(database_url, "SELECT min(hits), max(hits) FROM items") == [(1, 1)]
+
+
+SETTING = """ALTER TABLE items ADD COLUMN seen text;
+-- kubemigrate: batch size=5000 synchronous_commit={value}
+UPDATE items SET seen = current_setting('synchronous_commit'), hits = hits + 1
+WHERE id > coalesce(:last_key, 0)
+  AND id <= (SELECT max(id) FROM (SELECT id FROM items WHERE id > coalesce(:last_key, 0)
+                                  ORDER BY id LIMIT :batch_size) s)
+RETURNING id;
+CREATE TABLE after_batches AS SELECT current_setting('synchronous_commit') AS seen;
+"""
+
+
+@pytest.mark.parametrize("value", ["off", "local"])
+def test_synchronous_commit_is_set_in_each_batch_and_nowhere_else(
+    engine: Migrator, database_url: str, value: str
+) -> None:
+    # The test server's own default is off (fsync off): this database's is on, so that both
+    # values differ from it.
+    query(
+        database_url,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit"
+        " = on', current_database()); END $$",
+    )
+    _ready(engine)
+    report = Migrator(database_url, actor="tests").apply(
+        [src("1", TABLE), src("2", SETTING.format(value=value))]
+    )
+    report.raise_for_failure()
+    assert report.results[0].batches == ROWS // 5000
+    assert query(
+        database_url, "SELECT seen, min(hits), max(hits), count(*) FROM items GROUP BY 1"
+    ) == [(value, 1, 1, ROWS)]
+    assert query(database_url, "SELECT seen FROM after_batches") == [("on",)]
+
+
+DEFERRED = """
+CREATE FUNCTION items_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.id = 12345 AND NOT EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'cured') THEN
+    RAISE EXCEPTION 'poisoned at commit';
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER items_check AFTER UPDATE ON items DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW EXECUTE FUNCTION items_check();
+"""
+
+
+def test_a_batch_failing_at_its_commit_keeps_the_checkpoint_before_it(
+    engine: Migrator, database_url: str
+) -> None:
+    # The checkpoint and COMMIT travel in one message: a deferred constraint failing at COMMIT
+    # is the batch's failure (its statement and line), and rolls back its checkpoint with it.
+    engine.apply([src("1", TABLE + DEFERRED)]).raise_for_failure()
+    sources = [src("1", TABLE + DEFERRED), src("2", RANGE)]
+    (failed,) = engine.apply(sources).results
+    assert failed.status == "failed"
+    assert failed.error is not None and "poisoned at commit" in failed.error
+    assert "checkpoint" not in failed.error
+    assert (failed.statement_index, failed.line) == (2, 3)
+    assert failed.batches == 12
+    assert query(
+        database_url, "SELECT batches, batch_rows, last_key FROM kubemigrate.progress"
+    ) == [(12, 12_000, "12000")]
+    assert query(database_url, "SELECT count(*) FROM items WHERE hits = 1") == [(12_000,)]
+    query(database_url, "CREATE TABLE cured ()")
+    again = engine.apply(sources)
+    again.raise_for_failure()
+    assert again.results[0].batches == 8
+    assert query(database_url, "SELECT min(hits), max(hits), count(*) FROM items") == [(1, 1, ROWS)]

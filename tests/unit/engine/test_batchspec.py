@@ -28,6 +28,16 @@ def test_the_marker_and_its_options() -> None:
     }
 
 
+@pytest.mark.parametrize("value", ["off", "OFF", "local", "on"])
+def test_synchronous_commit_option(value: str) -> None:
+    sql = (
+        f"-- kubemigrate: batch size=5 synchronous_commit={value}\n"
+        "UPDATE t SET a = 1 WHERE id IN (SELECT id FROM t LIMIT :batch_size);\n"
+    )
+    assert markers(sql)[1].synchronous_commit == value.lower()
+    assert markers(sql.replace(f" synchronous_commit={value}", ""))[1].synchronous_commit is None
+
+
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
@@ -43,6 +53,8 @@ def test_the_marker_and_its_options() -> None:
         ("-- kubemigrate: batch size=10 min_size=50 max_size=20", "max_size is below min_size"),
         ("-- kubemigrate: batchsize=10", "malformed batch marker"),
         ("-- kubemigrate: batch-size=10", "malformed batch marker"),
+        ("-- kubemigrate: batch size=10 synchronous_commit=maybe", "not one of on, off, local"),
+        ("-- kubemigrate: batch size=10 synchronous_commit=remote_apply", "not one of"),
     ],
 )
 def test_malformed_markers_name_their_line(line: str, reason: str) -> None:

@@ -1,9 +1,10 @@
 """A batched statement's run: batch after batch, each in its own short transaction together
 with its checkpoint, until a batch changes no rows.
 
-Each batch is ``BEGIN``; the statement with ``$1`` = the batch size and ``$2`` = the last key
-(bound by the server); the checkpoint (batches, rows, last key, size) in the progress row, as
-the runner; ``COMMIT``. A kill therefore leaves every batch either committed with its
+Each batch is ``BEGIN`` (with ``SET LOCAL synchronous_commit`` when the marker asks); the
+statement with ``$1`` = the batch size and ``$2`` = the last key (bound by the server); the
+checkpoint (batches, rows, last key, size) in the progress row, as the runner, and ``COMMIT``,
+in one message: three round trips. A kill therefore leaves every batch either committed with its
 checkpoint or not run at all, and the next run starts after the last committed one: no batch
 is run twice, none skipped. The batch that changes nothing also records the statement done.
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubemigrate.engine.migrate.batchprogress import BatchProgress, BatchState, Meter
 from kubemigrate.engine.migrate.batchspec import BatchedStatement
-from kubemigrate.engine.migrate.history import AS_RUNNER, BatchCheckpoint
+from kubemigrate.engine.migrate.history import AS_RUNNER, AS_RUNNER_STATEMENTS, BatchCheckpoint
 from kubemigrate.engine.migrate.progress import ProgressSql
 from kubemigrate.engine.migrate.step import LOCK_NOT_AVAILABLE, Failure, RunContext, Step
 from kubemigrate.engine.pg.session import ScriptOutcome, SqlError
@@ -91,6 +92,10 @@ class BatchLoop:
             _WRAP_HEAD + statement.text + _WRAP_TAIL if batched.returning else statement.text
         )
         self.offset = len(_WRAP_HEAD) if batched.returning else 0
+        commit = self.spec.synchronous_commit
+        self.begin = "BEGIN" + (f";SET LOCAL synchronous_commit TO {commit}" if commit else "")
+        """Opens a batch's transaction (the marker's ``synchronous_commit=``, a value
+        from a fixed list, for this transaction alone)."""
         self.meter = Meter(self.rows, None)
         self.estimate_source: str | None = None
         self.retries = 0
@@ -183,11 +188,13 @@ class BatchLoop:
             self.retries += 1
 
     def _transaction(self) -> int | Failure:
-        """One batch and its checkpoint in one transaction: the rows it changed."""
-        session, progress = self.ctx.session, self.progress
-        assert progress is not None
-        opened = session.script("BEGIN")
+        """One batch and its checkpoint in one transaction: the rows it changed. Three round
+        trips: ``BEGIN`` (and the batch's settings), the statement, then the role reset, the
+        checkpoint and ``COMMIT`` in one message."""
+        session = self.ctx.session
+        opened = session.script(self.begin)
         if opened.error is not None:
+            session.rollback_if_open()
             return self._failure(opened, 0)
         ran = session.run_params(self.query, self._params(self.size))
         if ran.error is not None:
@@ -207,25 +214,38 @@ class BatchLoop:
             )
         batches = self.batches + 1 if rows else self.batches
         last_key = key if key is not None else self.last_key
-        finish = f";{progress.done(self.statement.index)}" if rows == 0 else ""
-        values: list[str | None] = [str(self.statement.index), str(batches)]
-        values += [str(self.rows + rows), last_key, str(self.size)]
-        written = session.script(AS_RUNNER + finish)
-        if written.error is None:
-            written = session.run_params(progress.checkpoint(), values)
+        commit, at = self._commit_sql(rows == 0, batches, self.rows + rows, last_key)
+        written = session.script(commit)
         if written.error is not None:
             session.rollback_if_open()
-            error = written.error
-            message = f"cannot write the batch's checkpoint: {error.message}"
-            return Failure(SqlError(error.sqlstate, message), self.statement.index)
-        committed = session.script("COMMIT")
-        if committed.error is not None:  # a deferred constraint, a serialization failure
-            session.rollback_if_open()
-            return Failure(committed.error, self.statement.index, self.statement.line)
+            return self._commit_failure(written, at)
         self.batches, self.last_key = batches, last_key
         self.rows += rows
         self.meter.rows_now += rows
         return rows
+
+    def _commit_sql(
+        self, finished: bool, batches: int, rows: int, last_key: str | None
+    ) -> tuple[str, int]:
+        """The end of a batch's transaction as one message: the role reset (the checkpoint is
+        written as the runner), the statement recorded done after a batch that changed
+        nothing, the checkpoint, ``COMMIT``; and the index of ``COMMIT`` among them."""
+        progress = self.progress
+        assert progress is not None
+        parts = [AS_RUNNER]
+        if finished:
+            parts.append(progress.done(self.statement.index))
+        parts += [progress.checkpoint(self.statement.index, batches, rows, last_key, self.size)]
+        parts.append("COMMIT")
+        return ";".join(parts), AS_RUNNER_STATEMENTS + len(parts) - 2
+
+    def _commit_failure(self, written: ScriptOutcome, commit_at: int) -> Failure:
+        error = written.error
+        assert error is not None
+        if written.failed_at == commit_at:  # a deferred constraint, a serialization failure
+            return Failure(error, self.statement.index, self.statement.line)
+        message = f"cannot write the batch's checkpoint: {error.message}"
+        return Failure(SqlError(error.sqlstate, message), self.statement.index)
 
     def _counted(self, ran: ScriptOutcome) -> tuple[int, str | None]:
         """(rows changed, largest key returned) of a batch's result."""

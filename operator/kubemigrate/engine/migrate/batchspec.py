@@ -67,6 +67,10 @@ class BatchSpec:
     """Wait before a batch while a standby's replication lag exceeds this many seconds."""
     estimate: str | None = None
     """A query returning how many rows are left to process (else the planner's estimate)."""
+    synchronous_commit: str | None = None
+    """``SET LOCAL synchronous_commit`` in each batch's transaction (``off``: a batch's commit
+    does not wait for its WAL flush; a crash can lose the last batches together with their
+    checkpoints). None: the server's setting."""
     line: int = 0
     """The marker's line."""
 
@@ -81,8 +85,12 @@ class BatchSpec:
 
 _OPTIONS = (
     "size=<rows>, pause=<duration>, target=<duration>, min_size=<rows>, max_size=<rows>,"
-    " max_lag=<duration>, estimate=<query>"
+    " max_lag=<duration>, estimate=<query>, synchronous_commit=<on|off|local>"
 )
+
+_SYNCHRONOUS_COMMIT = ("on", "off", "local")
+"""The values of ``synchronous_commit=``: the server's own (``remote_write`` and
+``remote_apply`` ask more than a batch needs and are left out)."""
 
 
 def parse_marker(options: str, line: int) -> BatchSpec:
@@ -125,8 +133,18 @@ def _spec(values: dict[str, str], line: int) -> BatchSpec:
         max_size=_rows(values, "max_size"),
         max_lag=_positive_seconds(values, "max_lag"),
         estimate=estimate,
+        synchronous_commit=_choice(values, "synchronous_commit", _SYNCHRONOUS_COMMIT),
         line=line,
     )
+
+
+def _choice(values: dict[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = values.get(name)
+    if raw is None:
+        return None
+    if raw.lower() not in allowed:
+        raise ValueError(f"{name}={raw} is not one of {', '.join(allowed)}")
+    return raw.lower()
 
 
 def _rows(values: dict[str, str], name: str) -> int | None:

@@ -263,12 +263,14 @@ class ProgressSql:
             f" updated_at = clock_timestamp(){batch}"
         )
 
-    def checkpoint(self) -> str:
-        """The checkpoint of a batch, in the batch's transaction: parameters $1 statement,
-        $2 batches, $3 rows, $4 last key (text), $5 batch size."""
+    def checkpoint(
+        self, statement: int, batches: int, rows: int, last_key: str | None, size: int
+    ) -> str:
+        """The checkpoint of a batch, in the batch's transaction. Its values are literals, so
+        that it travels in one message with the role reset and the ``COMMIT``."""
         return (
-            f"UPDATE {self.table} SET batch_statement = $1::integer, batches = $2::bigint,"
-            " batch_rows = $3::bigint, last_key = $4::text, batch_size = $5::integer,"
+            f"UPDATE {self.table} SET batch_statement = {statement}, batches = {batches},"
+            f" batch_rows = {rows}, last_key = {literal(last_key)}::text, batch_size = {size},"
             f" updated_at = clock_timestamp() WHERE version_key = {self.key}"
         )
 
