@@ -11,6 +11,7 @@ API change and ``kubectl apply -f crds/`` needs no Python.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,10 @@ def file_name(resource: Resource) -> str:
 
 
 def render(resource: Resource) -> str:
-    """The YAML text of one CRD: sorted keys, so the output depends on the models only."""
-    body = yaml.safe_dump(crd(resource), sort_keys=True, width=10_000, allow_unicode=True)
+    """The YAML text of one CRD: sorted keys, so the output depends on the models only. A JSON
+    round trip first: a schema part shared by two fields would otherwise become a YAML anchor."""
+    plain = json.loads(json.dumps(crd(resource)))
+    body = yaml.safe_dump(plain, sort_keys=True, width=10_000, allow_unicode=True)
     return HEADER + body
 
 
