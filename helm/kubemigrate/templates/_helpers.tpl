@@ -170,12 +170,12 @@ Secrets are not here: their `get` is granted separately so that it can be narrow
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* The Secret rule: get (database URLs) and list (a fleet's selector), never watch. */}}
+{{/* The Secret rule: get only (database URLs), list only when asked, never watch. */}}
 {{- define "kubemigrate.secretRules" -}}
-# application: the database URL of a resource's spec.database.secretRef (`get`), and the
-# Secrets a fleet's spec.targets.secretSelector matches (`list`, asked for as metadata only, so
-# no value is fetched); never watch.
+# application: the database URL of a resource's spec.database.secretRef; `get` only, never
+# watch, so the operator can read a Secret it is pointed at but not enumerate them; `list` only
+# with rbac.secrets.list (a fleet's spec.targets.secretSelector, listed as metadata only).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list"]
+  verbs: {{ if .Values.rbac.secrets.list }}["get", "list"]{{ else }}["get"]{{ end }}
 {{- end }}

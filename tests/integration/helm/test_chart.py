@@ -148,6 +148,17 @@ def test_namespace_scope_watches_only_the_namespaces_it_is_given(helm: Helm) -> 
         assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]} in role["rules"]
 
 
+def test_secret_list_for_fleets_only_when_asked(helm: Helm) -> None:
+    """A fleet chosen by label needs Secret `list`: granted only with rbac.secrets.list."""
+    rendered = helm.template("--set", "rbac.secrets.list=true")
+    for role in by_kind(rendered, "Role"):
+        assert {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get", "list"],
+        } in role["rules"]
+
+
 def test_the_defaults_are_the_narrowest_useful_scope(helm: Helm) -> None:
     """One namespace (the release's), Secrets there only, nothing cluster-scoped but the
     admission policy that fences the operator's Jobs."""
@@ -426,12 +437,19 @@ def _common_checks(can: Can, ns: str) -> None:
     assert can("list", "pods", ns) and not can("create", "pods", ns)
     assert not can("get", "pods", ns, subresource="log")
     assert not can("create", "pods", ns, subresource="exec")
-    assert can("create", "configmaps", ns) and not can("update", "configmaps", ns)
+    assert can("create", "configmaps", ns)
+    # A fleet wave's workers update its ledger: the operator grants that, so it must hold it.
+    assert can("update", "configmaps", ns) and can("patch", "configmaps", ns)
+    assert can("create", "serviceaccounts", ns) and not can("update", "serviceaccounts", ns)
+    assert can("create", "roles.rbac.authorization.k8s.io", ns)
+    assert not can("bind", "roles.rbac.authorization.k8s.io", ns)
+    assert not can("escalate", "roles.rbac.authorization.k8s.io", ns)
     assert can("create", "persistentvolumeclaims", ns)
     assert not can("delete", "persistentvolumeclaims", ns)
     assert can("create", "events", ns) and can("create", "events.events.k8s.io", ns)
     assert not can("create", "serviceaccounts", ns, subresource="token")
-    assert not can("create", "roles.rbac.authorization.k8s.io", ns)
+    # Roles for fleet waves, yes; RBAC lets it grant only what it holds (no bind, no escalate).
+    assert not can("update", "roles.rbac.authorization.k8s.io", ns)
 
 
 def test_namespace_scope_rbac(

@@ -11,7 +11,7 @@ import asyncio
 
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.flows.set_source import Refusal
-from kubemigrate.controller.kube.api import NotFound
+from kubemigrate.controller.kube.api import Forbidden, NotFound
 from kubemigrate.controller.kube.fleet_api import FleetApi
 from kubemigrate.engine import EngineError, SchemaQueryFailed, query_schemas
 from kubemigrate.models.fleet import MAX_SCHEMA_NAMES, Targets
@@ -23,7 +23,15 @@ async def resolve(
     """The fleet's target names, sorted, or why there are none."""
     if targets.secret_selector is not None:
         selector = targets.secret_selector.as_string()
-        names = await fleet.secret_names(namespace, selector)
+        try:
+            names = await fleet.secret_names(namespace, selector)
+        except Forbidden:
+            return Refusal(
+                "SecretsNotListable",
+                f"the operator may not list Secrets in namespace {namespace}: a fleet chosen by "
+                "label needs the chart's rbac.secrets.list=true (Secrets are listed as metadata "
+                "only, never their values)",
+            )
         where = f"no Secret in namespace {namespace} matches spec.targets.secretSelector {selector}"
     else:
         schemas = targets.schemas

@@ -12,7 +12,7 @@ from typing import Any, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from kubemigrate.controller.kube.api import KubeApi, refusal_of
+from kubemigrate.controller.kube.api import Forbidden, KubeApi, refusal_of
 
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 PAGE = 500
@@ -30,7 +30,12 @@ class FleetApi:
         names: list[str] = []
         token = ""
         while True:
-            page = await self.api._call(self._secret_page, namespace, selector, token)
+            try:
+                page = await self.api._call(self._secret_page, namespace, selector, token)
+            except ApiException as e:
+                if e.status == 403:
+                    raise Forbidden(str(e.reason)) from e
+                raise
             names += [i["metadata"]["name"] for i in page.get("items") or []]
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:
