@@ -9,6 +9,7 @@ Job pods get no ServiceAccount token: they talk to PostgreSQL, never to the Kube
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,14 @@ class Owner:
     namespace: str
     uid: str
     generation: int = 0
+
+    @classmethod
+    def of(cls, kind: str, obj: Mapping[str, Any]) -> Owner:
+        """The owner a resource's body describes (its generation defaults to 1)."""
+        meta = obj["metadata"]
+        return cls(
+            kind, meta["name"], meta["namespace"], meta["uid"], int(meta.get("generation", 1))
+        )
 
 
 @dataclass(frozen=True)

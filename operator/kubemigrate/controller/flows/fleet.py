@@ -98,7 +98,7 @@ class FleetFlow:
         ctx: StepContext,
         refuse: Refuse,
     ) -> float:
-        owner = _owner(obj)
+        owner = Owner.of("MigrationSet", obj)
         assert spec.targets is not None
         target = spec.target_version or (source.newest if source is not None else None)
         if source is not None and target not in (None, "0") and target not in source.versions:
@@ -331,14 +331,3 @@ def _workers(number: int, canary: int, max_parallel: int, targets: int) -> int:
     """Pods of a wave: the canary's targets all at once, else at most maxParallel."""
     limit = canary if number == 0 and canary > 0 else max_parallel
     return max(1, min(limit, targets))
-
-
-def _owner(obj: Mapping[str, Any]) -> Owner:
-    meta = obj["metadata"]
-    return Owner(
-        "MigrationSet",
-        meta["name"],
-        meta["namespace"],
-        meta["uid"],
-        int(meta.get("generation", 1)),
-    )

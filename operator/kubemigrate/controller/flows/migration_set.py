@@ -50,17 +50,6 @@ LATE_LOOKS = 5
 """Looks (POLL apart) for a finished Job's result that its pod's status does not show yet."""
 
 
-def _owner(obj: Mapping[str, Any]) -> Owner:
-    meta = obj["metadata"]
-    return Owner(
-        "MigrationSet",
-        meta["name"],
-        meta["namespace"],
-        meta["uid"],
-        int(meta.get("generation", 1)),
-    )
-
-
 def conflicts(
     obj: Mapping[str, Any], spec: MigrationSetSpec, versions: Collection[str], index: PeerIndex
 ) -> str | None:
@@ -296,7 +285,7 @@ class MigrationSetFlow:
         self, obj: dict[str, Any], spec: MigrationSetSpec, url: str, key: str, ctx: StepContext
     ) -> float | None:
         """None once the run's DatabaseBackup is verified; else the delay before looking again."""
-        owner = _owner(obj)
+        owner = Owner.of("MigrationSet", obj)
         name = job_name(owner, f"pre-{key}")
         ns = owner.namespace
         if spec.backup is None or spec.backup.storage is None:
@@ -357,7 +346,7 @@ class MigrationSetFlow:
         ctx: StepContext,
     ) -> float:
         target, key, down = run
-        owner = _owner(obj)
+        owner = Owner.of("MigrationSet", obj)
         current = self.writer.current(obj)
         attempt = (current.failed_attempts or 0) if current.run_key == key else 0
         name = set_job.run_job_name(owner, key, attempt)
