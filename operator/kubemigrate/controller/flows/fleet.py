@@ -23,7 +23,7 @@ from kubemigrate.controller.build.jobs import Owner, job_failure, job_finished
 from kubemigrate.controller.flows.context import StepContext
 from kubemigrate.controller.flows.fleet_report import FleetReport, FleetRun
 from kubemigrate.controller.flows.fleet_targets import resolve
-from kubemigrate.controller.flows.set_source import ReadSource, Refusal
+from kubemigrate.controller.flows.set_source import ReadSource, Refusal, source_identity
 from kubemigrate.controller.flows.set_status import RESYNC, SetStatusWriter
 from kubemigrate.controller.kube.api import Forbidden, Invalid
 from kubemigrate.controller.kube.fleet_api import FleetApi
@@ -38,14 +38,7 @@ Refuse = Callable[[dict[str, Any], str, Refusal, StepContext], Awaitable[float]]
 def rollout_key(spec: MigrationSetSpec, source: ReadSource | None, target: str | None) -> str:
     """What the rollout is for, without the generation: a spec bump resumes the same rollout
     (succeeded targets are never run again); new files or another target start a new one."""
-    image = spec.source.image
-    what = (
-        source.checksum
-        if source is not None
-        else f"{image.reference}:{image.path}"
-        if image
-        else ""
-    )
+    what = source_identity(spec, source)
     assert spec.targets is not None
     return set_job.run_key(
         what,

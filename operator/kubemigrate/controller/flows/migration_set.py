@@ -23,7 +23,7 @@ from kubemigrate.controller.build.set_status import Progress, progress, run_fiel
 from kubemigrate.controller.build.status import merged, seconds, status_of
 from kubemigrate.controller.flows.context import Backoff, StepContext
 from kubemigrate.controller.flows.fleet import FleetFlow
-from kubemigrate.controller.flows.set_source import ReadSource, Refusal, read
+from kubemigrate.controller.flows.set_source import ReadSource, Refusal, read, source_identity
 from kubemigrate.controller.flows.set_status import RESYNC, SetStatusWriter
 from kubemigrate.controller.kube.api import Forbidden, Invalid, NotFound
 from kubemigrate.controller.ordering.migrations import DatabaseKey, Peer, PeerIndex
@@ -113,14 +113,7 @@ class MigrationSetFlow:
         assert spec.database is not None
         generation = obj["metadata"].get("generation", 1)
         target = spec.target_version or (source.newest if source is not None else None)
-        image = spec.source.image
-        what = (
-            source.checksum
-            if source is not None
-            else f"{image.reference}:{image.path}"
-            if image
-            else ""
-        )
+        what = source_identity(spec, source)
         key = set_job.run_key(what, target, generation)
         if source is not None:
             if target not in (None, "0") and target not in source.versions:

@@ -89,3 +89,12 @@ def _parse(files: dict[str, str], found: list[tuple[str, dict[str, str]]]) -> Re
     checksum = files_checksum({k: v.encode() for k, v in files.items()})
     keys = {name: sorted(data) for name, data in found}
     return ReadSource(sources, checksum, keys)
+
+
+def source_identity(spec: MigrationSetSpec, source: ReadSource | None) -> str:
+    """What the set's files are, for its run and rollout keys: the ConfigMaps' checksum, or the
+    image reference and path (the operator cannot read an image's files)."""
+    if source is not None:
+        return source.checksum
+    image = spec.source.image
+    return f"{image.reference}:{image.path}" if image else ""
